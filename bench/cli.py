@@ -1,0 +1,176 @@
+"""run_bench.py: run sweeps, list what can be run, report, compare runs, track history."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DEFAULT_PRESET = "quick"
+REPORTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reports")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _csv_list(kind):
+    def parse(text):
+        try:
+            return [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {text!r}")
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="run_bench.py", description="Benchmark LoRA, VeRA and GiVA: init overhead, step time, memory, "
+                    "parameters and accuracy, across methods, ranks and models. No subcommand = `run --preset quick`.")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
+
+    run = sub.add_parser("run", help="run a sweep into a run directory (resumes if it exists)")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--preset", help=f"named sweep (see `list`); default {DEFAULT_PRESET}")
+    source.add_argument("--config", metavar="FILE", help="sweep file (TOML) with SweepConfig keys")
+    run.add_argument("--out", metavar="RUN_DIR", help="run directory; default reports/runs/NAME-COMMIT")
+    run.add_argument("--models", type=_csv_list(str), help="comma-separated model names, hub ids or paths")
+    run.add_argument("--tasks", type=_csv_list(str), help="comma-separated tasks (profile, planted, sst2, ...)")
+    run.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva")
+    run.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks (a method's own ranks win)")
+    run.add_argument("--seeds", type=_csv_list(int))
+    run.add_argument("--batch-sizes", type=_csv_list(int))
+    run.add_argument("--seq-lens", type=_csv_list(int))
+    run.add_argument("--device", help="auto, cpu or cuda[:N]")
+    run.add_argument("--dtype", help="float32, bfloat16 or float16")
+    run.add_argument("--data-dir", help="folder with sst2/, trec/, emotion/, agnews/ (e.g. ../shared/data)")
+    run.add_argument("--steps", type=int, help="training steps per accuracy point")
+    run.add_argument("--threads", type=int, help="torch threads per point (0 = default)")
+    run.add_argument("--in-process", action="store_true", help="run points in this process (faster start, "
+                     "memory readings shared between points, a crash ends the sweep)")
+    run.add_argument("--retry-failed", action="store_true", help="run failed points of the run directory again")
+    run.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
+    run.add_argument("--history", metavar="CSV", nargs="?", const=os.path.join(REPORTS_DIR, "history.csv"),
+                     help="append the run's results to a history file (default reports/history.csv)")
+
+    lister = sub.add_parser("list", help="list models, tasks, presets and methods")
+    lister.add_argument("what", nargs="?", choices=["models", "tasks", "presets", "methods"], help="default: all")
+
+    report = sub.add_parser("report", help="plots and summary.md from results.csv and meta.json")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--out", help="output folder (needed for several run directories)")
+
+    compare = sub.add_parser("compare", help="compare two runs; exit 1 on a regression")
+    compare.add_argument("baseline", help="baseline run directory or results.csv")
+    compare.add_argument("current", help="current run directory or results.csv")
+    compare.add_argument("--threshold", action="append", default=[], metavar="METRIC:LIMIT",
+                         help="e.g. step_time_ms_p50:10%%, peak_mem_bytes:5%%, eval_accuracy:1pt (repeatable)")
+
+    history = sub.add_parser("history", help="append runs to a history file and plot metrics over commits")
+    history.add_argument("--append", nargs="*", default=[], metavar="RUN_DIR", help="runs to add first")
+    history.add_argument("--file", default=os.path.join(REPORTS_DIR, "history.csv"))
+    history.add_argument("--metrics", type=_csv_list(str), default=["step_time_ms_p50", "init_total_s", "peak_mem_bytes"])
+    history.add_argument("--out", default=os.path.join(REPORTS_DIR, "history"), help="folder for the plots")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv or ["run"])
+    try:
+        return COMMANDS[args.command](args, argv)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+        print(f"run_bench.py: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("run_bench.py: interrupted; rows written so far are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args, argv) -> int:
+    from .config import load_sweep_file, make_sweep_config
+    from .results import git_info
+    from .sweep import run_sweep
+
+    overrides = {k: v for k, v in dict(
+        models=args.models, tasks=args.tasks, methods=args.methods, ranks=args.ranks, seeds=args.seeds,
+        batch_sizes=args.batch_sizes, seq_lens=args.seq_lens, device=args.device, dtype=args.dtype,
+        data_dir=args.data_dir, threads=args.threads).items() if v is not None}
+    if args.in_process:
+        overrides["isolate"] = False
+    file_values = load_sweep_file(args.config) if args.config else {}
+    preset = None if args.config else (args.preset or DEFAULT_PRESET)
+    if args.steps is not None:
+        base = make_sweep_config(preset, file_values)
+        overrides["train"] = {**base.train, "steps": args.steps}
+    config = make_sweep_config(preset, file_values, overrides)
+    name = preset or os.path.splitext(os.path.basename(args.config))[0]
+    run_dir = args.out or os.path.join(REPORTS_DIR, "runs", f"{name}-{(git_info()['commit'] or 'nogit')[:7]}")
+    if args.retry_failed:
+        from .results import drop_failed_rows
+
+        print(f"retrying {drop_failed_rows(run_dir) if os.path.isdir(run_dir) else 0} failed points")
+    rows = run_sweep(config, run_dir, ["run_bench.py", *argv])
+    print(f"{len(rows)} points run; results in {os.path.join(run_dir, 'results.csv')}")
+    if not args.no_report:
+        from .report import build_report
+
+        written = build_report([run_dir])
+        print(f"report: {os.path.join(run_dir, 'summary.md')} ({len(written)} files)")
+    if args.history:
+        from .history import append_history
+
+        print(f"history: {append_history(run_dir, args.history)} rows added to {args.history}")
+    return 0
+
+
+def cmd_list(args, argv) -> int:
+    from giva import METHODS
+
+    from .config import PRESETS
+    from .models import REGISTRY, count_params
+    from .tasks import TASK_NAMES
+
+    if args.what in (None, "models"):
+        print("models (or any transformers hub id / local path):")
+        for entry in REGISTRY.values():
+            params = f"{count_params(entry) / 1e6:8.1f}M" if entry.source == "random" else "        "
+            print(f"  {entry.name:14s} {entry.family:6s} {entry.source:8s} {params}  {entry.note}")
+    if args.what in (None, "tasks"):
+        print("tasks: " + ", ".join(TASK_NAMES))
+    if args.what in (None, "presets"):
+        print("presets:")
+        for name, values in PRESETS.items():
+            print(f"  {name:15s} models={','.join(values['models'])} tasks={','.join(values['tasks'])} "
+                  f"ranks={values['ranks']}")
+    if args.what in (None, "methods"):
+        print("methods: " + ", ".join(METHODS))
+    return 0
+
+
+def cmd_report(args, argv) -> int:
+    from .report import build_report
+
+    written = build_report(args.run_dirs, args.out)
+    print("\n".join(written))
+    return 0
+
+
+def cmd_compare(args, argv) -> int:
+    from .compare import compare_runs, format_comparison, parse_thresholds
+
+    comparison = compare_runs(args.baseline, args.current, parse_thresholds(args.threshold))
+    print(format_comparison(comparison))
+    return 1 if comparison.regressions else 0
+
+
+def cmd_history(args, argv) -> int:
+    from .history import append_history, plot_history
+
+    for run_dir in args.append:
+        print(f"{append_history(run_dir, args.file)} rows added from {run_dir}")
+    print("\n".join(plot_history(args.file, args.metrics, args.out)))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "compare": cmd_compare, "history": cmd_history}

@@ -1,0 +1,203 @@
+"""Sweep settings: presets and sweep files -> one validated SweepConfig -> a grid of Points."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import sys
+from dataclasses import asdict, dataclass, field, fields
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from giva import METHODS, make_config
+
+from .models import DTYPES, get_entry
+
+
+@dataclass
+class SweepConfig:
+    """Everything a sweep varies or fixes. A sweep file (TOML) sets these keys at top level."""
+
+    models: list[str] = field(default_factory=lambda: ["llama-2m"])
+    tasks: list[str] = field(default_factory=lambda: ["profile"])  # "profile" = synthetic batches, timing only
+    methods: list[str] = field(default_factory=lambda: ["lora", "vera", "giva"])
+    ranks: list[int] = field(default_factory=lambda: [8])  # a method's own "ranks" option overrides these
+    seeds: list[int] = field(default_factory=lambda: [0])
+    batch_sizes: list[int] = field(default_factory=lambda: [8])
+    seq_lens: list[int] = field(default_factory=lambda: [64])
+    dtype: str = "float32"
+    device: str = "auto"  # auto: cuda when available, else cpu
+    warmup_steps: int = 3  # steps run before timing (allocator, caches, lazy init)
+    timed_steps: int = 10  # profile task: steps timed after warmup (accuracy tasks time every step after warmup)
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    data_dir: str = ""  # folder of the datasets (../shared/data here); "" = load by name from the hub
+    isolate: bool = True  # each point in a fresh process: clean peak memory, a crash loses one point
+    point_timeout_s: int = 3600
+    # Per-method options, e.g. {"vera": {"ranks": [256], "d_initial": 0.1}, "lora": {"alpha": 16}}.
+    # LoRA's alpha defaults to 2 * r, the ratio of the GiVA paper's runs.
+    method_options: dict = field(default_factory=dict)
+    task_options: dict = field(default_factory=dict)  # e.g. max_train_examples, max_eval_examples, k
+    train: dict = field(default_factory=dict)  # bench.train.TrainSettings fields: steps, lr, eval_every, ...
+
+    def __post_init__(self):
+        for name in ("models", "tasks", "methods", "ranks", "seeds", "batch_sizes", "seq_lens"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} is empty; give at least one value")
+        for model in self.models:
+            get_entry(model)
+        unknown = [m for m in list(self.methods) + list(self.method_options) if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+        for name in ("batch_sizes", "seq_lens"):
+            if any(not isinstance(v, int) or v <= 0 for v in getattr(self, name)):
+                raise ValueError(f"{name} must be positive integers, got {getattr(self, name)}")
+        if self.warmup_steps < 0 or self.timed_steps < 1:
+            raise ValueError("warmup_steps must be >= 0 and timed_steps >= 1")
+        for method in self.methods:
+            for rank in self.ranks_for(method):
+                make_config(method, **self.adapter_options(method, rank))  # rank <= 0, unknown options, bad values
+        from .tasks import TASK_NAMES
+        from .train import TrainSettings
+
+        for task in self.tasks:
+            if task not in TASK_NAMES:
+                raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASK_NAMES)}")
+        known_train = {f.name for f in fields(TrainSettings)}
+        bad = [k for k in self.train if k not in known_train]
+        if bad:
+            raise ValueError(f"unknown train setting {bad[0]!r}; known: {', '.join(sorted(known_train))}")
+
+    def ranks_for(self, method: str) -> list[int]:
+        return list(self.method_options.get(method, {}).get("ranks", self.ranks))
+
+    def adapter_options(self, method: str, rank: int) -> dict:
+        options = {k: v for k, v in self.method_options.get(method, {}).items() if k != "ranks"}
+        if method == "lora":
+            options.setdefault("alpha", 2 * rank)
+        return {"r": rank, **options}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def config_hash(self) -> str:
+        """What decides the points; resuming a run dir needs the same hash."""
+        relevant = {k: v for k, v in self.to_dict().items() if k not in ("isolate", "point_timeout_s")}
+        return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One cell of the grid: everything needed to produce one results row."""
+
+    model: str
+    task: str
+    method: str
+    rank: int
+    seed: int
+    batch_size: int
+    seq_len: int
+    dtype: str
+    device: str
+    warmup_steps: int
+    timed_steps: int
+    threads: int
+    data_dir: str
+    adapter_options: str  # canonical JSON of the make_config options
+    task_options: str  # canonical JSON
+    train: str  # canonical JSON of TrainSettings overrides
+
+    @property
+    def point_id(self) -> str:
+        identity = {k: v for k, v in asdict(self).items() if k not in ("data_dir", "threads")}
+        return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}/{self.task}/{self.method}/r{self.rank}/s{self.seed}/b{self.batch_size}x{self.seq_len}"
+
+
+def expand_grid(config: SweepConfig, device: str) -> list[Point]:
+    """The sweep's points in a stable order: models outermost, seeds innermost."""
+    points = []
+    for model, task, bs, sl, method in itertools.product(config.models, config.tasks, config.batch_sizes,
+                                                         config.seq_lens, config.methods):
+        for rank, seed in itertools.product(config.ranks_for(method), config.seeds):
+            options = config.adapter_options(method, rank)
+            points.append(Point(
+                model=model, task=task, method=method, rank=rank, seed=seed, batch_size=bs, seq_len=sl,
+                dtype=config.dtype, device=device, warmup_steps=config.warmup_steps,
+                timed_steps=config.timed_steps, threads=config.threads, data_dir=config.data_dir,
+                adapter_options=_canonical({k: v for k, v in options.items() if k != "r"}),
+                task_options=_canonical(config.task_options), train=_canonical(config.train),
+            ))
+    return points
+
+
+def _canonical(d: dict) -> str:
+    return json.dumps(d, sort_keys=True)
+
+
+# Presets: named sweeps. "quick" is the default run: a few minutes on 2 CPU cores.
+PRESETS = {
+    "quick": dict(
+        models=["llama-2m", "llama-12m"], tasks=["planted"], methods=["lora", "vera", "giva"], ranks=[2, 8],
+        method_options={"vera": {"ranks": [16, 64]}}, batch_sizes=[8], seq_lens=[64],
+        train={"steps": 60, "eval_every": 20}, task_options={"k": 8},
+    ),
+    "profile-quick": dict(
+        models=["llama-2m", "llama-12m"], tasks=["profile"], methods=["lora", "vera", "giva"], ranks=[4, 16],
+        batch_sizes=[8], seq_lens=[64], warmup_steps=3, timed_steps=10,
+    ),
+    "sizes": dict(  # init overhead and step cost as the model grows; the GPU extends it to llama-7b
+        models=["llama-2m", "llama-12m", "llama-50m", "llama-140m", "llama-430m", "llama-1b"], tasks=["profile"],
+        methods=["lora", "vera", "giva"], ranks=[8], method_options={"vera": {"ranks": [256]}},
+        batch_sizes=[4], seq_lens=[128], warmup_steps=2, timed_steps=5,
+    ),
+    "accuracy-quick": dict(  # MiniLM on SST-2, about 10 minutes on 2 CPU cores
+        models=["minilm"], tasks=["sst2"], methods=["lora", "vera", "giva"], ranks=[2, 8, 32],
+        method_options={"vera": {"ranks": [16, 64, 256]}}, batch_sizes=[16], seq_lens=[64], warmup_steps=3,
+        train={"steps": 150, "eval_every": 50}, task_options={"max_eval_examples": 872},
+        data_dir="../shared/data",
+    ),
+    "paper-gpu": dict(  # ranks 1..1024, 3 seeds, several tasks; hours on one GPU
+        models=["minilm", "smollm2-135m"], tasks=["sst2", "trec", "emotion", "agnews"],
+        methods=["lora", "vera", "giva"], ranks=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], seeds=[0, 1, 2],
+        batch_sizes=[64], seq_lens=[128], device="cuda", train={"steps": 2000, "eval_every": 250},
+        method_options={"lora": {"ranks": [1, 2, 4, 8, 16, 32, 64]}}, data_dir="../shared/data",
+    ),
+}
+
+
+def load_sweep_file(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"sweep file {path!r} not found; give the path of a TOML file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"sweep file {path!r} does not parse as TOML: {e}") from None
+
+
+def make_sweep_config(preset: str | None = None, file_values: dict | None = None, overrides: dict | None = None) -> SweepConfig:
+    """Preset values, then the sweep file's, then command-line overrides; unknown keys and wrong types are errors."""
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = copy.deepcopy(PRESETS.get(preset, {}))
+    defaults = {f.name: f for f in fields(SweepConfig)}
+    for source in (file_values or {}, overrides or {}):
+        for key, value in source.items():
+            if key not in defaults:
+                raise ValueError(f"unknown sweep key {key!r}; known keys: {', '.join(defaults)}")
+            values[key] = value
+    for key, value in values.items():
+        default = defaults[key].default_factory() if callable(defaults[key].default_factory) else defaults[key].default
+        if not isinstance(value, type(default)) and not (isinstance(default, float) and isinstance(value, int)):
+            raise ValueError(f"sweep key {key!r} must be a {type(default).__name__}, got {value!r}")
+    return SweepConfig(**values)

