@@ -22,7 +22,7 @@ bench: $(VENV)/.installed
 	$(PY) run_bench.py
 
 test: $(VENV)/.installed
-	$(PY) -m pytest tests --ignore=tests/benchmarks
+	$(PY) -m pytest tests
 
 benchmarks: $(VENV)/.installed
 	$(PY) -m pytest tests/benchmarks --benchmark-enable --benchmark-autosave

@@ -147,7 +147,7 @@ def _canonical(d: dict) -> str:
 # Presets: named sweeps. "quick" is the default run: a few minutes on 2 CPU cores.
 PRESETS = {
     "quick": dict(
-        models=["llama-2m", "llama-12m"], tasks=["planted"], methods=["lora", "vera", "giva"], ranks=[2, 8],
+        models=["llama-2m", "gpt2-tiny"], tasks=["planted"], methods=["lora", "vera", "giva"], ranks=[2, 8],
         method_options={"vera": {"ranks": [16, 64]}}, batch_sizes=[8], seq_lens=[64],
         train={"steps": 60, "eval_every": 20}, task_options={"k": 8},
     ),

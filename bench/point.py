@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -15,7 +16,7 @@ from giva import adapter_stats, apply_adapter, make_config, save_adapter
 
 from .config import Point
 from .measure import MemoryMonitor, summarize_ms, synchronize
-from .models import check_fits, count_params, get_entry
+from .models import check_fits, get_entry
 from .results import utc_now
 
 
@@ -72,13 +73,21 @@ def measure_point(point: Point, run_dir: str) -> dict:
     config = make_config(point.method, r=point.rank, trainable_modules=setup.trainable_modules,
                          **json.loads(point.adapter_options))
 
+    # The first batches are drawn before any clock runs (a task may compute targets
+    # while drawing) and go back in front of the stream, so every method trains on
+    # the same data in the same order. One untimed forward warms the kernels.
+    num_grad = getattr(config, "num_grad_batches", 0)
+    head_batches = [next(setup.train_batches) for _ in range(max(1, num_grad))]
+    setup.train_batches = itertools.chain(head_batches, setup.train_batches)
+    with torch.no_grad():
+        model(**head_batches[0])
+
     # Init: gradient (GiVA), SVD, injection, each timed inside giva; peak memory of the whole phase.
     torch.manual_seed(point.seed)
-    data = setup.train_batches if point.method == "giva" else None
     synchronize(device)
     with MemoryMonitor(device) as init_mem:
         t0 = time.perf_counter()
-        apply_adapter(model, config, data=data, loss_fn=setup.loss_fn)
+        apply_adapter(model, config, data=head_batches[:num_grad] or None, loss_fn=setup.loss_fn)
         synchronize(device)
         init_total_s = time.perf_counter() - t0
     stats = adapter_stats(model)

@@ -24,6 +24,8 @@ class AdapterConfig:
             raise ValueError(f"dropout={self.dropout!r} must be in [0, 1)")
         if isinstance(self.target_modules, tuple):
             self.target_modules = list(self.target_modules)
+        if isinstance(self.trainable_modules, str):  # one name, not its letters
+            self.trainable_modules = [self.trainable_modules]
         self.trainable_modules = list(self.trainable_modules)
 
     def check_layer_rank(self, name: str, out_features: int, in_features: int) -> int:

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .config import AdapterConfig
 from .gradient import estimate_gradients
-from .layer import AdapterLayer, adapter_dtype
+from .layer import AdapterLayer, adapter_dtype, vector_delta
 
 BASES = ("Vr", "VrUr", "VrU2r", "VrUrand")
 SVD_KINDS = ("randomized", "exact")
@@ -106,21 +105,20 @@ class GivaLinear(AdapterLayer):
     def rank(self) -> int:
         return self.lambda_s.shape[0]
 
-    def scaled_B(self) -> torch.Tensor:
-        """diag(lambda_o) B diag(lambda_s): (out, r); same FLOPs as LoRA's B per token."""
-        return self.lambda_o[:, None] * self.giva_B * self.lambda_s
-
     def delta(self, x):
-        return F.linear(F.linear(x, self.giva_A), self.scaled_B())
+        return vector_delta(x, self.giva_A, self.giva_B, self.lambda_s, self.lambda_o)
 
     def delta_weight(self):
-        return self.scaled_B() @ self.giva_A
+        return (self.lambda_o[:, None] * self.giva_B * self.lambda_s) @ self.giva_A
 
 
 def build_layers(config: GivaConfig, targets: dict[str, nn.Module], *, ranks: dict[str, int], model=None,
                  data=None, loss_fn=None, saved: dict[str, torch.Tensor] | None = None, timings: dict | None = None):
     """Layers from saved bases (loading), or from the gradient of `data` (applying)."""
     if saved is not None:
+        missing = [name for name in targets if f"{name}.giva_A" not in saved or f"{name}.giva_B" not in saved]
+        if missing:
+            raise ValueError(f"the checkpoint lacks the GiVA bases of layers {missing[:3]}; save it with save_adapter")
         return {name: GivaLinear(layer, saved[f"{name}.giva_A"], saved[f"{name}.giva_B"], config.dropout)
                 for name, layer in targets.items()}
     if data is None:

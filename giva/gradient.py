@@ -102,24 +102,27 @@ def estimate_gradients(model: nn.Module, targets: dict[str, nn.Module], data, nu
             weight.requires_grad_(True)
             weight.grad = None
             hooks.append(weight.register_post_accumulate_grad_hook(make_hook(name, targets[name])))
-        if cache_dir:
+        if cache_dir:  # meta.json marks a complete cache: drop the old one before overwriting its files
             os.makedirs(cache_dir, exist_ok=True)
+            if os.path.exists(os.path.join(cache_dir, "meta.json")):
+                os.remove(os.path.join(cache_dir, "meta.json"))
         batches = None if callable(data) else iter(data)
         for i in range(num_batches):  # exactly num_batches: never pulls one more
             last_batch = i == num_batches - 1
-            if batches is None:
-                loss = data(model)
-            else:
-                try:
-                    batch = next(batches)
-                except StopIteration:
-                    raise ValueError(f"data gave only {i} batches but num_grad_batches={num_batches}; "
-                                     "pass more batches or lower num_grad_batches") from None
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    loss = batch_loss(model, to_device(batch, device), loss_fn)
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
-                raise ValueError("the loss must be a scalar tensor that depends on the target layers' weights")
-            loss.backward()
+            with torch.enable_grad():  # also when apply_adapter runs under torch.no_grad()
+                if batches is None:
+                    loss = data(model)
+                else:
+                    try:
+                        batch = next(batches)
+                    except StopIteration:
+                        raise ValueError(f"data gave only {i} batches but num_grad_batches={num_batches}; "
+                                         "pass more batches or lower num_grad_batches") from None
+                    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                        loss = batch_loss(model, to_device(batch, device), loss_fn)
+                if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
+                    raise ValueError("the loss must be a scalar tensor that depends on the target layers' weights")
+                loss.backward()
         missing = [name for name in targets if name not in handed_over]
         if missing:
             raise ValueError(f"layers {missing[:3]} got no gradient; are they on the path to the loss? drop them from target_modules")

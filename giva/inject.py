@@ -6,6 +6,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn as nn
 
 from .config import AdapterConfig
@@ -24,8 +25,13 @@ class AdapterState:
     config: AdapterConfig
     layers: dict[str, AdapterLayer]
     requires_grad_before: dict[str, bool]  # parameter name -> flag, restored by unload
-    shared: dict = field(default_factory=dict)  # VeRA's projections, saved once
     timings: dict = field(default_factory=dict)  # init phases in seconds: grad_s, svd_s, inject_s
+
+    @property
+    def shared(self) -> dict[str, torch.Tensor]:
+        """Frozen tensors all layers share (VeRA's projections), by checkpoint name; saved once."""
+        first = next(iter(self.layers.values()))
+        return {name: getattr(first, name) for name in first.shared_names}
 
 
 def adapter_state(model: nn.Module) -> AdapterState:
@@ -66,13 +72,9 @@ def apply_adapter(model: nn.Module, config: AdapterConfig, data=None, loss_fn=No
         owner = model.get_submodule(module_name)
         in_kept = any(param_name.startswith(k + ".") for k in kept_trainable)
         param.requires_grad_(in_kept or (isinstance(owner, AdapterLayer) and param_name.rpartition(".")[2] in owner.trainable_names))
-    shared = {}
-    if config.method == "vera":
-        first = next(iter(layers.values()))
-        shared = {"vera_A": first.vera_A, "vera_B": first.vera_B}
     synchronize(device)
     timings["inject_s"] = time.perf_counter() - start
-    setattr(model, STATE_ATTR, AdapterState(config, layers, requires_grad_before, shared, timings))
+    setattr(model, STATE_ATTR, AdapterState(config, layers, requires_grad_before, timings))
     return model
 
 

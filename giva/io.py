@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from .inject import STATE_ATTR, adapter_state, apply_adapter
+from .inject import STATE_ATTR, adapter_state, apply_adapter, unload_adapter
 from .methods import make_config
 from .targets import is_linear, linear_shape
 
@@ -75,14 +75,13 @@ def load_adapter(model: nn.Module, path: str) -> nn.Module:
     config = make_config(method, **options)
     tensors = load_file(os.path.join(path, WEIGHTS_FILE))
     apply_adapter(model, config, saved=tensors)
-    targets = adapter_tensors(model)
-    if method == "vera" and not config.save_projection:  # regenerated from the seed by apply
-        targets.update(adapter_state(model).shared)
-    missing = sorted(set(targets) - set(tensors))
-    if missing:
-        raise ValueError(f"checkpoint {path!r} lacks {missing[:3]}; it was saved from another model or adapter")
+    targets = adapter_tensors(model)  # without VeRA's pair when it is regenerated from the seed
+    mismatched = sorted(set(targets) ^ set(tensors)) or [n for n in targets if targets[n].shape != tensors[n].shape]
+    if mismatched:
+        unload_adapter(model)
+        raise ValueError(f"checkpoint {path!r} does not fit its own config at {mismatched[:3]}; "
+                         "it was edited or saved from another adapter")
     with torch.no_grad():
         for name, tensor in tensors.items():
-            if name in targets:
-                targets[name].copy_(tensor)
+            targets[name].copy_(tensor)
     return model

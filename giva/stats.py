@@ -12,10 +12,11 @@ def adapter_stats(model: nn.Module) -> dict:
     """Counts and sizes for an adapted model, as one flat dict (units in the names)."""
     state = adapter_state(model)
     adapter_params = sum(getattr(layer, n).numel() for layer in state.layers.values() for n in layer.trainable_names)
-    buffers = {}  # by storage, so VeRA's shared pair counts once
+    buffers = {}  # by address, so VeRA's shared pair counts once
     for layer in state.layers.values():
-        for _, buf in layer.named_buffers(recurse=False):
-            buffers[buf.untyped_storage().data_ptr()] = buf.untyped_storage().nbytes()
+        for name in layer.frozen_names + layer.shared_names:
+            buf = getattr(layer, name)
+            buffers[buf.data_ptr()] = buf.numel() * buf.element_size()
     ranks = {name: layer.rank for name, layer in state.layers.items()}
     return {
         "method": state.config.method,

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .config import AdapterConfig
-from .layer import AdapterLayer, adapter_dtype
+from .layer import AdapterLayer, adapter_dtype, vector_delta
 from .targets import linear_shape
 
 
@@ -41,32 +40,46 @@ def make_projections(r: int, max_in: int, max_out: int, seed: int) -> tuple[torc
     return A, B
 
 
+class VeraProjections(nn.Module):
+    """The shared frozen pair. Every VeraLinear holds this one module, so .to() and .half() keep one copy."""
+
+    def __init__(self, A: torch.Tensor, B: torch.Tensor):
+        super().__init__()
+        self.register_buffer("A", A, persistent=False)  # (r, max_in); io.py saves it once, or not at all
+        self.register_buffer("B", B, persistent=False)  # (max_out, r)
+
+
 class VeraLinear(AdapterLayer):
     trainable_names = ("lambda_d", "lambda_b")
+    shared_names = ("vera_A", "vera_B")
 
-    def __init__(self, base_layer: nn.Module, vera_A: torch.Tensor, vera_B: torch.Tensor, d_initial: float, dropout: float):
+    def __init__(self, base_layer: nn.Module, projections: VeraProjections, d_initial: float, dropout: float):
         super().__init__(base_layer, dropout)
-        # Shared tensors, not saved per layer (io.py saves the pair once).
-        self.register_buffer("vera_A", vera_A, persistent=False)  # (r, max_in)
-        self.register_buffer("vera_B", vera_B, persistent=False)  # (max_out, r)
-        r = vera_A.shape[0]
-        to = dict(device=vera_A.device, dtype=vera_A.dtype)
+        self.projections = projections
+        r = projections.A.shape[0]
+        to = dict(device=projections.A.device, dtype=projections.A.dtype)
         self.lambda_d = nn.Parameter(torch.full((r,), float(d_initial), **to))
         self.lambda_b = nn.Parameter(torch.zeros(self.out_features, **to))
+
+    @property
+    def vera_A(self) -> torch.Tensor:  # (r, max_in)
+        return self.projections.A
+
+    @property
+    def vera_B(self) -> torch.Tensor:  # (max_out, r)
+        return self.projections.B
 
     @property
     def rank(self) -> int:
         return self.lambda_d.shape[0]
 
-    def scaled_B(self) -> torch.Tensor:
-        """diag(lambda_b) B_s diag(lambda_d): (out, r), so the vectors never touch activations."""
-        return self.lambda_b[:, None] * self.vera_B[: self.out_features] * self.lambda_d
-
     def delta(self, x):
-        return F.linear(F.linear(x, self.vera_A[:, : self.in_features]), self.scaled_B())
+        A, B = self.vera_A[:, : self.in_features], self.vera_B[: self.out_features]
+        return vector_delta(x, A, B, self.lambda_d, self.lambda_b)
 
     def delta_weight(self):
-        return self.scaled_B() @ self.vera_A[:, : self.in_features]
+        B = self.vera_B[: self.out_features]
+        return (self.lambda_b[:, None] * B * self.lambda_d) @ self.vera_A[:, : self.in_features]
 
 
 def build_layers(config: VeraConfig, targets: dict[str, nn.Module], **_) -> dict[str, AdapterLayer]:
@@ -76,5 +89,5 @@ def build_layers(config: VeraConfig, targets: dict[str, nn.Module], **_) -> dict
     A, B = make_projections(config.r, max_in, max_out, config.projection_seed)
     first = next(iter(targets.values()))
     to = dict(device=first.weight.device, dtype=adapter_dtype(first))
-    A, B = A.to(**to), B.to(**to)
-    return {name: VeraLinear(layer, A, B, config.d_initial, config.dropout) for name, layer in targets.items()}
+    projections = VeraProjections(A.to(**to), B.to(**to))
+    return {name: VeraLinear(layer, projections, config.d_initial, config.dropout) for name, layer in targets.items()}

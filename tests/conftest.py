@@ -1,4 +1,4 @@
-"""Shared fixtures: small real models (offline) and their batches, and a model snapshot.
+"""Shared fixtures: small real models (offline) and their batches, model helpers, a thread limit.
 
 Models are built from a fixed seed and put in eval mode (no dropout), so two
 copies give bit-identical outputs. Session-scoped originals are deep-copied per
@@ -14,6 +14,20 @@ import os
 import pytest
 import torch
 import torch.nn as nn
+
+# --- threads ------------------------------------------------------------------
+
+
+@pytest.fixture
+def single_thread():
+    """One intra-op thread for the test. On a 2-core machine shared with other jobs, OpenMP barriers in
+    small LAPACK calls (GiVA's QR and SVD) slow down 100x or more with 2 threads; correctness tests
+    need no parallelism. Use with pytestmark = pytest.mark.usefixtures("single_thread")."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 # --- models -------------------------------------------------------------------
 
@@ -57,6 +71,12 @@ def tiny_gpt2() -> nn.Module:
 
 
 @pytest.fixture
+def gpt2_factory():
+    """gpt2_factory(n_embd) -> a 2-layer random GPT-2 of that width."""
+    return make_gpt2
+
+
+@pytest.fixture
 def tiny_llama() -> nn.Module:
     """A 2-layer random Llama (nn.Linear, grouped-query attention), eval mode."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -94,6 +114,24 @@ def lm_batches() -> list[dict]:
     return token_batches(2, 2, 8, 1, 100)
 
 
+# --- model helpers ------------------------------------------------------------
+
+
+def perturb_trainable(model: nn.Module, scale: float = 0.1, seed: int = 1) -> None:
+    """Add seeded noise to every trainable parameter, so that an adapter's delta is not zero."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(scale * torch.randn(p.shape, generator=generator))
+
+
+@pytest.fixture
+def perturb():
+    """perturb(model): seeded noise on the trainable parameters."""
+    return perturb_trainable
+
+
 # --- model snapshot -----------------------------------------------------------
 
 
@@ -102,11 +140,16 @@ class ModelSnapshot:
 
     def __init__(self, model: nn.Module):
         self.types = [(n, type(m)) for n, m in model.named_modules()]
-        self.tensors = {n: t.detach().clone() for n, t in model.state_dict(keep_vars=True).items()}
+        self.tensors = {n: t.detach().clone() for n, t in self.named_tensors(model).items()}
         self.flags = {n: p.requires_grad for n, p in model.named_parameters()}
 
+    @staticmethod
+    def named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+        """Parameters and buffers, non-persistent ones (VeRA's projections) included."""
+        return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
     def changed_tensors(self, model: nn.Module) -> set[str]:
-        now = model.state_dict(keep_vars=True)
+        now = self.named_tensors(model)
         assert set(now) == set(self.tensors), "the model's parameters and buffers changed names"
         return {n for n, t in self.tensors.items() if not torch.equal(t, now[n].detach())}
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
-from giva import (adapter_disabled, apply_adapter, make_config, merge_adapter, set_adapter_enabled, unload_adapter,
-                  unmerge_adapter)
-from giva.layer import AdapterLayer
+from giva import (adapter_disabled, adapter_stats, apply_adapter, load_adapter, make_config, merge_adapter,
+                  save_adapter, set_adapter_enabled, unload_adapter, unmerge_adapter)
+from giva.layer import FOLD_MAX_RANK, AdapterLayer, vector_delta
 
-METHODS = {"lora": dict(r=4), "vera": dict(r=16), "giva": dict(r=4)}
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+# variant -> (method, options); VeRA r=128 takes the unfolded path of layer.vector_delta
+VARIANTS = {"lora": ("lora", dict(r=4)), "vera": ("vera", dict(r=16)), "vera r128": ("vera", dict(r=128)),
+           "giva": ("giva", dict(r=4))}
 MODELS = {  # fixture name -> its batches' fixture name
     "minilm": "minilm_batches",
     "tiny_gpt2": "lm_batches",  # Conv1D layers
@@ -22,18 +28,10 @@ def logits(model, batch) -> torch.Tensor:
         return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
 
 
-def adapt(model, method: str, batches, **options):
-    config = make_config(method, **{**METHODS[method], **options})
+def adapt(model, variant: str, batches, **options):
+    method, defaults = VARIANTS[variant]
+    config = make_config(method, **{**defaults, **options})
     return apply_adapter(model, config, data=batches if method == "giva" else None)
-
-
-def perturb_trainable(model, scale: float = 0.1, seed: int = 1) -> None:
-    """Random trainable values, so that the delta is not zero."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(scale * torch.randn(p.shape, generator=generator))
 
 
 def base_weights(model) -> dict[str, torch.Tensor]:
@@ -45,11 +43,11 @@ def model_and_batches(request):
     return request.getfixturevalue(request.param), request.getfixturevalue(MODELS[request.param])
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_zero_delta_at_init_and_a_step_trains_only_the_adapter(model_and_batches, method, snapshot):
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_zero_delta_at_init_and_a_step_trains_only_the_adapter(model_and_batches, variant, snapshot):
     model, batches = model_and_batches
     base_out = logits(model, batches[0])
-    adapt(model, method, batches)
+    adapt(model, variant, batches)
     layers = model.giva_adapter.layers
     assert all(isinstance(model.get_submodule(name), AdapterLayer) for name in layers)
     assert torch.equal(logits(model, batches[0]), base_out)  # delta exactly zero
@@ -66,12 +64,12 @@ def test_zero_delta_at_init_and_a_step_trains_only_the_adapter(model_and_batches
     assert not torch.equal(logits(model, batches[0]), base_out)
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_merge_unmerge_and_disable_are_exact(model_and_batches, method):
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_merge_unmerge_and_disable_are_exact(model_and_batches, variant, perturb):
     model, batches = model_and_batches
     base_out = logits(model, batches[0])
-    adapt(model, method, batches)
-    perturb_trainable(model)
+    adapt(model, variant, batches)
+    perturb(model)
     adapted_out = logits(model, batches[0])
     assert not torch.allclose(adapted_out, base_out, atol=1e-3)
     weights = base_weights(model)
@@ -96,23 +94,23 @@ def test_merge_unmerge_and_disable_are_exact(model_and_batches, method):
     torch.testing.assert_close(logits(model, batches[0]), adapted_out, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_unload_restores_the_model(model_and_batches, method, snapshot):
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_unload_restores_the_model(model_and_batches, variant, snapshot, perturb):
     model, batches = model_and_batches
     next(model.parameters()).requires_grad_(False)  # a flag apply changes and unload must restore
     base_out = logits(model, batches[0])
     original = snapshot(model)
-    adapt(model, method, batches)
-    perturb_trainable(model)
+    adapt(model, variant, batches)
+    perturb(model)
     unload_adapter(model)
     original.assert_same(model)  # types, tensors, flags, no adapter attribute
     assert torch.equal(logits(model, batches[0]), base_out)
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_unload_with_merge_keeps_the_adapted_outputs(tiny_gpt2, lm_batches, method):
-    adapt(tiny_gpt2, method, lm_batches)
-    perturb_trainable(tiny_gpt2)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_unload_with_merge_keeps_the_adapted_outputs(tiny_gpt2, lm_batches, variant, perturb):
+    adapt(tiny_gpt2, variant, lm_batches)
+    perturb(tiny_gpt2)
     adapted_out = logits(tiny_gpt2, lm_batches[0])
     unload_adapter(tiny_gpt2, merge=True)
     assert not any(isinstance(m, AdapterLayer) for m in tiny_gpt2.modules())
@@ -129,3 +127,52 @@ def test_trainable_modules_stay_trainable_and_are_not_adapted(minilm):
     # The default targets are the encoder's linear layers only: not the pooler, not the head.
     assert len(minilm.giva_adapter.layers) == 36
     assert not any(n.startswith("bert.pooler") for n in minilm.giva_adapter.layers)
+
+
+@pytest.mark.parametrize("r", [4, FOLD_MAX_RANK + 1])  # folded into (out, r), and scaling the activations
+def test_vector_delta_is_the_formula(r):
+    generator = torch.Generator().manual_seed(0)
+    x, A, B = (torch.randn(shape, generator=generator) for shape in [(3, 5, 20), (r, 20), (12, r)])
+    lambda_in = torch.randn(r, generator=generator, requires_grad=True)
+    lambda_out = torch.randn(12, generator=generator, requires_grad=True)
+    expected = lambda_out * ((lambda_in * (x @ A.T)) @ B.T)  # (3, 5, 12)
+    got = vector_delta(x, A, B, lambda_in, lambda_out)
+    torch.testing.assert_close(got, expected)
+    grads = torch.autograd.grad(got.square().sum(), [lambda_in, lambda_out])
+    expected_grads = torch.autograd.grad(expected.square().sum(), [lambda_in, lambda_out])
+    for g, e in zip(grads, expected_grads):
+        torch.testing.assert_close(g, e)
+
+
+def test_vera_pair_stays_shared_after_to(minilm, minilm_batches, perturb, tmp_path):
+    fresh = copy.deepcopy(minilm).double()
+    adapt(minilm, "vera", minilm_batches, r=8)
+    minilm.double()
+    layers = list(minilm.giva_adapter.layers.values())
+    assert len({layer.vera_A.data_ptr() for layer in layers}) == 1
+    assert all(layer.vera_A.dtype == torch.float64 for layer in layers)
+    assert adapter_stats(minilm)["adapter_buffer_bytes"] == 8 * (8 * 1536 + 1536 * 8)  # one pair, fp64
+    perturb(minilm)
+    out = logits(minilm, minilm_batches[0])
+    save_adapter(minilm, str(tmp_path))
+    load_adapter(fresh, str(tmp_path))
+    assert torch.equal(logits(fresh, minilm_batches[0]), out)
+
+
+def test_apply_under_no_grad_and_trainable_module_as_a_string(minilm, minilm_batches):
+    with torch.no_grad():  # GiVA's gradient pass still runs
+        apply_adapter(minilm, make_config("giva", r=4, trainable_modules="classifier"), data=minilm_batches)
+    trainable = {n for n, p in minilm.named_parameters() if p.requires_grad}
+    assert {"classifier.weight", "classifier.bias"} <= trainable
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_half_precision_base_gets_fp32_adapters(tiny_llama, lm_batches, variant):
+    model = tiny_llama.to(torch.bfloat16)
+    base_out = logits(model, lm_batches[0])
+    adapt(model, variant, lm_batches)
+    assert torch.equal(logits(model, lm_batches[0]), base_out)
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    assert all(b.dtype == torch.float32 for layer in model.giva_adapter.layers.values() for b in layer.buffers())
+    model(**lm_batches[0]).loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)

@@ -10,7 +10,8 @@ import torch
 from giva import LoraConfig, VeraConfig, adapter_stats, apply_adapter
 
 peft = pytest.importorskip("peft")
-pytestmark = [pytest.mark.filterwarnings("ignore:fan_in_fan_out is set to False"),
+pytestmark = [pytest.mark.usefixtures("single_thread"),
+              pytest.mark.filterwarnings("ignore:fan_in_fan_out is set to False"),
               pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated")]
 
 # Mixed shapes, so that VeRA slices its shared pair: MiniLM (384->384, 384->1536), GPT-2 Conv1D (32->96, 128->32).
@@ -74,12 +75,13 @@ def test_lora_matches_peft(case, use_rslora):
     torch.testing.assert_close(out, logits(theirs, batch), atol=1e-5, rtol=1e-4)
 
 
-def test_vera_matches_peft(case):
+@pytest.mark.parametrize("r", [16, 128])  # both paths of layer.vector_delta
+def test_vera_matches_peft(case, r):
     model, batch, targets = case
     base_out = logits(model, batch)
     ours, theirs = model, copy.deepcopy(model)
-    apply_adapter(ours, VeraConfig(r=16, d_initial=0.1, projection_seed=3, target_modules=targets))
-    theirs = peft.get_peft_model(theirs, peft.VeraConfig(r=16, d_initial=0.1, projection_prng_key=3,
+    apply_adapter(ours, VeraConfig(r=r, d_initial=0.1, projection_seed=3, target_modules=targets))
+    theirs = peft.get_peft_model(theirs, peft.VeraConfig(r=r, d_initial=0.1, projection_prng_key=3,
                                                          target_modules=targets))
 
     layers = ours.giva_adapter.layers

@@ -1,0 +1,68 @@
+"""How much the harness's training loop adds to a step: bench.train.train versus a bare loop.
+
+    .venv/bin/python tests/benchmarks/harness_overhead.py [--model minilm --task sst2 --data-dir ../shared/data]
+
+Same adapted model, same batches, same optimizer settings, in alternating rounds so
+that machine noise hits both alike. Prints both medians and their ratio (goal: < 1.02).
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from bench.tasks import setup_task
+from bench.train import TrainSettings, train
+from giva import apply_adapter, make_config
+from giva.gradient import batch_loss
+
+
+def bare_steps(model, batches, loss_fn, steps, lr):
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    model.train()
+    times = []
+    for _ in range(steps):
+        batch = next(batches)
+        start = time.perf_counter()
+        loss = batch_loss(model, batch, loss_fn)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="llama-12m")
+    parser.add_argument("--task", default="profile")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--method", default="lora")
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round and loop")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    setup = setup_task(args.task, args.model, batch_size=args.batch_size, seq_len=args.seq_len, seed=0,
+                       data_dir=args.data_dir)
+    config = make_config(args.method, r=args.rank, trainable_modules=setup.trainable_modules)
+    data = [next(setup.train_batches)] if args.method == "giva" else None
+    apply_adapter(setup.model, config, data=data, loss_fn=setup.loss_fn)
+    evaluate, setup.evaluate = setup.evaluate, None  # time steps only
+    harness, bare = [], []
+    settings = TrainSettings(steps=args.steps + 2, lr=1e-4, warmup_ratio=0.0, schedule="constant")
+    for _ in range(args.rounds):
+        harness += train(setup.model, setup, settings, method=args.method, device="cpu").step_times_ms[2:]
+        bare += bare_steps(setup.model, setup.train_batches, setup.loss_fn, args.steps + 2, 1e-4)[2:]
+    h, b = statistics.median(harness), statistics.median(bare)
+    print(f"{args.model} {args.task} {args.method} r={args.rank} batch {args.batch_size}x{args.seq_len}, "
+          f"{len(harness)} steps each: harness median {h:.2f} ms, bare loop median {b:.2f} ms, ratio {h / b:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""results.csv writing: schema doc in step, whole rows only, atomic rewrite."""
+
+import os
+
+import pytest
+
+from bench.results import (COLUMN_NAMES, append_row, done_point_ids, drop_failed_rows, read_rows,
+                           schema_markdown)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_schema_doc_matches_the_code():
+    with open(os.path.join(REPO, "bench", "SCHEMA.md")) as f:
+        assert f.read() == schema_markdown(), "regenerate: python -m bench.results > bench/SCHEMA.md"
+
+
+def test_required_columns_are_in_the_schema():
+    required = ["model", "method", "rank", "seed", "status", "error", "trainable_params", "init_total_s",
+                "init_grad_s", "init_svd_s", "init_peak_mem_bytes", "step_time_ms_p50", "step_time_ms_p90",
+                "peak_mem_bytes", "adapter_file_bytes", "task", "eval_accuracy", "eval_accuracy_best", "eval_loss",
+                "train_steps", "train_time_s"]
+    assert [c for c in required if c not in COLUMN_NAMES] == []
+
+
+def test_torn_last_line_is_cut_before_the_next_append(tmp_path):
+    append_row(str(tmp_path), {"point_id": "a", "status": "ok", "error": "x, with a comma"})
+    path = tmp_path / "results.csv"
+    with open(path, "a") as f:
+        f.write("1,b,ok,partial line without newl")  # what a kill -9 mid-write could leave
+    append_row(str(tmp_path), {"point_id": "c", "status": "failed", "error": "boom"})
+    rows = read_rows(str(path))
+    assert [r["point_id"] for r in rows] == ["a", "c"]
+    assert rows[0]["error"] == "x, with a comma"
+    assert done_point_ids(str(tmp_path)) == {"a", "c"}
+    assert drop_failed_rows(str(tmp_path)) == 1
+    assert [r["point_id"] for r in read_rows(str(path))] == ["a"]
+
+
+def test_unknown_column_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="outside the schema"):
+        append_row(str(tmp_path), {"point_id": "a", "step_time": 3})
+    assert not (tmp_path / "results.csv").exists()

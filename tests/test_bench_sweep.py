@@ -1,0 +1,159 @@
+"""The profiling harness end to end: real tiny models, real subprocesses, real files."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.config import make_sweep_config
+from bench.results import COLUMN_NAMES, SCHEMA_VERSION, read_rows
+from bench.sweep import run_sweep
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "run_bench.py", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def tiny_sweep(**overrides):
+    values = dict(models=["llama-2m"], tasks=["profile"], methods=["lora", "giva"], ranks=[2, 4],
+                  batch_sizes=[2], seq_lens=[16], warmup_steps=1, timed_steps=3, isolate=False)
+    values.update(overrides)
+    return make_sweep_config(None, values)
+
+
+def llama2m_layer_shapes():
+    """(out, in) of the default Llama targets of llama-2m: q, k, v (128x128), up (512x128), down (128x512)."""
+    return [(128, 128)] * 3 + [(512, 128), (128, 512)]
+
+
+def test_small_sweep_writes_schema_rows_with_formula_counts(tmp_path):
+    rows = run_sweep(tiny_sweep(), str(tmp_path), ["test"], log=lambda *_: None)
+    assert len(rows) == 4
+    with open(tmp_path / "results.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert header == COLUMN_NAMES
+    written = read_rows(str(tmp_path / "results.csv"))
+    assert len(written) == 4 and {r["status"] for r in written} == {"ok"}, [r["error"] for r in written]
+    layers = 2  # decoder layers in llama-2m
+    for row in written:
+        r = int(row["rank"])
+        shapes = llama2m_layer_shapes()
+        per_layer = [r * (o + i) for o, i in shapes] if row["method"] == "lora" else [r + o for o, _ in shapes]
+        assert int(row["trainable_params"]) == layers * sum(per_layer)
+        assert int(row["adapted_layers"]) == layers * len(shapes)
+        assert int(row["schema_version"]) == SCHEMA_VERSION
+        for column in ("init_total_s", "step_time_ms_p50", "step_time_ms_p90", "tokens_per_s", "peak_mem_bytes",
+                       "adapter_file_bytes", "init_peak_mem_bytes", "point_wall_s"):
+            assert float(row[column]) > 0, column
+        assert float(row["step_time_ms_p90"]) >= float(row["step_time_ms_p50"])
+        assert len(row["step_times_ms"].split(";")) == int(row["timed_steps"]) == 3
+        assert row["peak_mem_source"] == "rss"
+        if row["method"] == "giva":
+            assert float(row["init_grad_s"]) > 0 and float(row["init_svd_s"]) > 0
+            assert int(row["adapter_buffer_bytes"]) == 4 * layers * sum(r * (o + i) for o, i in shapes)
+        else:
+            assert float(row["init_grad_s"]) == 0 and int(row["adapter_buffer_bytes"]) == 0
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["config"]["models"] == ["llama-2m"] and meta["environment"]["versions"]["torch"]
+    assert "commit" in meta["environment"] and meta["ended_at"]
+
+
+def test_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path):
+    # LoRA r=256 exceeds min(out, in)=128 of llama-2m's layers: apply raises, the row says why.
+    config = tiny_sweep(methods=["lora"], ranks=[256, 2])
+    rows = run_sweep(config, str(tmp_path), ["test"], log=lambda *_: None)
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+    assert "exceeds min(out, in)" in rows[0]["error"]
+
+
+def test_too_large_model_is_skipped_with_reason(tmp_path):
+    config = tiny_sweep(models=["llama-7b", "llama-2m"], methods=["lora"], ranks=[2], dtype="float32")
+    rows = run_sweep(config, str(tmp_path), ["test"], log=lambda *_: None)
+    if rows[0]["status"] != "skipped":
+        pytest.skip("this machine has room for a 7B model in fp32")
+    assert "GiB" in rows[0]["error"] and rows[1]["status"] == "ok"
+
+
+def test_isolated_point_crash_becomes_failed_row(tmp_path):
+    # A model path that does not exist fails inside the point's own process.
+    config = tiny_sweep(models=[str(tmp_path / "no-such-model"), "llama-2m"], methods=["lora"], ranks=[2],
+                        isolate=True)
+    rows = run_sweep(config, str(tmp_path / "run"), ["test"], log=lambda *_: None)
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+    assert rows[0]["error"]
+
+
+def test_sigkilled_sweep_resumes_with_every_point_once(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["run", "--config", str(tmp_path / "sweep.toml"), "--out", str(run_dir), "--no-report"]
+    (tmp_path / "sweep.toml").write_text(
+        'models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["lora", "vera", "giva"]\nranks = [2, 4]\n'
+        "batch_sizes = [2]\nseq_lens = [16]\nwarmup_steps = 1\ntimed_steps = 2\n")
+    proc = subprocess.Popen([sys.executable, "run_bench.py", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    results = run_dir / "results.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and len(read_rows(str(results))) < 2:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = read_rows(str(results))
+    assert 2 <= len(before) < 6, "kill the sweep part way"
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert "already done" in done.stdout
+    rows = read_rows(str(results))
+    ids = [r["point_id"] for r in rows]
+    assert len(ids) == 6 and len(set(ids)) == 6
+    assert all(r["status"] == "ok" for r in rows)
+    assert rows[: len(before)] == before  # nothing written before the kill was lost or rewritten
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--models", "no-such-model"], "unknown model"),
+    (["run", "--methods", "dora"], "unknown method"),
+    (["run", "--preset", "nope"], "unknown preset"),
+    (["run", "--ranks", "0"], "positive integer"),
+    (["run", "--frobnicate"], "unrecognized arguments"),
+    (["run", "--tasks", "imagenet"], "unknown task"),
+])
+def test_bad_input_one_line_error_exit_2(args, message, tmp_path):
+    result = run_cli(*args, "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_bad_sweep_files_and_output_dirs(tmp_path):
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("models = [\n")
+    unknown_key = tmp_path / "unknown.toml"
+    unknown_key.write_text('modles = ["llama-2m"]\n')
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    cases = [
+        (["run", "--config", str(bad_toml), "--out", str(tmp_path / "a")], "does not parse"),
+        (["run", "--config", str(unknown_key), "--out", str(tmp_path / "b")], "unknown sweep key 'modles'"),
+        (["run", "--config", str(tmp_path / "missing.toml")], "not found"),
+        (["run", "--preset", "profile-quick", "--out", str(blocker / "run")], "cannot write to run directory"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_run_dir_of_another_config_is_refused(tmp_path):
+    run_sweep(tiny_sweep(methods=["lora"], ranks=[2]), str(tmp_path), ["test"], log=lambda *_: None)
+    with pytest.raises(ValueError, match="different config"):
+        run_sweep(tiny_sweep(methods=["lora"], ranks=[4]), str(tmp_path), ["test"], log=lambda *_: None)
+    result = run_cli("run", "--preset", "profile-quick", "--out", str(tmp_path))
+    assert result.returncode == 2 and "different config" in result.stderr

@@ -1,0 +1,273 @@
+"""compare_runs and the history, on runs made from small_run_dir with step times measured for real.
+
+`timed_runs` keeps every row of small_run_dir and replaces its step times with fresh timings of a
+fixed matmul workload: `baseline` and `same` time the same workload, `slower` a workload doing 1.5x
+the work. Samples of the three are taken in turn (interleaved), so a busy machine slows all alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import statistics
+import time
+
+import numpy as np
+import pytest
+import torch
+from test_report import assert_png_not_blank, assert_svg_parses, copy_run, rewrite_rows, small_run_dir  # noqa: F401
+
+from bench.compare import (DEFAULT_THRESHOLDS, Threshold, bootstrap_ratio_ci, compare_and_print, compare_runs,
+                           exit_code, format_comparison, parse_threshold, parse_thresholds)
+from bench.history import HISTORY_COLUMNS, append_history, plot_history
+from bench.results import RESULTS_FILE, latest_rows, read_rows
+
+SAMPLES = 30
+WORK = {"baseline": 4, "same": 4, "slower": 6}  # matmuls per timed step
+
+
+def time_workloads(n_points: int) -> dict[str, list[list[float]]]:
+    """Per run name, per point, SAMPLES step times (ms) of WORK[name] matmuls of 160 x 160, interleaved."""
+    a, b = torch.randn(160, 160), torch.randn(160, 160)
+    names = list(WORK)
+    times = {name: [[] for _ in range(n_points)] for name in names}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(3 * len(names)):  # warmup
+            torch.mm(a, b)
+        for point in range(n_points):
+            for sample in range(SAMPLES):
+                for k in range(len(names)):
+                    name = names[(sample + k) % len(names)]  # rotate the order: no run always goes first
+                    start = time.perf_counter()
+                    for _ in range(WORK[name]):
+                        torch.mm(a, b)
+                    times[name][point].append((time.perf_counter() - start) * 1000.0)
+    finally:
+        torch.set_num_threads(threads)
+    return times
+
+
+def with_step_times(row: dict, times_ms: list[float]) -> dict:
+    ordered = sorted(times_ms)
+    p50 = statistics.median(ordered)
+    tokens = int(row["batch_size"]) * int(row["seq_len"])
+    return {**row, "step_time_ms_p50": p50, "step_time_ms_p90": ordered[int(round(0.9 * (len(ordered) - 1)))],
+            "step_time_ms_mean": statistics.fmean(ordered), "step_time_ms_min": ordered[0],
+            "step_times_ms": ";".join(f"{t:.4f}" for t in times_ms), "tokens_per_s": tokens / (p50 / 1000.0),
+            "timed_steps": len(times_ms)}
+
+
+@pytest.fixture(scope="session")
+def timed_runs(small_run_dir, tmp_path_factory) -> dict[str, str]:
+    rows = latest_rows(read_rows(os.path.join(small_run_dir, RESULTS_FILE)))
+    ok = [i for i, r in enumerate(rows) if r["status"] == "ok"]
+    times = time_workloads(len(ok))
+    runs = {}
+    for name in WORK:
+        run_dir = copy_run(small_run_dir, tmp_path_factory.mktemp(name))
+        timed = dict(zip(ok, times[name]))
+        rewrite_rows(run_dir, lambda _: [with_step_times(r, timed[i]) if i in timed else r for i, r in enumerate(rows)])
+        runs[name] = run_dir
+    return runs
+
+
+def n_ok_points(run_dir: str) -> int:
+    return sum(r["status"] == "ok" for r in latest_rows(read_rows(os.path.join(run_dir, RESULTS_FILE))))
+
+
+# --- thresholds ---------------------------------------------------------------
+
+
+def test_threshold_rules_parse_from_text():
+    assert parse_threshold("step_time_ms_p50:10%") == Threshold("step_time_ms_p50", 0.10, relative=True)
+    assert parse_threshold("eval_accuracy:1pt") == Threshold("eval_accuracy", 0.01, relative=False)
+    assert parse_threshold(" init_total_s : 0.5 ") == Threshold("init_total_s", 0.5, relative=False)
+    assert str(parse_threshold("peak_mem_bytes:5%")) == "peak_mem_bytes:5%"
+    assert parse_thresholds(["peak_mem_bytes:5%", "peak_mem_bytes:8%"])["peak_mem_bytes"].limit == pytest.approx(0.08)
+    assert DEFAULT_THRESHOLDS["step_time_ms_p50"].limit == pytest.approx(0.10)
+    assert DEFAULT_THRESHOLDS["init_total_s"].limit == pytest.approx(0.25)
+    assert DEFAULT_THRESHOLDS["eval_accuracy"] == Threshold("eval_accuracy", 0.01, relative=False)
+    for bad, message in [("step_time_ms_p50", "METRIC:LIMIT"), ("speed:10%", "unknown metric 'speed'"),
+                         ("trainable_params:1%", "compared exactly"), ("step_time_ms_p50:ten%", "METRIC:LIMIT")]:
+        with pytest.raises(ValueError, match=message):
+            parse_threshold(bad)
+
+
+def test_bootstrap_ci_brackets_the_true_ratio_and_is_reproducible():
+    rng = np.random.default_rng(1)
+    base = rng.lognormal(np.log(10.0), 0.1, size=30)
+    slow = rng.lognormal(np.log(15.0), 0.1, size=30)
+    low, high = bootstrap_ratio_ci(base, slow)
+    assert 1.3 < low < 1.5 < high < 1.7
+    assert bootstrap_ratio_ci(base, slow) == (low, high)
+    low, high = bootstrap_ratio_ci(base, rng.lognormal(np.log(10.0), 0.1, size=30))
+    assert low < 1.0 < high
+
+
+# --- comparing runs -----------------------------------------------------------
+
+
+def test_two_runs_of_the_same_workload_show_no_regression(timed_runs):
+    c = compare_runs(timed_runs["baseline"], timed_runs["same"])
+    assert c.regressions == [], format_comparison(c)
+    assert exit_code(c) == 0
+    assert compare_and_print(timed_runs["baseline"], timed_runs["same"], print_fn=lambda _: None) == 0
+    step = [ch for ch in c.changes if ch.metric == "step_time_ms_p50"]
+    assert len(step) == n_ok_points(timed_runs["baseline"])
+    assert all(ch.ci is not None and ch.ci[0] < 1.1 for ch in step)
+    assert c.added == [] and c.removed == []
+    assert len(c.not_compared) == sum(r["status"] != "ok" for r in latest_rows(
+        read_rows(os.path.join(timed_runs["baseline"], RESULTS_FILE))))
+
+
+def test_a_really_slower_step_is_a_significant_regression_and_exits_1(timed_runs):
+    c = compare_runs(timed_runs["baseline"], timed_runs["slower"])
+    slower = {ch.point_id for ch in c.regressions if ch.metric == "step_time_ms_p50"}
+    # most points, not all: on a busy 2-core machine a burst of contention can widen one point's interval
+    assert len(slower) >= 0.5 * n_ok_points(timed_runs["baseline"]), format_comparison(c)
+    assert {ch.metric for ch in c.regressions} <= {"step_time_ms_p50", "tokens_per_s"}
+    for ch in c.regressions:
+        assert ch.ci is not None
+        if ch.metric == "step_time_ms_p50":
+            assert ch.ci[0] > 1.1 and 1.1 < ch.ratio < 2.5
+    printed = []
+    assert compare_and_print(timed_runs["baseline"], timed_runs["slower"], print_fn=printed.append) == 1
+    assert "REGRESSIONS" in printed[0] and "result: " in printed[0] and "regression(s)" in printed[0]
+    # the same slowdown passes under a 60% threshold: both larger than the threshold AND significant
+    assert compare_runs(timed_runs["baseline"], timed_runs["slower"], {"step_time_ms_p50": "60%",
+                                                                      "tokens_per_s": "60%"}).regressions == []
+
+
+def test_a_changed_parameter_count_is_flagged(timed_runs, tmp_path):
+    changed = copy_run(timed_runs["baseline"], tmp_path / "changed")
+    target = {}
+
+    def grow(rows):
+        row = next(r for r in rows if r["status"] == "ok")
+        target.update(point_id=row["point_id"], before=int(row["trainable_params"]))
+        row["trainable_params"] = str(int(row["trainable_params"]) + 16)
+        return rows
+
+    rewrite_rows(changed, grow)
+    c = compare_runs(timed_runs["baseline"], changed)
+    assert [(ch.point_id, ch.metric, ch.verdict) for ch in c.regressions] == [
+        (target["point_id"], "trainable_params", "changed")]
+    assert f"{target['before']:,} -> {target['before'] + 16:,}" in c.regressions[0].note
+    assert exit_code(c) == 1
+    assert "trainable_params" in format_comparison(c)
+
+
+def test_points_in_one_run_only_are_listed_not_compared(timed_runs, tmp_path):
+    fewer = copy_run(timed_runs["baseline"], tmp_path / "fewer")
+    rows = read_rows(os.path.join(fewer, RESULTS_FILE))
+    method = next(r["method"] for r in rows if r["status"] == "ok")  # drop every point of one method
+    dropped = {r["point_id"] for r in rows if r["method"] == method}
+    rewrite_rows(fewer, lambda rows: [r for r in rows if r["method"] != method])
+    c = compare_runs(timed_runs["baseline"], fewer)
+    assert len(c.removed) == len(dropped) > 0 and c.added == []
+    assert all(f" {method} " in p for p in c.removed)
+    assert not any(ch.point_id in dropped for ch in c.changes)
+    reverse = compare_runs(fewer, timed_runs["baseline"])
+    assert len(reverse.added) == len(c.removed) and reverse.removed == []
+
+
+def test_accuracy_and_memory_use_their_thresholds(timed_runs, tmp_path):
+    baseline = copy_run(timed_runs["baseline"], tmp_path / "base")
+    # a profiling-only run has no accuracy: give its ok rows one, the same in both runs
+    rewrite_rows(baseline, lambda rows: [{**r, "eval_accuracy": r["eval_accuracy"] or "0.8"} if r["status"] == "ok"
+                                         else r for r in rows])
+    worse = copy_run(baseline, tmp_path / "worse")
+    ids = {}
+
+    def degrade(rows):
+        ok = [r for r in rows if r["status"] == "ok"]
+        ok[0]["eval_accuracy"] = str(float(ok[0]["eval_accuracy"]) - 0.02)  # 2 points: beyond 1pt
+        ok[1]["eval_accuracy"] = str(float(ok[1]["eval_accuracy"]) - 0.005)  # half a point: within
+        ok[2]["peak_mem_bytes"] = str(int(float(ok[2]["peak_mem_bytes"]) * 1.10))  # +10%: beyond 5%
+        ok[3]["peak_mem_bytes"] = str(int(float(ok[3]["peak_mem_bytes"]) * 1.02))  # +2%: within
+        ids.update(acc=ok[0]["point_id"], mem=ok[2]["point_id"])
+        return rows
+
+    rewrite_rows(worse, degrade)
+    c = compare_runs(baseline, worse)
+    assert not any("measured in" in w for w in c.warnings)
+    assert sorted((ch.point_id, ch.metric) for ch in c.regressions) == sorted(
+        [(ids["acc"], "eval_accuracy"), (ids["mem"], "peak_mem_bytes")])
+    assert compare_runs(baseline, worse, {"eval_accuracy": "3pt", "peak_mem_bytes": "15%"}).regressions == []
+    # accuracy measured on one side only is not compared, and said so
+    blank = copy_run(baseline, tmp_path / "blank")
+    rewrite_rows(blank, lambda rows: [{**r, "eval_accuracy": ""} for r in rows])
+    one_sided = compare_runs(baseline, blank)
+    assert not any(ch.metric == "eval_accuracy" for ch in one_sided.changes)
+    assert any(w.startswith("eval_accuracy measured in the baseline run only") for w in one_sided.warnings)
+
+
+def test_failed_rows_are_listed_not_compared(timed_runs, tmp_path):
+    failed = copy_run(timed_runs["baseline"], tmp_path / "failed")
+    rows = read_rows(os.path.join(failed, RESULTS_FILE))
+    first_ok = next(r for r in rows if r["status"] == "ok")
+    retry = {**{c: "" for c in first_ok}, **{k: first_ok[k] for k in ("schema_version", "point_id", "model", "task",
+             "method", "rank", "seed")}, "status": "failed", "error": "RuntimeError: boom"}
+    rewrite_rows(failed, lambda rs: rs + [retry])
+    c = compare_runs(timed_runs["baseline"], failed)
+    assert any("current failed (RuntimeError: boom)" in line for line in c.not_compared)
+    assert first_ok["point_id"] not in {ch.point_id for ch in c.changes}
+
+
+def test_runs_with_no_configuration_in_common_are_an_error(timed_runs, tmp_path):
+    other = copy_run(timed_runs["baseline"], tmp_path / "other")
+    rewrite_rows(other, lambda rows: [{**r, "point_id": "x" + r["point_id"]} for r in rows])
+    with pytest.raises(ValueError, match="no configuration in common"):
+        compare_runs(timed_runs["baseline"], other)
+
+
+def test_a_different_schema_version_is_not_comparable(timed_runs, tmp_path):
+    future = copy_run(timed_runs["baseline"], tmp_path / "future")
+    rewrite_rows(future, lambda rows: [{**r, "schema_version": "2"} for r in rows])
+    with pytest.raises(ValueError, match="not comparable"):
+        compare_runs(timed_runs["baseline"], future)
+
+
+def test_a_missing_baseline_says_how_to_make_one(timed_runs, tmp_path):
+    missing = str(tmp_path / "no-such-run")
+    with pytest.raises(FileNotFoundError) as info:
+        compare_runs(missing, timed_runs["baseline"])
+    assert missing in str(info.value) and "run_bench.py run --preset quick --out DIR" in str(info.value)
+    with pytest.raises(FileNotFoundError):
+        compare_runs(os.path.join(missing, RESULTS_FILE), timed_runs["baseline"])
+
+
+def test_a_results_csv_path_works_like_its_run_directory(timed_runs):
+    by_dir = compare_runs(timed_runs["baseline"], timed_runs["same"])
+    by_file = compare_runs(os.path.join(timed_runs["baseline"], RESULTS_FILE), timed_runs["same"])
+    assert [(ch.point_id, ch.metric, ch.verdict) for ch in by_dir.changes] == \
+        [(ch.point_id, ch.metric, ch.verdict) for ch in by_file.changes]
+
+
+# --- history ------------------------------------------------------------------
+
+
+def test_history_gains_one_row_per_ok_point_once_and_plots(timed_runs, tmp_path):
+    history = str(tmp_path / "reports" / "history.csv")
+    n_ok = n_ok_points(timed_runs["baseline"])
+    assert append_history(timed_runs["baseline"], history) == n_ok
+    assert append_history(timed_runs["baseline"], history) == 0  # the same run again adds nothing
+    assert append_history(os.path.join(timed_runs["baseline"], RESULTS_FILE), history) == 0
+    assert append_history(timed_runs["slower"], history) == n_ok
+    with open(history, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * n_ok and list(rows[0]) == HISTORY_COLUMNS
+    assert {r["commit"] for r in rows} and all(r["step_time_ms_p50"] for r in rows)
+
+    written = plot_history(history, ["step_time_ms_p50", "trainable_params"], str(tmp_path / "plots"))
+    assert sorted(os.path.basename(p) for p in written) == [
+        "history_step_time_ms_p50.png", "history_step_time_ms_p50.svg", "history_trainable_params.png",
+        "history_trainable_params.svg"]
+    for path in written:
+        assert_png_not_blank(path) if path.endswith(".png") else assert_svg_parses(path)
+    with pytest.raises(ValueError, match="unknown history metric"):
+        plot_history(history, ["speed"], str(tmp_path / "plots"))
+    with pytest.raises(FileNotFoundError, match="history --append"):
+        plot_history(str(tmp_path / "none.csv"), ["step_time_ms_p50"], str(tmp_path / "plots"))

@@ -1,0 +1,208 @@
+"""GiVA's gradient and bases: a planted gradient, exactly N averaged batches, no state left behind."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file
+
+from giva import GivaConfig, adapter_stats, apply_adapter, unload_adapter
+from giva.giva import BASES, bases_from_gradient
+from giva.gradient import estimate_gradients
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+OUT, IN = 48, 64
+SINGULAR = torch.tensor([10.0, 8.0, 6.0, 4.0, 3.0, 2.0])  # distinct, so each singular vector is defined up to sign
+
+
+def planted_problem(seed: int = 0):
+    """A bias-free linear model and one batch whose loss has gradient G = U diag(S) V^T (rank 6) wrt W."""
+    generator = torch.Generator().manual_seed(seed)
+    k = len(SINGULAR)
+    U = torch.linalg.qr(torch.randn(OUT, k, generator=generator)).Q  # (out, k)
+    V = torch.linalg.qr(torch.randn(IN, k, generator=generator)).Q  # (in, k)
+    model = nn.Sequential(nn.Linear(IN, OUT, bias=False))
+    x = SINGULAR[:, None] * V.T  # (k, in): row t is S_t v_t
+
+    def loss_fn(output, batch):  # sum_t u_t . (W x_t)  ->  dL/dW = sum_t u_t x_t^T = U S V^T
+        return (output * U.T).sum()
+
+    return model, [x], loss_fn, U, V
+
+
+def cosines(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Cosines of the principal angles between the column spaces of A and B (orthonormal columns)."""
+    return torch.linalg.svdvals(A.T @ B)
+
+
+@pytest.mark.parametrize("svd", ["exact", "randomized"])
+@pytest.mark.parametrize("basis", BASES)
+def test_bases_from_a_planted_gradient(basis, svd):
+    r = 2
+    model, batches, loss_fn, U, V = planted_problem()
+    apply_adapter(model, GivaConfig(r=r, basis=basis, svd=svd, target_modules=["0"]), data=batches, loss_fn=loss_fn)
+    layer = model[0]
+    A, B = layer.giva_A, layer.giva_B
+    assert A.shape == (r, IN) and B.shape == (OUT, r)
+    torch.testing.assert_close(A @ A.T, torch.eye(r), atol=1e-5, rtol=0)
+    torch.testing.assert_close(cosines(A.T, V[:, :r]), torch.ones(r), atol=1e-4, rtol=0)  # top-r right subspace
+    if basis == "VrUr":
+        torch.testing.assert_close((B * U[:, :r]).sum(0).abs(), torch.ones(r), atol=1e-4, rtol=0)
+    elif basis == "VrU2r":
+        torch.testing.assert_close((B * U[:, r:2 * r]).sum(0).abs(), torch.ones(r), atol=1e-4, rtol=0)
+    elif basis == "Vr":
+        torch.testing.assert_close(B.T @ B, torch.eye(r), atol=1e-5, rtol=0)
+        assert cosines(B, U[:, :r]).max() < 0.9  # random, not the gradient's left vectors
+    else:  # VrUrand: a raw Gaussian
+        assert not torch.allclose(B.T @ B, torch.eye(r), atol=0.1)
+        assert abs(B.mean()) < 0.3 and 0.7 < B.std() < 1.3
+
+
+@pytest.mark.parametrize("basis", ["Vr", "VrUrand"])
+def test_random_B_is_seeded(basis):
+    def B_for(seed):
+        model, batches, loss_fn, _, _ = planted_problem()
+        apply_adapter(model, GivaConfig(r=2, basis=basis, seed=seed, target_modules=["0"]), data=batches,
+                      loss_fn=loss_fn)
+        return model[0].giva_B
+
+    assert torch.equal(B_for(0), B_for(0))
+    assert not torch.allclose(B_for(0), B_for(1))
+
+
+def test_randomized_svd_finds_the_top_subspace_of_a_full_rank_gradient():
+    generator = torch.Generator().manual_seed(0)
+    U = torch.linalg.qr(torch.randn(200, 200, generator=generator)).Q
+    V = torch.linalg.qr(torch.randn(300, 200, generator=generator)).Q
+    S = 0.8 ** torch.arange(200.0)  # a decaying spectrum, no exact low rank
+    G = U * S @ V.T
+    r = 8
+    A, B = bases_from_gradient("layer", G, r, GivaConfig(r=r, basis="VrUr"))
+    assert cosines(A.T, V[:, :r]).min() > 0.99
+    assert cosines(B, U[:, :r]).min() > 0.99
+
+
+class CountingBatches:
+    """Yields `available` batches and counts how many were pulled."""
+
+    def __init__(self, batches):
+        self.batches, self.pulled = batches, 0
+
+    def __iter__(self):
+        for batch in self.batches:
+            self.pulled += 1
+            yield batch
+
+
+@pytest.mark.parametrize("num_batches", [1, 3])
+def test_uses_exactly_n_batches_and_averages_them(num_batches, tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Linear(IN, OUT, bias=False))
+    batches = CountingBatches([torch.randn(5, IN, generator=generator) for _ in range(num_batches + 2)])
+    forwards = []
+    model[0].register_forward_hook(lambda *_: forwards.append(1))
+
+    def loss_fn(output, batch):
+        return output.pow(2).mean()
+
+    manual = torch.zeros(OUT, IN)
+    for x in batches.batches[:num_batches]:
+        manual += torch.autograd.grad(loss_fn(model(x), x), model[0].weight)[0] / num_batches
+    forwards.clear()
+
+    config = GivaConfig(r=3, svd="exact", num_grad_batches=num_batches, target_modules=["0"], grad_cache=str(tmp_path))
+    apply_adapter(model, config, data=batches, loss_fn=loss_fn)
+    assert batches.pulled == num_batches  # never pulls batch N + 1
+    assert len(forwards) == num_batches
+    torch.testing.assert_close(load_file(tmp_path / "0.safetensors")["grad"], manual, atol=1e-6, rtol=1e-5)
+    V = torch.linalg.svd(manual).Vh[:3].T
+    torch.testing.assert_close(cosines(model[0].giva_A.T, V), torch.ones(3), atol=1e-4, rtol=0)
+
+
+def test_callable_data_is_called_n_times():
+    model = planted_problem()[0]
+    G = torch.randn(OUT, IN)
+    calls = []
+
+    def train_step(m):
+        calls.append(1)
+        return (m[0].weight * G).sum()
+
+    apply_adapter(model, GivaConfig(r=2, svd="exact", num_grad_batches=2, target_modules=["0"]), data=train_step)
+    assert len(calls) == 2
+    torch.testing.assert_close(cosines(model[0].giva_A.T, torch.linalg.svd(G).Vh[:2].T), torch.ones(2),
+                               atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("model_name", ["tiny_llama", "tiny_gpt2"])  # GPT-2's Conv1D stores W as (in, out)
+def test_cached_gradient_is_the_mean_over_batches(request, model_name, lm_batches, tmp_path):
+    model = request.getfixturevalue(model_name)
+    apply_adapter(model, GivaConfig(r=4, num_grad_batches=2, grad_cache=str(tmp_path)), data=lm_batches)
+    layers = model.giva_adapter.layers
+    unload_adapter(model)
+    for batch in lm_batches:  # the reference: plain autograd, accumulated
+        model(**batch).loss.backward()
+    for name, layer in layers.items():
+        G = load_file(os.path.join(tmp_path, f"{name}.safetensors"))["grad"]
+        weight = layer.base_layer.weight
+        expected = (weight.grad if isinstance(layer.base_layer, nn.Linear) else weight.grad.T) / 2
+        assert G.shape == (layer.out_features, layer.in_features)
+        torch.testing.assert_close(G, expected, atol=1e-6, rtol=1e-4)
+
+    # A second apply with the same layers and batch count reads the cache and needs no gradient pass.
+    def no_data(m):
+        raise AssertionError("the cache should have been used")
+
+    apply_adapter(model, GivaConfig(r=4, num_grad_batches=2, grad_cache=str(tmp_path)), data=no_data)
+    for name, layer in model.giva_adapter.layers.items():
+        assert torch.equal(layer.giva_A, layers[name].giva_A)
+
+
+def test_flags_grads_and_autocast_are_restored(tiny_llama, lm_batches):
+    model = tiny_llama
+    model.model.embed_tokens.weight.requires_grad_(False)
+    model.model.layers[0].mlp.up_proj.weight.requires_grad_(False)  # a frozen target
+    old_grad = torch.ones_like(model.model.layers[1].self_attn.q_proj.weight)
+    model.model.layers[1].self_attn.q_proj.weight.grad = old_grad  # a user's gradient, left alone
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    targets = {n: m for n, m in model.named_modules() if n.endswith(("q_proj", "up_proj"))}
+    grads = {}
+    for dtype in (torch.bfloat16, None):
+        estimate_gradients(model, targets, lm_batches, 2, lambda name, G: grads.setdefault((dtype, name), G),
+                           autocast_dtype=dtype)
+        assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+        assert model.model.layers[1].self_attn.q_proj.weight.grad is old_grad
+        assert all(p.grad is None for n, p in model.named_parameters() if n != "model.layers.1.self_attn.q_proj.weight")
+        assert not torch.is_autocast_enabled("cpu")
+        assert "forward" not in vars(model)  # the forward is not wrapped
+    assert len(grads) == 2 * len(targets)
+    name = "model.layers.0.self_attn.q_proj"
+    torch.testing.assert_close(grads[torch.bfloat16, name], grads[None, name], atol=0.1, rtol=0.1)
+    assert not torch.equal(grads[torch.bfloat16, name], grads[None, name])  # the bf16 pass did run in bf16
+    model.model.layers[1].self_attn.q_proj.weight.grad = None
+
+    apply_adapter(model, GivaConfig(r=4, autocast_dtype="bfloat16"), data=lm_batches)
+    assert not torch.is_autocast_enabled("cpu")
+    assert model(**lm_batches[0]).logits.dtype == torch.float32  # training after init runs in fp32
+    unload_adapter(model)
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+
+
+def test_timings_are_recorded(tiny_llama, lm_batches):
+    apply_adapter(tiny_llama, GivaConfig(r=4), data=lm_batches)
+    stats = adapter_stats(tiny_llama)
+    assert stats["init_grad_s"] > 0 and stats["init_svd_s"] > 0 and stats["init_inject_s"] > 0
+
+
+def test_a_failed_run_invalidates_the_cache(tiny_gpt2, lm_batches, tmp_path):
+    apply_adapter(tiny_gpt2, GivaConfig(r=4, grad_cache=str(tmp_path)), data=lm_batches)
+    unload_adapter(tiny_gpt2)
+    assert os.path.exists(tmp_path / "meta.json")
+    with pytest.raises(ValueError, match="NaN"):  # not the cached batch count: overwrites some files, then fails
+        apply_adapter(tiny_gpt2, GivaConfig(r=4, num_grad_batches=2, grad_cache=str(tmp_path)), data=lm_batches,
+                      loss_fn=lambda output, batch: output.logits.sum() * float("nan"))
+    assert not os.path.exists(tmp_path / "meta.json")  # so the next run computes G again
