@@ -164,3 +164,15 @@ class ModelSnapshot:
 def snapshot():
     """snapshot(model) -> ModelSnapshot; .assert_same(model) checks nothing changed."""
     return ModelSnapshot
+
+
+# The real datasets of ../shared/DATA.md, beside the repository (CI has them there too).
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_DIR = os.path.join(REPO_ROOT, "..", "shared", "data")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> str:
+    if not os.path.isdir(DATA_DIR):
+        pytest.skip(f"the shared datasets are not at {DATA_DIR} (see DATA.md)")
+    return DATA_DIR

@@ -4,24 +4,12 @@ synthetic tasks, and a clear error for every bad input."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
 
 from bench.tasks import (LABEL_NAMES, TASK_NAMES, TaskOptions, load_text_data, setup_task, text_data_from_hf,
                          to_text_data)
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA_DIR = os.path.join(REPO_ROOT, "..", "shared", "data")
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> str:
-    if not os.path.isdir(DATA_DIR):
-        pytest.skip(f"the shared datasets are not at {DATA_DIR} (see DATA.md)")
-    return DATA_DIR
-
 
 def write(path, text: str, encoding="utf-8") -> str:
     path.write_bytes(text.encode(encoding))

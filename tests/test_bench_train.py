@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 
 import pytest
 import torch
@@ -14,17 +13,6 @@ from bench.tasks import setup_task
 from bench.train import (DEFAULT_HEAD_LR, NonFiniteLoss, TrainSettings, default_lr, lr_factor, param_groups,
                          train)
 from giva import GivaConfig, LoraConfig, VeraConfig, apply_adapter
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA_DIR = os.path.join(REPO_ROOT, "..", "shared", "data")
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> str:
-    if not os.path.isdir(DATA_DIR):
-        pytest.skip(f"the shared datasets are not at {DATA_DIR} (see DATA.md)")
-    return DATA_DIR
-
 
 def adapt(setup, method: str, r: int, seed: int = 0):
     """The sweep's order: seed, then apply the adapter (GiVA takes its gradient from the task's batches)."""
