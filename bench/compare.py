@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .report import Run, load_run
+from .runs import Run, load_run
 
 LOWER_IS_BETTER = ("step_time_ms_p50", "init_total_s", "init_grad_s", "init_svd_s", "peak_mem_bytes",
                    "init_peak_mem_bytes")

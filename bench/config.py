@@ -38,7 +38,9 @@ class SweepConfig:
     data_dir: str = ""  # folder of the datasets (../shared/data here); "" = load by name from the hub
     isolate: bool = True  # each point in a fresh process: clean peak memory, a crash loses one point
     point_timeout_s: int = 3600
-    # Per-method options, e.g. {"vera": {"ranks": [256], "d_initial": 0.1}, "lora": {"alpha": 16}}.
+    # Per-method options, e.g. {"vera": {"ranks": [256], "d_initial": 0.1}, "lora": {"alpha": 16}}: the
+    # adapter's options, plus "ranks" (the method's own ranks) and "train" (TrainSettings over `train`
+    # for this method's points, e.g. {"giva": {"train": {"lr": 0.02}}}).
     # LoRA's alpha defaults to 2 * r, the ratio of the GiVA paper's runs.
     method_options: dict = field(default_factory=dict)
     task_options: dict = field(default_factory=dict)  # e.g. max_train_examples, max_eval_examples, k
@@ -70,15 +72,24 @@ class SweepConfig:
             if task not in TASK_NAMES:
                 raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASK_NAMES)}")
         known_train = {f.name for f in fields(TrainSettings)}
-        bad = [k for k in self.train if k not in known_train]
-        if bad:
-            raise ValueError(f"unknown train setting {bad[0]!r}; known: {', '.join(sorted(known_train))}")
+        for method in self.methods:
+            bad = [k for k in self.train_for(method) if k not in known_train]
+            if bad:
+                raise ValueError(f"unknown train setting {bad[0]!r}; known: {', '.join(sorted(known_train))}")
+            TrainSettings(**self.train_for(method))  # bad values (steps <= 0, unknown schedule, ...)
 
     def ranks_for(self, method: str) -> list[int]:
         return list(self.method_options.get(method, {}).get("ranks", self.ranks))
 
+    def train_for(self, method: str) -> dict:
+        """The TrainSettings overrides of a method's points: `train`, then the method's own "train" option."""
+        own = self.method_options.get(method, {}).get("train", {})
+        if not isinstance(own, dict):
+            raise ValueError(f"method_options.{method}.train must be a table of train settings, e.g. {{lr = 0.02}}")
+        return {**self.train, **own}
+
     def adapter_options(self, method: str, rank: int) -> dict:
-        options = {k: v for k, v in self.method_options.get(method, {}).items() if k != "ranks"}
+        options = {k: v for k, v in self.method_options.get(method, {}).items() if k not in ("ranks", "train")}
         if method == "lora":
             options.setdefault("alpha", 2 * rank)
         return {"r": rank, **options}
@@ -135,7 +146,7 @@ def expand_grid(config: SweepConfig, device: str) -> list[Point]:
                 dtype=config.dtype, device=device, warmup_steps=config.warmup_steps,
                 timed_steps=config.timed_steps, threads=config.threads, data_dir=config.data_dir,
                 adapter_options=_canonical({k: v for k, v in options.items() if k != "r"}),
-                task_options=_canonical(config.task_options), train=_canonical(config.train),
+                task_options=_canonical(config.task_options), train=_canonical(config.train_for(method)),
             ))
     return points
 

@@ -13,7 +13,8 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from .report import MARKERS, STYLE, load_run, new_figure, save_figure
+from .plots import MARKERS, STYLE, new_figure, save_figure
+from .runs import load_run
 
 KEY_COLUMNS = ["date", "commit", "dirty", "run_dir", "point_id", "model", "task", "method", "rank", "seed", "device"]
 METRICS = ["trainable_params", "eval_accuracy", "init_total_s", "step_time_ms_p50", "step_time_ms_p90",

@@ -127,7 +127,7 @@ def measure_point(point: Point, run_dir: str) -> dict:
         cuda_max_reserved_bytes=mem.cuda_max_reserved_bytes, nvml_peak_used_bytes=mem.nvml_peak_used_bytes,
         eval_accuracy_before=result.eval_accuracy_before, eval_accuracy=result.eval_accuracy,
         eval_accuracy_best=result.eval_accuracy_best, eval_loss=result.eval_loss,
-        train_steps=result.train_steps, train_time_s=result.train_time_s,
+        train_steps=result.train_steps, train_time_s=result.train_time_s, lr=result.lr, head_lr=result.head_lr,
     )
 
 

@@ -12,7 +12,7 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: lr and head_lr columns
 RESULTS_FILE = "results.csv"
 META_FILE = "meta.json"
 
@@ -71,6 +71,8 @@ COLUMNS = [
     ("eval_accuracy_best", "best eval accuracy over the evaluations"),
     ("eval_loss", "eval loss after the last step"),
     ("train_steps", "training steps run in all (warmup and timed included)"),
+    ("lr", "peak learning rate of the adapter parameters (after warmup); the method's default unless set"),
+    ("head_lr", "peak learning rate of the trained head (trainable_modules); empty when nothing else trains"),
     ("train_time_s", "training wall time, evaluation excluded"),
     ("started_at", "UTC time the point started"),
     ("point_wall_s", "wall time of the whole point, model loading included"),

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .config import Point, SweepConfig, expand_grid
 from .point import identity_columns, run_point
-from .results import (RESULTS_FILE, SCHEMA_VERSION, append_row, done_point_ids, environment_info, read_meta,
+from .results import (SCHEMA_VERSION, append_row, done_point_ids, environment_info, read_meta,
                       utc_now, write_meta)
 
 

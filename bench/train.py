@@ -78,6 +78,8 @@ class TrainResult:
     train_steps: int = 0
     train_time_s: float = 0.0  # wall time of the loop, batch fetches included, evaluation excluded
     optimizer_state_bytes: int = 0
+    lr: float = 0.0  # the adapter's peak learning rate, resolved (settings.lr or the method's default)
+    head_lr: float | None = None  # the head's, when trainable_modules has parameters; None otherwise
 
 
 class NonFiniteLoss(ValueError):
@@ -105,8 +107,8 @@ def param_groups(model: nn.Module, trainable_modules: list[str], lr: float, head
             (head if in_head else adapter).append(param)
     if not adapter and not head:
         raise ValueError("the model has no trainable parameters; apply an adapter first (giva.apply_adapter)")
-    groups = [{"params": adapter, "lr": lr}] if adapter else []
-    return groups + ([{"params": head, "lr": head_lr}] if head else [])
+    groups = [{"params": adapter, "lr": lr, "name": "adapter"}] if adapter else []
+    return groups + ([{"params": head, "lr": head_lr, "name": "head"}] if head else [])
 
 
 def _prefixes(module_name: str) -> list[str]:
@@ -127,7 +129,8 @@ def train(model: nn.Module, setup: TaskSetup, settings: TrainSettings, *, method
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, settings.steps, warmup, settings.schedule))
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    result = TrainResult(step_times_ms=[], losses=[])
+    has_head = any(group["name"] == "head" for group in optimizer.param_groups)
+    result = TrainResult(step_times_ms=[], losses=[], lr=lr, head_lr=head_lr if has_head else None)
     timer = StepTimer(device)
     eval_s = 0.0
 

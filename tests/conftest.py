@@ -176,3 +176,14 @@ def data_dir() -> str:
     if not os.path.isdir(DATA_DIR):
         pytest.skip(f"the shared datasets are not at {DATA_DIR} (see DATA.md)")
     return DATA_DIR
+
+
+# --- a run on disk --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def small_run_dir(tmp_path_factory) -> str:
+    """A small real sweep written like the harness writes one (tests/small_run.py); copy it before changing it."""
+    from small_run import make_small_run
+
+    return make_small_run(str(tmp_path_factory.mktemp("small_run")))

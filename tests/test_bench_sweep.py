@@ -66,6 +66,24 @@ def test_small_sweep_writes_schema_rows_with_formula_counts(tmp_path):
     assert "commit" in meta["environment"] and meta["ended_at"]
 
 
+def test_a_method_s_own_train_settings_override_the_sweep_s(tmp_path):
+    """method_options.<m>.train sets that method's lr (the others keep their defaults); the row records it."""
+    config = tiny_sweep(tasks=["planted"], ranks=[2], task_options={"k": 2, "eval_batches": 1},
+                        train={"steps": 3, "eval_every": 0}, method_options={"giva": {"train": {"lr": 0.05}}})
+    run_sweep(config, str(tmp_path), ["test"], log=lambda *_: None)
+    rows = {r["method"]: r for r in read_rows(str(tmp_path / "results.csv"))}
+    assert {r["status"] for r in rows.values()} == {"ok"}, [r["error"] for r in rows.values()]
+    assert float(rows["giva"]["lr"]) == 0.05 and float(rows["lora"]["lr"]) == 1e-3
+    assert rows["giva"]["head_lr"] == rows["lora"]["head_lr"] == ""  # nothing but the adapter trains
+    assert int(rows["giva"]["train_steps"]) == int(rows["lora"]["train_steps"]) == 3
+    assert json.loads(rows["giva"]["method_options"]) == {}  # train settings are not adapter options
+    for bad, message in [({"giva": {"train": {"lrr": 1.0}}}, "unknown train setting 'lrr'"),
+                         ({"giva": {"train": {"lr": -1.0}}}, "lr=-1.0 must be positive"),
+                         ({"giva": {"train": 0.05}}, "method_options.giva.train must be a table")]:
+        with pytest.raises(ValueError, match=message):
+            tiny_sweep(method_options=bad)
+
+
 def test_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     # LoRA r=256 exceeds min(out, in)=128 of llama-2m's layers: apply raises, the row says why.
     config = tiny_sweep(methods=["lora"], ranks=[256, 2])

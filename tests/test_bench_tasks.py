@@ -1,4 +1,4 @@
-"""bench.tasks: the datasets as read from ../shared/data, the generic loader, the hub conversion,
+"""bench.tasks, bench.textdata and bench.planted: the datasets as read from ../shared/data, the generic loader, the hub conversion,
 synthetic tasks, and a clear error for every bad input."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import json
 import pytest
 import torch
 
-from bench.tasks import (LABEL_NAMES, TASK_NAMES, TaskOptions, load_text_data, setup_task, text_data_from_hf,
-                         to_text_data)
+from bench.tasks import TASK_NAMES, TaskOptions, setup_task
+from bench.textdata import LABEL_NAMES, load_text_data, text_data_from_hf, to_text_data
+
 
 def write(path, text: str, encoding="utf-8") -> str:
     path.write_bytes(text.encode(encoding))

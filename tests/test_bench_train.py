@@ -93,6 +93,7 @@ def test_result_fields_curve_and_optimizer_state(planted_llama):
     assert result.eval_accuracy == result.curve[-1]["eval_accuracy"] and result.eval_loss == result.curve[-1]["eval_loss"]
     assert result.eval_accuracy_best == max(p["eval_accuracy"] for p in result.curve[1:])
     assert 0 < result.train_time_s
+    assert result.lr == default_lr("lora") and result.head_lr is None  # the planted task trains no head
     # AdamW keeps exp_avg and exp_avg_sq (fp32) and a 4-byte step count per parameter tensor.
     assert result.optimizer_state_bytes == sum(2 * 4 * p.numel() + 4 for p in trainable)
     assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
@@ -118,8 +119,9 @@ def test_head_trains_at_head_lr_and_adapter_at_lr():
     assert all(n.endswith(("lambda_s", "lambda_o")) for n, p in model.named_parameters()
                if p.requires_grad and id(p) not in head_ids)
     head_before = model.classifier.weight.detach().clone()
-    train(model, setup, TrainSettings(steps=2), method="giva", device="cpu")
+    result = train(model, setup, TrainSettings(steps=2, lr=0.03), method="giva", device="cpu")
     assert not torch.equal(model.classifier.weight, head_before)
+    assert result.lr == 0.03 and result.head_lr == DEFAULT_HEAD_LR
 
 
 def test_lr_schedules():

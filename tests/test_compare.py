@@ -15,12 +15,12 @@ import time
 import numpy as np
 import pytest
 import torch
-from test_report import assert_png_not_blank, assert_svg_parses, copy_run, rewrite_rows, small_run_dir  # noqa: F401
+from small_run import assert_png_not_blank, assert_svg_parses, copy_run, rewrite_rows
 
 from bench.compare import (DEFAULT_THRESHOLDS, Threshold, bootstrap_ratio_ci, compare_and_print, compare_runs,
                            exit_code, format_comparison, parse_threshold, parse_thresholds)
 from bench.history import HISTORY_COLUMNS, append_history, plot_history
-from bench.results import RESULTS_FILE, latest_rows, read_rows
+from bench.results import RESULTS_FILE, SCHEMA_VERSION, latest_rows, read_rows
 
 SAMPLES = 30
 WORK = {"baseline": 4, "same": 4, "slower": 6}  # matmuls per timed step
@@ -225,7 +225,7 @@ def test_runs_with_no_configuration_in_common_are_an_error(timed_runs, tmp_path)
 
 def test_a_different_schema_version_is_not_comparable(timed_runs, tmp_path):
     future = copy_run(timed_runs["baseline"], tmp_path / "future")
-    rewrite_rows(future, lambda rows: [{**r, "schema_version": "2"} for r in rows])
+    rewrite_rows(future, lambda rows: [{**r, "schema_version": str(SCHEMA_VERSION + 1)} for r in rows])
     with pytest.raises(ValueError, match="not comparable"):
         compare_runs(timed_runs["baseline"], future)
 

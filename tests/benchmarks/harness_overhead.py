@@ -53,7 +53,7 @@ def main():
     config = make_config(args.method, r=args.rank, trainable_modules=setup.trainable_modules)
     data = [next(setup.train_batches)] if args.method == "giva" else None
     apply_adapter(setup.model, config, data=data, loss_fn=setup.loss_fn)
-    evaluate, setup.evaluate = setup.evaluate, None  # time steps only
+    setup.evaluate = None  # time steps only
     harness, bare = [], []
     settings = TrainSettings(steps=args.steps + 2, lr=1e-4, warmup_ratio=0.0, schedule="constant")
     for _ in range(args.rounds):
