@@ -172,6 +172,10 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
     ok = data[data["status"] == "ok"]
     for (run, model, task), group in ok.groupby(["run", "model", "task"], sort=False):
         title = f"{model} · task {task}" + (f" · run {run}" if len(runs) > 1 else "")
+        before = group["eval_accuracy_before"].dropna()
+        if not before.empty:  # the base model's, the same for every method of a seed
+            shown = f"{before.iloc[0]:.3f}" if before.nunique() == 1 else format_value(before, "accuracy")
+            title += f" (eval accuracy before training: {shown})"
         out += [f"### {title}", "", "| method | rank | seeds | " + " | ".join(h for _, h, _ in TABLE) + " |",
                 "|---|---:|---:|" + "---:|" * len(TABLE)]
         for (variant, rank), point in group.groupby(["variant", "rank"]):
@@ -180,6 +184,7 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
         out.append("")
     if ok.empty:
         out += ["No point finished ok.", ""]
+    out += format_claim_check(ok, several_runs=len(runs) > 1)
     out += ["## Plots", ""]
     for title, paths in plotted:
         png, svg = paths
@@ -202,6 +207,51 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
     if warnings:
         out += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
     return "\n".join(out) + "\n"
+
+
+# The paper's headline: GiVA at rank r matches vector-based methods (VeRA) at rank 8r, and LoRA.
+CLAIM_RANK_FACTOR = 8
+
+
+def format_claim_check(ok: pd.DataFrame, several_runs: bool) -> list[str]:
+    """Per model and task: each GiVA rank r against VeRA and LoRA at 8r and LoRA at r, where the runs have them."""
+    rows = ok.dropna(subset=["eval_accuracy"])
+    if "giva" not in set(rows["method"]):
+        return []
+    f = CLAIM_RANK_FACTOR
+    out = ["## Claim check: GiVA at rank r against VeRA and LoRA at rank 8r", "",
+           "Eval accuracy, mean over seeds; in brackets GiVA minus the other, in points. Step time is GiVA's over "
+           "LoRA's at the same rank; init is GiVA's init time in its own training steps. '–': not in the runs. "
+           "With one seed, differences of a few points are within the noise of a small eval split.", ""]
+    for (run, model, task), group in rows.groupby(["run", "model", "task"], sort=False):
+        stats = group.groupby(["method", "variant", "rank"]).agg(
+            accuracy=("eval_accuracy", "mean"), step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"))
+        variants = group.groupby("method")["variant"].unique()
+
+        def other(method: str, rank: int):
+            """The method's mean row at `rank`; None when absent or ambiguous (several variants of the method)."""
+            if method not in variants or len(variants[method]) != 1:
+                return None
+            key = (method, variants[method][0], rank)
+            return stats.loc[key] if key in stats.index else None
+
+        def against(mine, theirs) -> str:
+            if theirs is None:
+                return "–"
+            return f"{theirs['accuracy']:.3f} ({100 * (mine['accuracy'] - theirs['accuracy']):+.1f})"
+
+        title = f"{model} · task {task}" + (f" · run {run}" if several_runs else "")
+        out += [f"### {title}", "", f"| GiVA | r | accuracy | VeRA at {f}r | LoRA at {f}r | LoRA at r | "
+                "step time vs LoRA at r | init (steps) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for (_, variant, rank), mine in stats.loc[["giva"]].iterrows():
+            lora = other("lora", rank)
+            step_ratio = f"{mine['step_ms'] / lora['step_ms']:.2f}x" if lora is not None else "–"
+            init_steps = mine["init_s"] / (mine["step_ms"] / 1000.0)
+            out.append(f"| {md_cell(variant)} | {rank} | {mine['accuracy']:.3f} | {against(mine, other('vera', f * rank))} | "
+                       f"{against(mine, other('lora', f * rank))} | {against(mine, lora)} | {step_ratio} | "
+                       f"{init_steps:.2g} |")
+        out.append("")
+    return out
 
 
 def format_run_section(run: Run, label: str) -> list[str]:

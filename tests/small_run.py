@@ -30,7 +30,7 @@ from giva import adapter_stats, apply_adapter, make_config, save_adapter
 # --- a small real sweep -------------------------------------------------------
 
 MODELS = {"mlp-s": 32, "mlp-m": 96}  # name -> hidden width of a 3-layer MLP classifier
-RANKS = {"lora": [2, 8], "vera": [8, 32], "giva": [2, 8]}
+RANKS = {"lora": [2, 8], "vera": [8, 64], "giva": [1, 8]}  # GiVA r1 meets VeRA and LoRA at 8r, r8 LoRA at r
 SEEDS = [0, 1]
 BATCH, FEATURES, WARMUP, TIMED = 32, 16, 2, 12
 

@@ -74,6 +74,34 @@ def test_report_of_a_small_run_writes_every_file_and_names_every_point(small_run
         assert "## Plots skipped\n\nNone." in summary
 
 
+def test_claim_check_compares_giva_at_r_with_vera_and_lora_at_8r(small_run_dir, tmp_path):
+    run_dir = copy_run(small_run_dir, tmp_path / "claim")
+    build_report([run_dir])
+    summary = open(os.path.join(run_dir, "summary.md")).read()
+    rows = [r for r in latest_rows(read_rows(os.path.join(run_dir, RESULTS_FILE))) if r["status"] == "ok"]
+
+    def mean(model, method, rank, column):
+        values = [float(r[column]) for r in rows if (r["model"], r["method"], r["rank"]) == (model, method, str(rank))]
+        return sum(values) / len(values) if values else None
+
+    def cell(model, giva, method, rank):
+        theirs = mean(model, method, rank, "eval_accuracy")
+        return "–" if theirs is None else f"{theirs:.3f} ({100 * (giva - theirs):+.1f})"
+
+    section = summary.split("## Claim check", 1)[1].split("\n## ", 1)[0]
+    for model in {r["model"] for r in rows}:
+        lines = section.split(f"### {model} · task planted", 1)[1].split("###", 1)[0].strip().splitlines()[2:]
+        found = {line.split("|")[2].strip(): [c.strip() for c in line.strip("|").split("|")] for line in lines}
+        assert set(found) == {"1", "8"}, lines
+        for rank, cells in found.items():
+            giva = mean(model, "giva", rank, "eval_accuracy")
+            lora_r = mean(model, "lora", rank, "step_time_ms_p50")
+            step_ratio = "–" if lora_r is None else f"{mean(model, 'giva', rank, 'step_time_ms_p50') / lora_r:.2f}x"
+            assert cells[2:7] == [f"{giva:.3f}", cell(model, giva, "vera", 8 * int(rank)),
+                                  cell(model, giva, "lora", 8 * int(rank)), cell(model, giva, "lora", rank), step_ratio]
+        assert found["1"][3] != "–" and found["1"][4] != "–" and found["8"][5] != "–"  # every comparison was made
+
+
 def test_profiling_only_run_with_failures_gets_the_plots_its_data_allows(small_run_dir, tmp_path):
     run_dir = copy_run(small_run_dir, tmp_path / "profile")
     accuracy = ["eval_accuracy_before", "eval_accuracy", "eval_accuracy_best", "eval_loss", "train_time_s"]
@@ -102,6 +130,7 @@ def test_profiling_only_run_with_failures_gets_the_plots_its_data_allows(small_r
         assert f"- **{title}" in skipped
     assert "eval_accuracy" in skipped and "profiling-only" in skipped
     assert "RuntimeError: out of memory on retry" in summary
+    assert "## Claim check" not in summary and "before training" not in summary  # no accuracy, nothing to claim
 
 
 def test_a_csv_without_accuracy_columns_at_all_still_reports(small_run_dir, tmp_path):
