@@ -227,6 +227,8 @@ def format_claim_check(ok: pd.DataFrame, several_runs: bool) -> list[str]:
         stats = group.groupby(["method", "variant", "rank"]).agg(
             accuracy=("eval_accuracy", "mean"), step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"))
         variants = group.groupby("method")["variant"].unique()
+        if "giva" not in variants:
+            continue
 
         def other(method: str, rank: int):
             """The method's mean row at `rank`; None when absent or ambiguous (several variants of the method)."""

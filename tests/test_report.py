@@ -155,6 +155,7 @@ def test_a_csv_without_accuracy_columns_at_all_still_reports(small_run_dir, tmp_
 def test_two_runs_in_one_report_label_lines_by_run(small_run_dir, tmp_path):
     first = copy_run(small_run_dir, tmp_path / "before")
     second = copy_run(small_run_dir, tmp_path / "after")
+    rewrite_rows(second, lambda rows: [r for r in rows if r["method"] != "giva"])  # nothing to claim-check there
     with pytest.raises(ValueError, match="out_dir"):
         build_report([first, second])
     out = tmp_path / "both"
@@ -164,7 +165,9 @@ def test_two_runs_in_one_report_label_lines_by_run(small_run_dir, tmp_path):
     summary = open(out / "summary.md").read()
     assert "## Run before" in summary and "## Run after" in summary
     assert "· run before" in summary and "· run after" in summary
-    method = next(r["method"] for r in rows if r["status"] == "ok")
+    claims = summary.split("## Claim check", 1)[1].split("\n## ", 1)[0]
+    assert "· run before" in claims and "· run after" not in claims
+    method = next(r["method"] for r in rows if r["status"] == "ok" and r["method"] != "giva")
     legend_text = " ".join(assert_svg_parses(str(out / "plots" / "step_time_rank.svg")).itertext())
     assert f"{method} · before" in legend_text and f"{method} · after" in legend_text
 
