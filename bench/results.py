@@ -48,7 +48,7 @@ COLUMNS = [
     ("init_total_s", "wall time of apply_adapter: gradient + SVD + injection"),
     ("init_grad_s", "GiVA: forward/backward over the gradient batches"),
     ("init_svd_s", "GiVA: SVD and bases, all layers"),
-    ("init_inject_s", "swapping layers in and freezing the base"),
+    ("init_inject_s", "making the adapter layers, swapping them in and freezing the base"),
     ("init_peak_mem_bytes", "peak memory during init (cuda max allocated on CUDA, process RSS on CPU)"),
     ("init_mem_growth_bytes", "init_peak_mem_bytes minus the same reading at the start of init"),
     ("warmup_steps", "training steps run before timing"),
