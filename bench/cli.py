@@ -127,7 +127,7 @@ def cmd_run(args, argv) -> int:
 def cmd_list(args, argv) -> int:
     from giva import METHODS
 
-    from .config import PRESETS
+    from .config import PRESETS, make_sweep_config
     from .models import REGISTRY, count_params
     from .tasks import TASK_NAMES
 
@@ -140,9 +140,10 @@ def cmd_list(args, argv) -> int:
         print("tasks: " + ", ".join(TASK_NAMES))
     if args.what in (None, "presets"):
         print("presets:")
-        for name, values in PRESETS.items():
-            print(f"  {name:15s} models={','.join(values['models'])} tasks={','.join(values['tasks'])} "
-                  f"ranks={values['ranks']}")
+        for name in PRESETS:
+            config = make_sweep_config(name)
+            ranks = "; ".join(f"{m} r={','.join(map(str, config.ranks_for(m)))}" for m in config.methods)
+            print(f"  {name:15s} models={','.join(config.models)} tasks={','.join(config.tasks)} {ranks}")
     if args.what in (None, "methods"):
         print("methods: " + ", ".join(METHODS))
     return 0

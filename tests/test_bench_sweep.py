@@ -135,6 +135,21 @@ def test_sigkilled_sweep_resumes_with_every_point_once(tmp_path):
     assert rows[: len(before)] == before  # nothing written before the kill was lost or rewritten
 
 
+def test_list_names_every_model_task_preset_and_a_preset_s_own_ranks():
+    from bench.config import PRESETS
+    from bench.models import REGISTRY
+    from bench.tasks import TASK_NAMES
+
+    result = run_cli("list")
+    assert result.returncode == 0, result.stderr
+    for name in [*REGISTRY, *TASK_NAMES, *PRESETS]:
+        assert name in result.stdout, name
+    line = next(x for x in result.stdout.splitlines() if x.strip().startswith("accuracy-quick"))
+    config = make_sweep_config("accuracy-quick")
+    for method in config.methods:
+        assert f"{method} r={','.join(map(str, config.ranks_for(method)))}" in line, line
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "--models", "no-such-model"], "unknown model"),
     (["run", "--methods", "dora"], "unknown method"),
