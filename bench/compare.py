@@ -10,8 +10,9 @@ only when it is both larger than its threshold and significant. Concretely, the
 99% bootstrap confidence interval (2000 resamples, fixed seed) of the ratio of
 median step times, current / baseline, computed from the raw per-step times in
 step_times_ms, must lie entirely beyond 1 + threshold (a slowdown) or 1 - threshold
-(a speed-up). Single-shot timings (init) and memory use their threshold only;
-parameter counts and adapter sizes must not change at all.
+(a speed-up). Single-shot timings (init) and memory use their threshold, and count only
+beyond a noise floor (NOISE_FLOOR; 64 MiB for memory read as process RSS); parameter
+counts and adapter sizes must not change at all.
 """
 
 from __future__ import annotations
@@ -31,8 +32,13 @@ LOWER_IS_BETTER = ("step_time_ms_p50", "init_total_s", "init_grad_s", "init_svd_
 HIGHER_IS_BETTER = ("eval_accuracy", "tokens_per_s")
 EXACT = ("trainable_params", "adapter_params", "total_params", "adapter_file_bytes", "adapter_buffer_bytes")
 TIMED_FROM_STEPS = ("step_time_ms_p50", "tokens_per_s")  # significance from the raw step times
-# A change smaller than this never counts: a single init timing of a few ms jitters by more than 25%.
-NOISE_FLOOR = {"init_total_s": 0.01, "init_grad_s": 0.01, "init_svd_s": 0.01}
+# A change smaller than its floor never counts. Init is timed once per point, and on a busy CPU one timing
+# jitters by tens of ms; a process's RSS moves by tens of MiB (allocator caches, lazy imports). Two runs of
+# the quick preset back to back, same code, differed by up to 44 ms in init_total_s and 54 MiB in RSS.
+# CUDA memory counters are exact enough to need no floor.
+NOISE_FLOOR = {"init_total_s": 0.05, "init_grad_s": 0.05, "init_svd_s": 0.05}
+RSS_NOISE_FLOOR_BYTES = 64 * 2**20
+MEMORY_METRICS = ("peak_mem_bytes", "init_peak_mem_bytes")
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.99
 MIN_SAMPLES = 5  # fewer step times per side: threshold only, noted
@@ -208,7 +214,7 @@ def compare_point(b: dict, k: dict, limits: dict[str, Threshold], one_sided: Cou
         metric_ci = None
         if metric in TIMED_FROM_STEPS and ci is not None:
             metric_ci = ci if metric == "step_time_ms_p50" else (1 / ci[1], 1 / ci[0])  # tokens/s = 1 / step time
-        verdict, note = judge(metric, old, new, better, limits[metric], metric_ci)
+        verdict, note = judge(old, new, better, limits[metric], metric_ci, noise_floor(metric, b, k))
         if metric in TIMED_FROM_STEPS and ci is None:
             note = note or f"fewer than {MIN_SAMPLES} raw step times: threshold only"
         changes.append(MetricChange(k["point_id"], describe(k), metric, old, new, ratio, better, verdict,
@@ -216,12 +222,27 @@ def compare_point(b: dict, k: dict, limits: dict[str, Threshold], one_sided: Cou
     return changes
 
 
-def judge(metric: str, old: float, new: float, better: str, threshold: Threshold,
-          ci: tuple[float, float] | None) -> tuple[str, str]:
+def noise_floor(metric: str, baseline: dict, current: dict) -> float:
+    """The smallest change of `metric` that can count, in its unit (memory read as RSS on either side: 64 MiB)."""
+    if metric in MEMORY_METRICS and "rss" in (baseline.get("peak_mem_source"), current.get("peak_mem_source")):
+        return RSS_NOISE_FLOOR_BYTES
+    return NOISE_FLOOR.get(metric, 0.0)
+
+
+def judge(old: float, new: float, better: str, threshold: Threshold, ci: tuple[float, float] | None,
+          floor: float = 0.0) -> tuple[str, str]:
     """'worse', 'better' or 'same', and a note when a change beyond the threshold did not count."""
-    if abs(new - old) < NOISE_FLOOR.get(metric, 0.0):
-        return "same", ""
     sign = 1.0 if better == "lower" else -1.0  # moved > 0: the wrong way
+    if new == old:
+        moved = 0.0
+    elif threshold.relative:
+        moved = sign * (new / old - 1.0) if old else sign * math.copysign(math.inf, new - old)
+    else:
+        moved = sign * (new - old)
+    beyond = abs(moved) > threshold.limit
+    if abs(new - old) < floor:
+        unit = f"{floor / 2**20:g} MiB" if floor >= 2**20 else f"{floor:g} s"  # the floors: memory or init time
+        return "same", f"beyond {threshold} but under the noise floor of {unit}" if beyond else ""
     if ci is not None:  # the whole interval of the ratio must clear the threshold
         limit = threshold.limit if threshold.relative else threshold.limit / abs(old)
         # how far the whole interval lies on the worse side of 1, and on the better side
@@ -233,15 +254,9 @@ def judge(metric: str, old: float, new: float, better: str, threshold: Threshold
         if abs(new / old - 1.0) > limit:
             return "same", f"beyond {threshold} but not significant ({CONFIDENCE:.0%} CI {ci[0]:.3f}-{ci[1]:.3f})"
         return "same", ""
-    if threshold.relative:
-        moved = sign * (new / old - 1.0) if old else sign * math.copysign(math.inf, new - old)
-    else:
-        moved = sign * (new - old)
-    if moved > threshold.limit:
-        return "worse", ""
-    if -moved > threshold.limit:
-        return "better", ""
-    return "same", ""
+    if not beyond:
+        return "same", ""
+    return ("worse", "") if moved > 0 else ("better", "")
 
 
 def step_time_ci(baseline_ms: str, current_ms: str) -> tuple[float, float] | None:
