@@ -214,7 +214,7 @@ def compare_point(b: dict, k: dict, limits: dict[str, Threshold], one_sided: Cou
         metric_ci = None
         if metric in TIMED_FROM_STEPS and ci is not None:
             metric_ci = ci if metric == "step_time_ms_p50" else (1 / ci[1], 1 / ci[0])  # tokens/s = 1 / step time
-        verdict, note = judge(old, new, better, limits[metric], metric_ci, noise_floor(metric, b, k))
+        verdict, note = judge(metric, old, new, better, limits[metric], metric_ci, noise_floor(metric, b, k))
         if metric in TIMED_FROM_STEPS and ci is None:
             note = note or f"fewer than {MIN_SAMPLES} raw step times: threshold only"
         changes.append(MetricChange(k["point_id"], describe(k), metric, old, new, ratio, better, verdict,
@@ -229,7 +229,7 @@ def noise_floor(metric: str, baseline: dict, current: dict) -> float:
     return NOISE_FLOOR.get(metric, 0.0)
 
 
-def judge(old: float, new: float, better: str, threshold: Threshold, ci: tuple[float, float] | None,
+def judge(metric: str, old: float, new: float, better: str, threshold: Threshold, ci: tuple[float, float] | None,
           floor: float = 0.0) -> tuple[str, str]:
     """'worse', 'better' or 'same', and a note when a change beyond the threshold did not count."""
     sign = 1.0 if better == "lower" else -1.0  # moved > 0: the wrong way
@@ -241,8 +241,8 @@ def judge(old: float, new: float, better: str, threshold: Threshold, ci: tuple[f
         moved = sign * (new - old)
     beyond = abs(moved) > threshold.limit
     if abs(new - old) < floor:
-        unit = f"{floor / 2**20:g} MiB" if floor >= 2**20 else f"{floor:g} s"  # the floors: memory or init time
-        return "same", f"beyond {threshold} but under the noise floor of {unit}" if beyond else ""
+        amount = f"{floor / 2**20:g} MiB" if metric.endswith("_bytes") else f"{floor:g} s"  # the unit is in the name
+        return "same", f"beyond {threshold} but under the noise floor of {amount}" if beyond else ""
     if ci is not None:  # the whole interval of the ratio must clear the threshold
         limit = threshold.limit if threshold.relative else threshold.limit / abs(old)
         # how far the whole interval lies on the worse side of 1, and on the better side
@@ -251,7 +251,7 @@ def judge(old: float, new: float, better: str, threshold: Threshold, ci: tuple[f
             return "worse", ""
         if better_by > limit:
             return "better", ""
-        if abs(new / old - 1.0) > limit:
+        if beyond:
             return "same", f"beyond {threshold} but not significant ({CONFIDENCE:.0%} CI {ci[0]:.3f}-{ci[1]:.3f})"
         return "same", ""
     if not beyond:

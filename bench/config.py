@@ -73,10 +73,11 @@ class SweepConfig:
                 raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASK_NAMES)}")
         known_train = {f.name for f in fields(TrainSettings)}
         for method in self.methods:
-            bad = [k for k in self.train_for(method) if k not in known_train]
+            settings = self.train_for(method)
+            bad = [k for k in settings if k not in known_train]
             if bad:
                 raise ValueError(f"unknown train setting {bad[0]!r}; known: {', '.join(sorted(known_train))}")
-            TrainSettings(**self.train_for(method))  # bad values (steps <= 0, unknown schedule, ...)
+            TrainSettings(**settings)  # bad values (steps <= 0, unknown schedule, ...)
 
     def ranks_for(self, method: str) -> list[int]:
         return list(self.method_options.get(method, {}).get("ranks", self.ranks))
