@@ -105,6 +105,8 @@ def cmd_run(args, argv) -> int:
         overrides["train"] = {**base.train, "steps": args.steps}
     config = make_sweep_config(preset, file_values, overrides)
     name = preset or os.path.splitext(os.path.basename(args.config))[0]
+    if args.out is not None and not args.out.strip():
+        raise ValueError("--out is empty; give a run directory, or leave --out out for reports/runs/NAME-COMMIT")
     run_dir = args.out or os.path.join(REPORTS_DIR, "runs", f"{name}-{(git_info()['commit'] or 'nogit')[:7]}")
     if args.retry_failed:
         from .results import drop_failed_rows

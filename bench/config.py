@@ -52,6 +52,10 @@ class SweepConfig:
                 raise ValueError(f"{name} is empty; give at least one value")
         for model in self.models:
             get_entry(model)
+        for method, options in self.method_options.items():
+            if not isinstance(options, dict):
+                raise ValueError(f"method_options.{method} must be a table of options, e.g. "
+                                 f"[method_options.{method}] ranks = [8]; got {options!r}")
         unknown = [m for m in list(self.methods) + list(self.method_options) if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
@@ -65,12 +69,13 @@ class SweepConfig:
         for method in self.methods:
             for rank in self.ranks_for(method):
                 make_config(method, **self.adapter_options(method, rank))  # rank <= 0, unknown options, bad values
-        from .tasks import TASK_NAMES
+        from .tasks import TASK_NAMES, TaskOptions
         from .train import TrainSettings
 
         for task in self.tasks:
             if task not in TASK_NAMES:
                 raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASK_NAMES)}")
+        TaskOptions.from_dict(self.task_options)  # unknown names, wrong types, bad values
         known_train = {f.name for f in fields(TrainSettings)}
         for method in self.methods:
             settings = self.train_for(method)
@@ -80,7 +85,12 @@ class SweepConfig:
             TrainSettings(**settings)  # bad values (steps <= 0, unknown schedule, ...)
 
     def ranks_for(self, method: str) -> list[int]:
-        return list(self.method_options.get(method, {}).get("ranks", self.ranks))
+        ranks = self.method_options.get(method, {}).get("ranks", self.ranks)
+        if not isinstance(ranks, list) or not ranks or any(isinstance(r, bool) or not isinstance(r, int) or r <= 0
+                                                           for r in ranks):
+            where = f"method_options.{method}.ranks" if "ranks" in self.method_options.get(method, {}) else "ranks"
+            raise ValueError(f"{where}={ranks!r} must be a list of positive integers, e.g. [8, 16]")
+        return list(ranks)
 
     def train_for(self, method: str) -> dict:
         """The TrainSettings overrides of a method's points: `train`, then the method's own "train" option."""

@@ -16,7 +16,10 @@ import pandas as pd
 from .plots import MARKERS, STYLE, new_figure, save_figure
 from .runs import load_run
 
-KEY_COLUMNS = ["date", "commit", "dirty", "run_dir", "point_id", "model", "task", "method", "rank", "seed", "device"]
+KEY_COLUMNS = ["date", "commit", "dirty", "run_dir", "point_id", "model", "task", "method", "rank", "seed", "device",
+               "method_options", "batch_size", "seq_len", "dtype"]
+# What makes two points the same series over commits: everything in point_id but the seed (seeds are averaged).
+SERIES = ["model", "task", "method", "rank", "method_options", "batch_size", "seq_len", "dtype"]
 METRICS = ["trainable_params", "eval_accuracy", "init_total_s", "step_time_ms_p50", "step_time_ms_p90",
            "tokens_per_s", "peak_mem_bytes", "init_peak_mem_bytes", "adapter_file_bytes"]
 HISTORY_COLUMNS = KEY_COLUMNS + METRICS
@@ -39,7 +42,8 @@ def append_history(run_dir: str, history_csv: str = "reports/history.csv") -> in
         values = {**{m: row.get(m) for m in METRICS}, "date": date, "commit": env.get("commit") or "unknown",
                   "dirty": bool(env.get("dirty")), "run_dir": run.run_dir, "point_id": row["point_id"],
                   "model": row["model"], "task": row["task"], "method": row["method"], "rank": row["rank"],
-                  "seed": row["seed"], "device": row["device"]}
+                  "seed": row["seed"], "device": row["device"], "method_options": row["method_options"],
+                  "batch_size": row["batch_size"], "seq_len": row["seq_len"], "dtype": row["dtype"]}
         new.append({k: "" if v is None or (isinstance(v, float) and np.isnan(v)) else v for k, v in values.items()})
     if not new:
         return 0
@@ -63,14 +67,16 @@ def read_history(history_csv: str) -> pd.DataFrame:
     if header != HISTORY_COLUMNS:
         raise ValueError(f"{history_csv} has columns {header[:5]}... not this code's history columns; "
                          "move it aside and append the runs again")
-    history = pd.read_csv(history_csv, dtype={c: str for c in ("commit", "run_dir", "point_id", "date")})
-    for column in METRICS + ["rank", "seed"]:
+    history = pd.read_csv(history_csv, dtype={c: str for c in ("commit", "run_dir", "point_id", "date", "method_options")},
+                          keep_default_na=False, na_values=[""])
+    history["method_options"] = history["method_options"].fillna("")
+    for column in METRICS + ["rank", "seed", "batch_size", "seq_len"]:
         history[column] = pd.to_numeric(history[column], errors="coerce")
     return history
 
 
 def plot_history(history_csv: str, metrics: list[str], out_dir: str) -> list[str]:
-    """One plot per metric: its value per run in time order (commit on the axis), a line per (model, method, rank)."""
+    """One plot per metric: its value per run in time order (commit on the axis), a line per point identity (seeds averaged)."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown history metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
@@ -95,10 +101,12 @@ def plot_metric(rows: pd.DataFrame, metric: str):
               f"devices {', '.join(sorted(rows['device'].astype(str).unique()))}; mean over seeds"
     unit = next((u for suffix, u in UNITS.items() if metric.endswith(suffix)), "")
     fig, body, (ax,) = new_figure(f"{metric} over commits", caption)
-    several_tasks = rows["task"].nunique() > 1
-    for i, ((model, task, method, rank), group) in enumerate(rows.groupby(["model", "task", "method", "rank"])):
+    varying = [c for c in SERIES if c not in ("model", "method", "rank") and rows[c].nunique() > 1]
+    for i, (key, group) in enumerate(rows.groupby(SERIES, sort=True)):
+        series = dict(zip(SERIES, key))
         values = group.groupby("x")[metric].mean()
-        label = f"{model}{' ' + task if several_tasks else ''} {method} r{rank:.0f}"
+        label = " ".join([f"{series['model']} {series['method']} r{series['rank']:.0f}",
+                          *(series_part(c, series[c]) for c in varying)])
         ax.plot(values.index, values.to_numpy(), marker=MARKERS[i // 10 % len(MARKERS)], color=f"C{i % 10}",
                 label=label)
     ticks = [f"{c[:7]}{'*' if str(d) == 'True' else ''}\n{str(date)[:10]}"
@@ -110,3 +118,12 @@ def plot_metric(rows: pd.DataFrame, metric: str):
     handles, labels = ax.get_legend_handles_labels()
     body.legend(handles, labels, loc="outside right upper", fontsize=9)
     return fig
+
+
+def series_part(column: str, value) -> str:
+    """How a legend names a series' varying setting: b8, T64, float32, {"basis": "VrUr"}, a task name."""
+    if column == "batch_size":
+        return f"b{value:.0f}"
+    if column == "seq_len":
+        return f"T{value:.0f}"
+    return str(value) or "{}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -138,13 +139,46 @@ class MemoryMonitor:
 
 
 def _nvml_handle(device: torch.device):
+    """NVML's handle of the GPU torch calls `device`, matched by UUID.
+
+    NVML numbers the physical GPUs and ignores CUDA_VISIBLE_DEVICES, so an index
+    would read another GPU's memory in a point pinned to one GPU of several.
+    """
     try:
         import pynvml
 
         pynvml.nvmlInit()
-        return pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+        uuid = str(torch.cuda.get_device_properties(device).uuid)
+        for prefix in ("GPU-", "MIG-", ""):  # torch gives the bare UUID; NVML wants it with its prefix
+            try:
+                return pynvml.nvmlDeviceGetHandleByUUID(prefix + uuid)
+            except pynvml.NVMLError:
+                continue
     except Exception:  # no driver or library: the NVML column stays empty
-        return None
+        pass
+    return None
+
+
+def cgroup_memory_available(root: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes this process's memory cgroup still allows (limit - usage), or None where no limit is set.
+
+    Containers and SLURM jobs cap memory with a cgroup; the host's free memory
+    (psutil) does not see that cap, and a model that "fits" is then OOM-killed.
+    Reads cgroup v2 (memory.max, memory.current) or v1 (memory/memory.limit_in_bytes, usage_in_bytes).
+    """
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            with open(os.path.join(root, limit_file)) as f:
+                limit = f.read().strip()
+            with open(os.path.join(root, usage_file)) as f:
+                usage = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or int(limit) >= 2**62:  # v1 writes "no limit" as a huge number
+            return None
+        return max(0, int(limit) - usage)
+    return None
 
 
 def _reset_rss_high_water_mark() -> None:

@@ -138,7 +138,11 @@ def check_fits(entry: ModelEntry, head: str, dtype: str, device: torch.device) -
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
     else:
+        from .measure import cgroup_memory_available
+
         free = psutil.virtual_memory().available
+        cgroup_free = cgroup_memory_available()
+        free = free if cgroup_free is None else min(free, cgroup_free)
     if need > free:
         return f"needs about {need / 2**30:.1f} GiB, {device} has {free / 2**30:.1f} GiB free; run it on a larger machine"
     return None

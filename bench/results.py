@@ -206,11 +206,18 @@ def utc_now() -> str:
 
 
 def read_meta(run_dir: str) -> dict | None:
+    """meta.json of a run directory, None where there is none; a damaged file is a one-line error naming it."""
     path = os.path.join(run_dir, META_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); restore it, or give a new --out to start a new run") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} holds no JSON object; restore it, or give a new --out to start a new run")
+    return meta
 
 
 def write_meta(run_dir: str, meta: dict) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .results import COLUMN_NAMES, META_FILE, RESULTS_FILE, SCHEMA_VERSION, latest_rows
+from .results import COLUMN_NAMES, META_FILE, RESULTS_FILE, SCHEMA_VERSION, latest_rows, read_meta
 
 MAKE_RUN = "run_bench.py run --preset quick --out DIR"
 REQUIRED_COLUMNS = ("schema_version", "point_id", "status", "model", "method", "rank")
@@ -59,7 +58,7 @@ def load_run(path: str) -> Run:
     for column in TEXT_COLUMNS:
         frame[column] = frame[column].fillna("").astype(str)
     frame["rank"] = frame["rank"].astype(int)
-    meta = read_checked_meta(run_dir, csv_path)
+    meta = read_checked_meta(run_dir)
     if not meta:
         warnings.append(f"no {META_FILE} beside {csv_path}: command, environment and commit unknown")
     return Run(csv_path, run_dir, meta, frame, warnings)
@@ -111,17 +110,9 @@ def read_checked_rows(csv_path: str) -> tuple[list[str], list[dict], list[str]]:
     return header, rows, warnings
 
 
-def read_checked_meta(run_dir: str, csv_path: str) -> dict:
+def read_checked_meta(run_dir: str) -> dict:
+    meta = read_meta(run_dir) or {}
     path = os.path.join(run_dir, META_FILE)
-    if not os.path.exists(path):
-        return {}
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); restore it or re-run the sweep: `{MAKE_RUN}`") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path} holds no JSON object; restore it or re-run the sweep: `{MAKE_RUN}`")
     if meta.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
         raise ValueError(f"{path} has schema_version {meta.get('schema_version')!r} but this code reads version "
                          f"{SCHEMA_VERSION}: not comparable; re-run the sweep with this code")

@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from giva.config import check_field_types
+
 from .models import ModelEntry, get_entry, load_model, load_tokenizer
 from .textdata import TextData, load_text_data
 
@@ -63,6 +65,7 @@ class TaskOptions:
     eval_batches: int = 4  # planted: fixed random eval batches of batch_size x seq_len
 
     def __post_init__(self):
+        check_field_types(self, "task option")
         if self.padding not in ("longest", "max_length"):
             raise ValueError(f"padding={self.padding!r}: use 'longest' or 'max_length'")
         if not 0.0 < self.eval_fraction < 1.0:

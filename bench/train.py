@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from giva.config import check_field_types
 from giva.gradient import batch_loss
 from giva.targets import name_matches
 
@@ -52,7 +53,8 @@ class TrainSettings:
     eval_every: int = 0  # 0: evaluate only before and after training
 
     def __post_init__(self):
-        if not isinstance(self.steps, int) or self.steps < 1:
+        check_field_types(self, "train setting")
+        if self.steps < 1:
             raise ValueError(f"steps={self.steps!r} must be a positive integer")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")

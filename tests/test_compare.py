@@ -8,18 +8,20 @@ the work. Samples of the three are taken in turn (interleaved), so a busy machin
 from __future__ import annotations
 
 import csv
+import json
 import os
 import statistics
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from small_run import assert_png_not_blank, assert_svg_parses, copy_run, rewrite_rows
 
 from bench.compare import (DEFAULT_THRESHOLDS, Threshold, bootstrap_ratio_ci, compare_and_print, compare_runs,
                            exit_code, format_comparison, parse_threshold, parse_thresholds)
-from bench.history import HISTORY_COLUMNS, append_history, plot_history
+from bench.history import HISTORY_COLUMNS, append_history, plot_history, plot_metric, read_history
 from bench.results import RESULTS_FILE, SCHEMA_VERSION, latest_rows, read_rows
 
 SAMPLES = 30
@@ -300,3 +302,24 @@ def test_history_gains_one_row_per_ok_point_once_and_plots(timed_runs, tmp_path)
         plot_history(history, ["speed"], str(tmp_path / "plots"))
     with pytest.raises(FileNotFoundError, match="history --append"):
         plot_history(str(tmp_path / "none.csv"), ["step_time_ms_p50"], str(tmp_path / "plots"))
+
+
+def test_history_keeps_variants_of_a_point_apart(timed_runs, tmp_path):
+    """Two GiVA bases at the same rank are two lines over commits, not one averaged line."""
+    history = str(tmp_path / "history.csv")
+    append_history(timed_runs["baseline"], history)
+    rows = pd.read_csv(history, dtype=str, keep_default_na=False)
+    variant = rows[rows["method"] == "giva"].iloc[[0]].copy()
+    variant["method_options"] = json.dumps({"basis": "VrUr"})
+    variant["point_id"] = "variant"
+    variant["step_time_ms_p50"] = "1e6"  # far from the others: an average would hide it
+    pd.concat([rows, variant]).to_csv(history, index=False)
+
+    history_rows = read_history(history)
+    fig = plot_metric(history_rows.dropna(subset=["step_time_ms_p50"]), "step_time_ms_p50")
+    lines = fig.axes[0].get_lines()
+    by_rank = history_rows.groupby(["model", "task", "method", "rank"]).ngroups
+    assert len(lines) == by_rank + 1  # the variant is a line of its own
+    assert any(max(line.get_ydata()) == 1e6 for line in lines)
+    assert any("VrUr" in line.get_label() for line in lines)
+    assert plot_history(history, ["step_time_ms_p50"], str(tmp_path / "plots"))
