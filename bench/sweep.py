@@ -79,8 +79,7 @@ def record(run_dir: str, payload: dict, executor: str, done: set[str]) -> dict |
     row = {**payload["row"], "executor": executor}
     if row["point_id"] in done:
         return None
-    if row["status"] == "failed":
-        ensure_writable(run_dir)  # the point may have failed because the disk did: then stop, record nothing
+    ensure_writable(run_dir)  # a full or read-only disk stops the sweep here, before a half-written row or log
 
     def write():
         os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)

@@ -41,14 +41,15 @@ class RayExecutor:
                  check_paths: list[str]):
         self.ray = ray = import_ray()
         address = address or os.environ.get("RAY_ADDRESS", "")
-        check_reachable(address) if address else None
+        if address and not ray.is_initialized():
+            check_reachable(address)
         self.timeout_s, self.threads, self.device = timeout_s, threads, device
-        self.started_here = not address
-        if self.started_here:  # the local cluster's workers inherit this environment: let them import this code
+        self.owns_session = not ray.is_initialized()  # else: called from inside a Ray driver, use its session
+        if self.owns_session and not address:  # a local cluster: its workers inherit this environment
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
             ray.init(address="local", num_cpus=num_cpus or None, include_dashboard=False, log_to_driver=False,
                      object_store_memory=100 * 2**20)
-        else:
+        elif self.owns_session:
             ray.init(address=address, log_to_driver=False)
         self.gpus = ray.cluster_resources().get("GPU", 0)
         self.outstanding: list = []
@@ -80,7 +81,7 @@ class RayExecutor:
         for ref in self.outstanding:
             ray.cancel(ref, force=True)
         self.outstanding = []
-        if ray.is_initialized():
+        if self.owns_session and ray.is_initialized():
             ray.shutdown()
 
 
