@@ -52,9 +52,10 @@ class SlurmExecutor:
         submitit = import_submitit()
         if cluster not in ("slurm", "local"):
             raise ValueError(f"unknown SLURM cluster {cluster!r}; use slurm, or local (submitit's local jobs)")
-        if cluster == "slurm" and shutil.which("sbatch") is None:
-            raise ValueError("--executor slurm: no SLURM here (sbatch not found); run where sbatch works, or try "
-                             "it on this machine with --slurm-cluster local")
+        missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+        if cluster == "slurm" and missing:
+            raise ValueError(f"--executor slurm: no SLURM here ({' and '.join(missing)} not found); run where sbatch "
+                             "works, or try it on this machine with --slurm-cluster local")
         self.folder = os.path.join(os.path.abspath(run_dir), "slurm")
         self.cluster, self.no_wait, self.timeout_s = cluster, no_wait, timeout_s
         self.parallelism = array_parallelism
@@ -133,8 +134,10 @@ def load_jobs(run_dir: str) -> tuple[str, str, dict]:
 
 def collect_finished(run_dir: str) -> tuple[list[dict], int]:
     """Payloads of the submitted jobs that have ended (removed from jobs.json), and how many still run."""
-    submitit = import_submitit()
     folder, cluster, jobs = load_jobs(run_dir)
+    if not jobs:
+        return [], 0
+    submitit = import_submitit()
     job_class = submitit.SlurmJob if cluster == "slurm" else submitit.LocalJob
     payloads = []
     for point_id, entry in list(jobs.items()):
@@ -143,8 +146,7 @@ def collect_finished(run_dir: str) -> tuple[list[dict], int]:
         if payload is not None:
             payloads.append(payload)
             del jobs[point_id]
-    if cluster:
-        save_jobs(folder, cluster, jobs)
+    save_jobs(folder, cluster, jobs)
     return payloads, len(jobs)
 
 
