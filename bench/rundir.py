@@ -23,7 +23,7 @@ import tempfile
 from contextlib import contextmanager
 
 from .results import (COLUMN_NAMES, META_FILE, RESULTS_FILE, SCHEMA_VERSION, drop_failed_rows, environment_info,
-                      read_meta, read_rows, utc_now, write_meta)
+                      read_meta, read_rows, utc_now)
 
 LOCK_FILE = ".lock"
 NEW_RUN = "give a new --out to start a new run"
@@ -83,7 +83,8 @@ def ensure_writable(run_dir: str) -> None:
 
 def open_run_dir(run_dir: str, config, command: list[str], device: str, log=print,
                  retry_failed: bool = False) -> tuple[dict, set[str]]:
-    """Create or reopen run_dir for this config; returns meta.json's content and the point_ids already done.
+    """Reopen run_dir for this config; returns meta.json's content to write (the caller writes it once the
+    executor is up) and the point_ids already done.
 
     Refuses a run dir of another config or schema, a results.csv without meta.json and a damaged one. Repairs
     what a kill can leave (a torn last row, with a copy kept) and forgets failures that were the disk's fault
@@ -113,7 +114,6 @@ def open_run_dir(run_dir: str, config, command: list[str], device: str, log=prin
                 "command": command, "started_at": utc_now(), "environment": environment_info(device), "resumed": []}
     else:
         meta["resumed"].append({"at": utc_now(), "command": command, "environment": environment_info(device)})
-    write_meta(run_dir, meta)
     return meta, {row["point_id"] for row in read_rows(results)}
 
 

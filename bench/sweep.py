@@ -29,17 +29,18 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
     settings = ExecutorSettings.from_dict(config.executor)
     driver_device = resolve_device(config.device) if settings.kind in ("local", "pool") else config.device
     with lock_run_dir(run_dir):
+        _refuse_pending_jobs(run_dir)
         meta, done = open_run_dir(run_dir, config, command, driver_device, log, retry_failed)
         meta["executor"] = {**config.executor, "kind": settings.kind}
-        _refuse_pending_jobs(run_dir)
         points = expand_grid(config)
         todo = [p for p in points if p.point_id not in done]
         if done:
             log(f"resuming {run_dir}: {len(points) - len(todo)} of {len(points)} points already done")
-        executor = make_executor(settings, config, run_dir)
+        executor = make_executor(settings, config, run_dir)  # bad executor input stops here, nothing written
         rows = []
         bar = tqdm(total=len(todo), unit="point", dynamic_ncols=True, file=sys.stderr)
         try:
+            _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
             with _sigterm_as_interrupt():
                 for payload in executor.run(todo):
                     row = record(run_dir, payload, executor.name, done)

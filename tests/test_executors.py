@@ -111,3 +111,46 @@ def test_missing_engine_names_the_extra_to_install(tmp_path):
                 f"'local', '--out', {str(tmp_path / kind)!r}]))")
         result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and f"pip install -e '{extra}'" in result.stderr, result.stderr
+
+
+def test_a_job_preempted_twice_is_requeued_once_then_recorded_failed_with_the_reason(tmp_path):
+    """SIGUSR2 to the job's task, as SLURM sends before preemption or the time limit: submitit calls the job's
+    checkpoint, which requeues it the first time and not the second."""
+    import signal
+
+    psutil = pytest.importorskip("psutil")
+    from bench.config import expand_grid
+    from bench.executors.slurm_executor import SlurmExecutor, job_payload
+
+    executor = SlurmExecutor(str(tmp_path), timeout_s=600, cluster="local", partition="", gpus_per_task=0,
+                             time_min=0, array_parallelism=1, threads=1, no_wait=False)
+    point = expand_grid(sweep())[0]
+    executor.submit([point])
+    job, point_dict = executor.pending[point.point_id]
+
+    def signal_task(not_pid=None):
+        """Once a task (not the one signalled before) runs its point process, its signal handler is in place."""
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            for task in psutil.Process(int(job.job_id)).children():
+                try:
+                    running = task.pid != not_pid and any("bench.point" in c.cmdline() for c in task.children())
+                except psutil.NoSuchProcess:
+                    continue
+                if running:
+                    task.send_signal(signal.SIGUSR2)
+                    return task.pid
+            time.sleep(0.2)
+        raise AssertionError("the job's point did not start")
+
+    try:
+        first = signal_task()
+        signal_task(not_pid=first)  # started again: requeued once
+        deadline = time.time() + 120
+        while time.time() < deadline and not job.paths.result_pickle.exists():
+            time.sleep(0.2)
+        payload = job_payload(job, "local", point_dict)
+        assert payload["row"]["status"] == "failed" and payload["row"]["point_id"] == point.point_id
+        assert "timed out or preempted again after one requeue" in payload["row"]["error"], payload["row"]["error"]
+    finally:
+        executor.close()

@@ -1,5 +1,6 @@
 """The ray executor on a real local Ray cluster (one per module, 2 CPUs), tiny llama-2m profile points."""
 
+import json
 import os
 import signal
 import subprocess
@@ -46,10 +47,11 @@ def point_processes(seq_len):
         if "bench.point" in cmd and len(cmd) > cmd.index("bench.point") + 1:
             try:
                 with open(cmd[cmd.index("bench.point") + 1]) as f:
-                    if f'"seq_len": {seq_len},' in f.read():
-                        found.append(proc)
-            except OSError:
-                pass
+                    point = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if point.get("seq_len") == seq_len and point.get("model") == "llama-2m" and point.get("batch_size") == 2:
+                found.append(proc)
     return found
 
 
@@ -118,4 +120,4 @@ def test_unreachable_ray_address_is_one_line_exit_2(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no Ray cluster answers at '127.0.0.1:9'" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "run" / "results.csv").exists()
+    assert os.listdir(tmp_path / "run") == [".lock"]  # no meta.json, no results.csv

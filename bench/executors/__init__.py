@@ -56,7 +56,7 @@ class ExecutorSettings:
 def make_executor(settings: ExecutorSettings, config, run_dir: str):
     """The executor the settings name, after checking what its workers need; bad input raises ValueError."""
     if settings.kind != "local" and not config.isolate:
-        raise ValueError(f"--in-process runs points in the driver; it works with the local executor only")
+        raise ValueError("--in-process runs points in the driver; it works with the local executor only")
     paths = paths_workers_read(config)
     unreadable = [p for p in paths if not os.access(p, os.R_OK)]
     if unreadable and settings.kind != "ray":  # on Ray the workers' own view is checked

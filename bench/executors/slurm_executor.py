@@ -30,17 +30,21 @@ def import_submitit():
 
 
 class PointJob:
-    """The callable a job runs (pickled by submitit): requeued as is when the job times out or is preempted."""
+    """The callable a job runs (pickled by submitit). Timed out or preempted, it is requeued once, from the start."""
 
     def __init__(self, timeout_s: int):
-        self.timeout_s = timeout_s
+        self.timeout_s, self.requeued = timeout_s, False
 
     def __call__(self, point: dict) -> dict:
         return run_point_payload(point, self.timeout_s)
 
     def checkpoint(self, point: dict):
+        """Called by submitit on the job's timeout or preemption signal; None = do not requeue."""
         import submitit
 
+        if self.requeued:
+            return None
+        self.requeued = True
         return submitit.helpers.DelayedSubmission(self, point)
 
 
@@ -81,7 +85,7 @@ class SlurmExecutor:
             limit = len(waiting) if self.cluster == "slurm" or self.no_wait else (self.parallelism or 1)
             batch = [waiting.pop() for _ in range(min(len(waiting), limit - len(self.pending)))]
             if batch:
-                self._submit(batch)
+                self.submit(batch)
             if self.no_wait:
                 return
             for point_id, (job, point) in list(self.pending.items()):
@@ -92,7 +96,8 @@ class SlurmExecutor:
                     yield payload
             time.sleep(0.5)
 
-    def _submit(self, points: list[Point]) -> None:
+    def submit(self, points: list[Point]) -> None:
+        """Submit the points as one batch (a job array on SLURM) and note the jobs in jobs.json."""
         job_fn, dicts = PointJob(self.timeout_s), [asdict(p) for p in points]
         with self.executor.batch():
             jobs = [self.executor.submit(job_fn, point) for point in dicts]
@@ -161,7 +166,10 @@ def job_payload(job, cluster: str, point: dict) -> dict | None:
     try:
         return job.result()
     except Exception as e:  # noqa: BLE001 - timed out twice, preempted, killed, lost: the reason goes in the row
-        reason = " ".join(str(e).split())[-300:] or type(e).__name__
+        reason = " ".join(str(e).split()) or type(e).__name__
+        if "checkpoint function returned None" in reason or "timed-out too many times" in reason:
+            reason = "timed out or preempted again after one requeue"
+        reason = reason[:300]
         return failed_payload(point, f"job {job.job_id} ({cluster}) ended without a result: {reason}")
 
 
