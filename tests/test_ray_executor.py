@@ -95,19 +95,25 @@ def test_sigkilled_ray_driver_rerun_records_every_point_once(cluster, tmp_path):
     assert len(rows) == 4 and len({r["point_id"] for r in rows}) == 4 and {r["status"] for r in rows} == {"ok"}
 
 
-def test_stopping_the_driver_cancels_its_ray_tasks(cluster, tmp_path):
-    args = ["run", "--models", "llama-2m", "--tasks", "profile", "--methods", "lora,vera", "--ranks", "2,4",
-            "--batch-sizes", "2", "--seq-lens", "18", "--threads", "1", "--out", str(tmp_path / "run"), "--no-report",
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_stopped_driver_leaves_no_point_running(cluster, tmp_path, stop):
+    """Points that would run for minutes: SIGTERM makes the driver cancel its tasks; after SIGKILL, Ray ends
+    the dead driver's tasks and the point processes die with their workers."""
+    (tmp_path / "sweep.toml").write_text('models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["lora"]\n'
+                                         "ranks = [2, 4]\nbatch_sizes = [2]\nseq_lens = [18]\nthreads = 1\n"
+                                         "timed_steps = 100000\n")
+    args = ["run", "--config", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / "run"), "--no-report",
             "--executor", "ray", "--ray-address", cluster]
     driver = subprocess.Popen([sys.executable, "run_bench.py", *args], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not point_processes(18):
+    while time.time() < deadline and len(point_processes(18)) < 2:
         time.sleep(0.2)
-    assert point_processes(18), "no point started"
-    driver.send_signal(signal.SIGTERM)
+    assert len(point_processes(18)) == 2, "the two points did not start"
+    driver.send_signal(stop)
     _, err = driver.communicate(timeout=60)
-    assert driver.returncode == 130 and "rerun the same command to resume" in err, err
+    if stop == signal.SIGTERM:
+        assert driver.returncode == 130 and "rerun the same command to resume" in err, err
     deadline = time.time() + 30
     while time.time() < deadline and point_processes(18):
         time.sleep(0.2)
