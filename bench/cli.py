@@ -49,9 +49,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--in-process", action="store_true", help="run points in this process (faster start, "
                      "memory readings shared between points, a crash ends the sweep)")
     run.add_argument("--retry-failed", action="store_true", help="run failed points of the run directory again")
+    ex = run.add_argument_group("executor", "where points run (also an [executor] table in the sweep file; "
+                                "README: Running on a cluster)")
+    ex.add_argument("--executor", choices=["local", "pool", "ray", "slurm"], help="local (default): one point at a "
+                    "time here; pool: several at once here; ray: Ray tasks; slurm: a SLURM job array (submitit)")
+    ex.add_argument("--workers", type=int, help="pool: points at once (default one per GPU, or cores // threads)")
+    ex.add_argument("--allow-shared-timing", action="store_true", default=None,
+                    help="pool: let workers x threads exceed the cores (timings not comparable; recorded per row)")
+    ex.add_argument("--ray-address", help="ray: host:port of a running cluster (default $RAY_ADDRESS, else a local "
+                    "cluster for the run)")
+    ex.add_argument("--ray-num-cpus", type=int, help="ray: CPUs of the local cluster (default all)")
+    ex.add_argument("--slurm-cluster", choices=["slurm", "local"], help="slurm: 'local' tries it on this machine "
+                    "with submitit's local jobs")
+    ex.add_argument("--slurm-partition")
+    ex.add_argument("--slurm-gpus-per-task", type=int, help="default 1 when --device is cuda, else 0")
+    ex.add_argument("--slurm-time-min", type=int, help="job time limit (default point_timeout_s + 5 min)")
+    ex.add_argument("--slurm-array-parallelism", type=int, help="jobs at once (default 256; 1 for local jobs)")
+    ex.add_argument("--no-wait", action="store_true", default=None, help="slurm: submit and return; gather the rows "
+                    "with `collect RUN_DIR`")
     run.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
     run.add_argument("--history", metavar="CSV", nargs="?", const=os.path.join(REPORTS_DIR, "history.csv"),
                      help="append the run's results to a history file (default reports/history.csv)")
+
+    collect = sub.add_parser("collect", help="record the rows of jobs submitted with `run --no-wait` (safe to repeat)")
+    collect.add_argument("run_dir", metavar="RUN_DIR")
 
     lister = sub.add_parser("list", help="list models, tasks, presets and methods")
     lister.add_argument("what", nargs="?", choices=["models", "tasks", "presets", "methods"], help="default: all")
@@ -99,6 +120,17 @@ def cmd_run(args, argv) -> int:
     if args.in_process:
         overrides["isolate"] = False
     file_values = load_sweep_file(args.config) if args.config else {}
+    executor_flags = {k: v for k, v in dict(
+        kind=args.executor, workers=args.workers, allow_shared_timing=args.allow_shared_timing,
+        ray_address=args.ray_address, ray_num_cpus=args.ray_num_cpus, slurm_cluster=args.slurm_cluster,
+        slurm_partition=args.slurm_partition, slurm_gpus_per_task=args.slurm_gpus_per_task,
+        slurm_time_min=args.slurm_time_min, slurm_array_parallelism=args.slurm_array_parallelism,
+        no_wait=args.no_wait).items() if v is not None}
+    if executor_flags:
+        executor_table = file_values.get("executor", {})
+        if not isinstance(executor_table, dict):
+            raise ValueError(f"the sweep file's executor must be a table ([executor]), got {executor_table!r}")
+        overrides["executor"] = {**executor_table, **executor_flags}
     preset = None if args.config else (args.preset or DEFAULT_PRESET)
     if args.steps is not None:
         base = make_sweep_config(preset, file_values)
@@ -108,22 +140,41 @@ def cmd_run(args, argv) -> int:
     if args.out is not None and not args.out.strip():
         raise ValueError("--out is empty; give a run directory, or leave --out out for reports/runs/NAME-COMMIT")
     run_dir = args.out or os.path.join(REPORTS_DIR, "runs", f"{name}-{(git_info()['commit'] or 'nogit')[:7]}")
-    if args.retry_failed:
-        from .results import drop_failed_rows
-
-        print(f"retrying {drop_failed_rows(run_dir) if os.path.isdir(run_dir) else 0} failed points")
-    rows = run_sweep(config, run_dir, ["run_bench.py", *argv])
+    rows = run_sweep(config, run_dir, ["run_bench.py", *argv], retry_failed=args.retry_failed)
     print(f"{len(rows)} points run; results in {os.path.join(run_dir, 'results.csv')}")
-    if not args.no_report:
+    if config.executor.get("no_wait"):
+        return 0
+    return finish_run(run_dir, args)
+
+
+def finish_run(run_dir: str, args) -> int:
+    """Report and history for a run with rows; exit 1 when no point of the run succeeded."""
+    from .results import RESULTS_FILE, latest_rows, read_rows
+
+    rows = latest_rows(read_rows(os.path.join(run_dir, RESULTS_FILE)))
+    if not any(r["status"] == "ok" for r in rows):
+        statuses = [r["status"] for r in rows]
+        print(f"no point succeeded ({statuses.count('failed')} failed, {statuses.count('skipped')} skipped); "
+              "see the errors above and in logs/", file=sys.stderr)
+        return 1
+    if not getattr(args, "no_report", False):
         from .report import build_report
 
         written = build_report([run_dir])
         print(f"report: {os.path.join(run_dir, 'summary.md')} ({len(written)} files)")
-    if args.history:
+    if getattr(args, "history", None):
         from .history import append_history
 
         print(f"history: {append_history(run_dir, args.history)} rows added to {args.history}")
     return 0
+
+
+def cmd_collect(args, argv) -> int:
+    from .sweep import collect
+
+    rows = collect(args.run_dir)
+    print(f"{len(rows)} rows collected into {os.path.join(args.run_dir, 'results.csv')}")
+    return finish_run(args.run_dir, args) if rows else 0
 
 
 def cmd_list(args, argv) -> int:
@@ -176,4 +227,4 @@ def cmd_history(args, argv) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "compare": cmd_compare, "history": cmd_history}
+COMMANDS = {"run": cmd_run, "collect": cmd_collect, "list": cmd_list, "report": cmd_report, "compare": cmd_compare, "history": cmd_history}

@@ -6,6 +6,8 @@ import copy
 import hashlib
 import itertools
 import json
+import os
+import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
 
@@ -31,7 +33,7 @@ class SweepConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [8])
     seq_lens: list[int] = field(default_factory=lambda: [64])
     dtype: str = "float32"
-    device: str = "auto"  # auto: cuda when available, else cpu
+    device: str = "auto"  # auto: cuda when the machine that runs the point has it, else cpu
     warmup_steps: int = 3  # steps run before timing (allocator, caches, lazy init)
     timed_steps: int = 10  # profile task: steps timed after warmup (accuracy tasks time every step after warmup)
     threads: int = 0  # torch intra-op threads; 0 = torch's default
@@ -45,6 +47,9 @@ class SweepConfig:
     method_options: dict = field(default_factory=dict)
     task_options: dict = field(default_factory=dict)  # e.g. max_train_examples, max_eval_examples, k
     train: dict = field(default_factory=dict)  # bench.train.TrainSettings fields: steps, lr, eval_every, ...
+    # How points are run: bench.executors.ExecutorSettings fields (kind = local, pool, ray or slurm, ...). Not part
+    # of the config hash: a run started on one executor resumes on another.
+    executor: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("models", "tasks", "methods", "ranks", "seeds", "batch_sizes", "seq_lens"):
@@ -59,6 +64,11 @@ class SweepConfig:
         unknown = [m for m in list(self.methods) + list(self.method_options) if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"unknown device {self.device!r}; use auto, cpu or cuda[:N]")
+        from .executors import ExecutorSettings
+
+        ExecutorSettings.from_dict(self.executor)  # unknown keys, bad values
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
         for name in ("batch_sizes", "seq_lens"):
@@ -110,7 +120,7 @@ class SweepConfig:
 
     def config_hash(self) -> str:
         """What decides the points; resuming a run dir needs the same hash."""
-        relevant = {k: v for k, v in self.to_dict().items() if k not in ("isolate", "point_timeout_s")}
+        relevant = {k: v for k, v in self.to_dict().items() if k not in ("isolate", "point_timeout_s", "executor")}
         return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -145,8 +155,9 @@ class Point:
         return f"{self.model}/{self.task}/{self.method}/r{self.rank}/s{self.seed}/b{self.batch_size}x{self.seq_len}"
 
 
-def expand_grid(config: SweepConfig, device: str) -> list[Point]:
-    """The sweep's points in a stable order: models outermost, seeds innermost."""
+def expand_grid(config: SweepConfig) -> list[Point]:
+    """The sweep's points in a stable order: models outermost, seeds innermost. The device is the one asked for
+    (auto resolves where the point runs), so a point's id is the same on every executor."""
     points = []
     for model, task, bs, sl, method in itertools.product(config.models, config.tasks, config.batch_sizes,
                                                          config.seq_lens, config.methods):
@@ -154,8 +165,9 @@ def expand_grid(config: SweepConfig, device: str) -> list[Point]:
             options = config.adapter_options(method, rank)
             points.append(Point(
                 model=model, task=task, method=method, rank=rank, seed=seed, batch_size=bs, seq_len=sl,
-                dtype=config.dtype, device=device, warmup_steps=config.warmup_steps,
-                timed_steps=config.timed_steps, threads=config.threads, data_dir=config.data_dir,
+                dtype=config.dtype, device=config.device, warmup_steps=config.warmup_steps,
+                timed_steps=config.timed_steps, threads=config.threads,
+                data_dir=os.path.abspath(config.data_dir) if config.data_dir else "",  # workers run elsewhere
                 adapter_options=_canonical({k: v for k, v in options.items() if k != "r"}),
                 task_options=_canonical(config.task_options), train=_canonical(config.train_for(method)),
             ))

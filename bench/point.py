@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -20,11 +21,22 @@ from .models import check_fits, get_entry
 from .results import utc_now
 
 
+def resolve_device(device: str) -> str:
+    """The torch device of a point's `device` on this machine: auto is cuda:0 when CUDA is visible, else cpu."""
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but torch sees no CUDA device on {socket.gethostname()}; "
+                         "use --device cpu or auto")
+    return "cuda:0" if device == "cuda" else device
+
+
 def run_point(point: Point, run_dir: str) -> dict:
     """Every failure becomes a row with status failed and a one-line error; the sweep goes on."""
     started, start = utc_now(), time.perf_counter()
-    row = identity_columns(point)
+    row = {**identity_columns(point), "host": socket.gethostname()}
     try:
+        row["device"] = resolve_device(point.device)
         row.update(measure_point(point, run_dir))
     except SkipPoint as e:
         row.update(status="skipped", error=str(e))
@@ -54,7 +66,7 @@ def measure_point(point: Point, run_dir: str) -> dict:
     from .tasks import setup_task
     from .train import TrainSettings, train
 
-    device = torch.device(point.device)
+    device = torch.device(resolve_device(point.device))
     if point.threads:
         torch.set_num_threads(point.threads)
     entry = get_entry(point.model)
@@ -66,7 +78,7 @@ def measure_point(point: Point, run_dir: str) -> dict:
     # Untimed: model and data. Seeded so that every method starts from the same state.
     torch.manual_seed(point.seed)
     setup = setup_task(point.task, point.model, batch_size=point.batch_size, seq_len=point.seq_len, seed=point.seed,
-                       device=point.device, dtype=point.dtype, data_dir=point.data_dir or None,
+                       device=str(device), dtype=point.dtype, data_dir=point.data_dir or None,
                        options=json.loads(point.task_options))
     model = setup.model
     model_params = sum(p.numel() for p in model.parameters())

@@ -12,7 +12,7 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata
 
-SCHEMA_VERSION = 2  # 2: lr and head_lr columns
+SCHEMA_VERSION = 3  # 2: lr and head_lr columns; 3: host and executor columns, device as the point ran
 RESULTS_FILE = "results.csv"
 META_FILE = "meta.json"
 
@@ -20,7 +20,8 @@ META_FILE = "meta.json"
 # _bytes bytes, _params counts of scalars. Empty cell = not measured.
 COLUMNS = [
     ("schema_version", "version of this column list; compare refuses to mix versions"),
-    ("point_id", "stable hash of the point's configuration (model, task, method, options, rank, seed, shapes, device)"),
+    ("point_id", "stable hash of the point's configuration (model, task, method, options, rank, seed, shapes, device as "
+                 "asked for: auto, cpu, cuda); the same whichever executor runs it"),
     ("status", "ok, failed or skipped"),
     ("error", "one-line reason when failed or skipped"),
     ("model", "model registry name"),
@@ -32,7 +33,10 @@ COLUMNS = [
     ("batch_size", "examples per step"),
     ("seq_len", "tokens per example"),
     ("dtype", "model dtype"),
-    ("device", "cpu or cuda:N"),
+    ("device", "the device the point ran on, resolved where it ran (cpu or cuda:N as its process saw them)"),
+    ("host", "host name of the machine the point ran on"),
+    ("executor", "what ran the point: local, pool, ray or slurm; pool+shared-timing when --allow-shared-timing let "
+                 "timed points share cores"),
     ("model_params", "parameters of the base model before adaptation"),
     ("trainable_params", "parameters the optimizer updates (adapter plus any trained head)"),
     ("adapter_params", "trainable parameters inside the adapter layers (METHODS.md formulas)"),
@@ -93,11 +97,11 @@ def done_point_ids(run_dir: str) -> set[str]:
     return {r["point_id"] for r in read_rows(os.path.join(run_dir, RESULTS_FILE))}
 
 
-def drop_failed_rows(run_dir: str) -> int:
-    """Remove failed rows (atomic rewrite) so that a resumed sweep runs those points again."""
+def drop_failed_rows(run_dir: str, which=lambda row: True) -> int:
+    """Remove failed rows (those `which` picks; atomic rewrite) so that a resumed sweep runs those points again."""
     path = os.path.join(run_dir, RESULTS_FILE)
     rows = read_rows(path)
-    kept = [r for r in rows if r.get("status") != "failed"]
+    kept = [r for r in rows if r.get("status") != "failed" or not which(r)]
     if len(kept) < len(rows):
         tmp = path + ".tmp"
         with open(tmp, "w", newline="") as f:

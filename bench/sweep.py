@@ -1,75 +1,135 @@
-"""Run a sweep into a run directory: meta.json, resume, one fresh process per point, progress."""
+"""The sweep driver: lock the run directory, resume, hand points to an executor, and write every row itself.
+
+    rows = run_sweep(config, run_dir, command)    # config.executor names the executor (bench.executors)
+    rows = collect(run_dir)                       # rows of jobs submitted earlier with --no-wait
+
+The driver is the only writer of results.csv (append + fsync per row), of logs/ and curves/. A write that the
+run directory refuses (full disk, read-only) stops the sweep with one line; the rows already written stay,
+and the points not recorded run on the next plain rerun.
+"""
 
 from __future__ import annotations
 
-import ctypes
-import json
 import os
 import signal
-import subprocess
 import sys
-import tempfile
+from contextlib import contextmanager
 
-import torch
 from tqdm import tqdm
 
-from .config import Point, SweepConfig, expand_grid
-from .point import identity_columns, run_point
-from .results import (SCHEMA_VERSION, append_row, done_point_ids, environment_info, read_meta,
-                      utc_now, write_meta)
+from .config import SweepConfig, expand_grid
+from .executors import ExecutorSettings, make_executor
+from .point import resolve_device
+from .results import RESULTS_FILE, append_row, read_meta, read_rows, utc_now, write_meta
+from .rundir import RunDirUnwritable, ensure_writable, lock_run_dir, open_run_dir
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for but torch sees no CUDA device; use --device cpu")
-    if device.split(":")[0] not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda[:N]")
-    return device if device != "cuda" else "cuda:0"
+def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, retry_failed: bool = False) -> list[dict]:
+    """Run every point not yet done (failed ones too with retry_failed); returns the rows written this time."""
+    settings = ExecutorSettings.from_dict(config.executor)
+    driver_device = resolve_device(config.device) if settings.kind in ("local", "pool") else config.device
+    with lock_run_dir(run_dir):
+        _refuse_pending_jobs(run_dir)
+        meta, done = open_run_dir(run_dir, config, command, driver_device, log, retry_failed)
+        meta["executor"] = {**config.executor, "kind": settings.kind}
+        points = expand_grid(config)
+        todo = [p for p in points if p.point_id not in done]
+        if done:
+            log(f"resuming {run_dir}: {len(points) - len(todo)} of {len(points)} points already done")
+        executor = make_executor(settings, config, run_dir)  # bad executor input stops here, nothing written
+        rows = []
+        bar = tqdm(total=len(todo), unit="point", dynamic_ncols=True, file=sys.stderr)
+        try:
+            _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
+            with _sigterm_as_interrupt():
+                for payload in executor.run(todo):
+                    row = record(run_dir, payload, executor.name, done)
+                    if row is not None:
+                        rows.append(row)
+                        bar.update()
+                        bar.write(summary_line(row))
+        finally:
+            executor.close()
+            bar.close()
+        if settings.no_wait:
+            log(f"{len(todo)} points submitted as jobs; gather their rows with `run_bench.py collect {run_dir}`")
+        meta["ended_at"] = utc_now()
+        _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
+        return rows
 
 
-def prepare_run_dir(run_dir: str, config: SweepConfig, command: list[str], device: str) -> dict:
-    """Create or reopen run_dir; refuse a run dir that another config made."""
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=run_dir):
-            pass
-    except OSError as e:
-        raise ValueError(f"cannot write to run directory {run_dir!r} ({e.strerror}); choose another --out") from None
-    meta = read_meta(run_dir)
-    if meta is not None and meta.get("config_hash") != config.config_hash():
-        raise ValueError(f"{run_dir!r} holds a run of a different config (hash {meta.get('config_hash')}, this one "
-                         f"{config.config_hash()}); give a new --out to start a new run, or rerun its own command")
-    if meta is None:
-        meta = {"schema_version": SCHEMA_VERSION, "config": config.to_dict(), "config_hash": config.config_hash(),
-                "command": command, "started_at": utc_now(), "environment": environment_info(device), "resumed": []}
-    else:
-        meta["resumed"].append({"at": utc_now(), "command": command, "environment": environment_info(device)})
-    write_meta(run_dir, meta)
-    return meta
+def collect(run_dir: str, log=print) -> list[dict]:
+    """Record the rows of jobs submitted with --no-wait that have ended; safe to run again (adds nothing twice)."""
+    from .executors.slurm_executor import collect_finished
+
+    if read_meta(run_dir) is None:
+        raise FileNotFoundError(f"{run_dir!r} holds no run (no meta.json); give the --out of a `run --no-wait`")
+    with lock_run_dir(run_dir):
+        done = {r["point_id"] for r in read_rows(os.path.join(run_dir, RESULTS_FILE))}
+        payloads, still_running = collect_finished(run_dir)
+        rows = [row for row in (record(run_dir, p, "slurm", done) for p in payloads) if row is not None]
+        for row in rows:
+            log(summary_line(row))
+        if still_running:
+            log(f"{still_running} jobs still running; run `run_bench.py collect {run_dir}` again later")
+        return rows
 
 
-def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print) -> list[dict]:
-    """Run every point not yet done; returns the rows written this time."""
-    device = resolve_device(config.device)
-    meta = prepare_run_dir(run_dir, config, command, device)
-    points = expand_grid(config, device)
-    done = done_point_ids(run_dir)
-    todo = [p for p in points if p.point_id not in done]
-    if done:
-        log(f"resuming {run_dir}: {len(points) - len(todo)} of {len(points)} points already done")
-    rows = []
-    bar = tqdm(todo, unit="point", dynamic_ncols=True, file=sys.stderr)
-    for point in bar:
-        bar.set_description(point.label)
-        row = run_isolated(point, run_dir, config.point_timeout_s) if config.isolate else run_point(point, run_dir)
+def record(run_dir: str, payload: dict, executor: str, done: set[str]) -> dict | None:
+    """Write a point's log, curve and row (once per point_id); None when the point was already recorded."""
+    row = {**payload["row"], "executor": executor}
+    if row["point_id"] in done:
+        return None
+    ensure_writable(run_dir)  # a full or read-only disk stops the sweep here, before a half-written row or log
+
+    def write():
+        os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
+        with open(os.path.join(run_dir, "logs", f"{row['point_id']}.log"), "w") as f:
+            f.write(payload["log"])
+        if payload["curve_csv"]:
+            os.makedirs(os.path.join(run_dir, "curves"), exist_ok=True)
+            with open(os.path.join(run_dir, "curves", f"{row['point_id']}.csv"), "w") as f:
+                f.write(payload["curve_csv"])
         append_row(run_dir, row)
-        rows.append(row)
-        bar.write(summary_line(row))
-    meta["ended_at"] = utc_now()
-    write_meta(run_dir, meta)
-    return rows
+
+    _write_or_stop(run_dir, write, len(done))
+    done.add(row["point_id"])
+    return row
+
+
+def _write_or_stop(run_dir: str, write, rows_so_far: int) -> None:
+    try:
+        write()
+    except OSError as e:
+        raise RunDirUnwritable(f"cannot write to run directory {run_dir!r} ({e.strerror}); the {rows_so_far} rows "
+                               "already in results.csv are intact: free space or fix its permissions, then rerun the "
+                               "same command (the points not recorded run then)") from None
+
+
+def _refuse_pending_jobs(run_dir: str) -> None:
+    from .executors.slurm_executor import load_jobs
+
+    _, _, jobs = load_jobs(run_dir)
+    if jobs:
+        raise ValueError(f"{len(jobs)} points of {run_dir!r} were submitted as jobs and not gathered; run "
+                         f"`run_bench.py collect {run_dir}` (again once they end) before running the sweep again")
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (kill, scancel, a scheduler's stop) ends the sweep like Ctrl-C: the executor cancels its work."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def summary_line(row: dict) -> str:
@@ -81,41 +141,3 @@ def summary_line(row: dict) -> str:
     if row.get("eval_accuracy") is not None:
         parts.append(f"acc={row['eval_accuracy_before']:.3f}->{row['eval_accuracy']:.3f}")
     return f"ok      {label}: " + " ".join(parts)
-
-
-def run_isolated(point: Point, run_dir: str, timeout_s: int) -> dict:
-    """The point in a fresh Python process; a crash, kill or timeout becomes a failed row."""
-    logs = os.path.join(run_dir, "logs")
-    os.makedirs(logs, exist_ok=True)
-    point_file = os.path.join(logs, f"{point.point_id}.point.json")
-    row_file = os.path.join(logs, f"{point.point_id}.row.json")
-    log_file = os.path.join(logs, f"{point.point_id}.log")
-    with open(point_file, "w") as f:
-        json.dump(point.__dict__, f)
-    if os.path.exists(row_file):
-        os.remove(row_file)
-    error = None
-    with open(log_file, "w") as log:
-        try:
-            proc = subprocess.run([sys.executable, "-m", "bench.point", point_file, row_file, run_dir],
-                                  stdout=log, stderr=log, timeout=timeout_s, preexec_fn=_die_with_parent,
-                                  cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-            if proc.returncode < 0:
-                name = signal.Signals(-proc.returncode).name
-                error = f"point process killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
-            elif proc.returncode != 0:
-                error = f"point process exited with code {proc.returncode}; see {log_file}"
-        except subprocess.TimeoutExpired:
-            error = f"point ran past point_timeout_s={timeout_s}; raise it or shrink the point"
-    if error is None and os.path.exists(row_file):
-        with open(row_file) as f:
-            return json.load(f)
-    return {**identity_columns(point), "status": "failed", "error": error or f"no result written; see {log_file}"}
-
-
-def _die_with_parent() -> None:
-    """Linux: the point process gets SIGKILL when the sweep dies, so no orphan writes after a kill."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass

@@ -1,0 +1,156 @@
+"""The pool and slurm (submitit, local jobs: real subprocesses) executors give the local executor's rows;
+--no-wait then collect gathers them once; bad executor input is one line, exit 2."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.config import make_sweep_config
+from bench.results import read_rows
+from bench.sweep import run_sweep
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORES = len(os.sched_getaffinity(0))
+
+
+def sweep(**overrides):
+    values = dict(models=["llama-2m"], tasks=["profile"], methods=["lora", "vera"], ranks=[2], batch_sizes=[2],
+                  seq_lens=[16], warmup_steps=1, timed_steps=2, threads=1)
+    values.update(overrides)
+    return make_sweep_config(None, values)
+
+
+def key(row):
+    return row["point_id"], row["status"], str(row.get("trainable_params"))
+
+
+def run_cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "run_bench.py", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def local_rows(tmp_path_factory):
+    """The local executor's rows of the sweep above (in process: the same points, the same counts)."""
+    rows = run_sweep(sweep(isolate=False), str(tmp_path_factory.mktemp("local") / "run"), ["test"], log=print)
+    assert {r["status"] for r in rows} == {"ok"}, [r["error"] for r in rows]
+    return sorted(map(key, rows))
+
+
+@pytest.mark.skipif(CORES < 2, reason="two pool workers need two cores")
+def test_pool_of_two_single_thread_workers_gives_the_local_rows(local_rows, tmp_path):
+    rows = run_sweep(sweep(executor={"kind": "pool", "workers": 2}), str(tmp_path / "run"), ["test"], log=print)
+    assert sorted(map(key, rows)) == local_rows
+    written = read_rows(str(tmp_path / "run" / "results.csv"))
+    assert {r["executor"] for r in written} == {"pool"} and {r["device"] for r in written} == {"cpu"}
+
+
+def test_pool_workers_times_threads_beyond_the_cores_is_refused_unless_allowed(tmp_path):
+    result = run_cli("run", "--preset", "profile-quick", "--executor", "pool", "--workers", str(CORES),
+                     "--threads", "2", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert (f"{CORES} pool workers x 2 threads need {2 * CORES} cores and this machine has {CORES}: timings of points "
+            "that share cores are not comparable") in result.stderr
+    assert not (tmp_path / "run" / "results.csv").exists()
+    from bench.executors.local import PoolExecutor
+
+    assert PoolExecutor(60, CORES, "cpu", 2, allow_shared_timing=True).name == "pool+shared-timing"
+
+
+def test_submitit_local_jobs_give_the_local_rows(local_rows, tmp_path):
+    config = sweep(executor={"kind": "slurm", "slurm_cluster": "local", "slurm_array_parallelism": 2})
+    rows = run_sweep(config, str(tmp_path / "run"), ["test"], log=print)
+    assert sorted(map(key, rows)) == local_rows
+    assert {r["executor"] for r in read_rows(str(tmp_path / "run" / "results.csv"))} == {"slurm"}
+
+
+def test_no_wait_then_collect_gathers_every_row_once(local_rows, tmp_path):
+    run_dir = str(tmp_path / "run")
+    args = ["--models", "llama-2m", "--tasks", "profile", "--methods", "lora,vera", "--ranks", "2", "--batch-sizes",
+            "2", "--seq-lens", "16", "--threads", "1", "--out", run_dir]
+    (tmp_path / "sweep.toml").write_text("warmup_steps = 1\ntimed_steps = 2\n"
+                                         '[executor]\nkind = "slurm"\nslurm_cluster = "local"\n')
+    submitted = run_cli("run", "--config", str(tmp_path / "sweep.toml"), *args, "--no-wait")
+    assert submitted.returncode == 0, submitted.stderr
+    assert "2 points submitted as jobs" in submitted.stdout and not read_rows(os.path.join(run_dir, "results.csv"))
+    again = run_cli("run", "--config", str(tmp_path / "sweep.toml"), *args)  # jobs out: refused, not rerun
+    assert again.returncode == 2 and "collect" in again.stderr, again.stderr
+    deadline = time.time() + 300
+    while time.time() < deadline and len(read_rows(os.path.join(run_dir, "results.csv"))) < 2:
+        result = run_cli("collect", run_dir)
+        assert result.returncode == 0, result.stderr
+        time.sleep(2)
+    rows = read_rows(os.path.join(run_dir, "results.csv"))
+    assert sorted(map(key, rows)) == local_rows
+    twice = run_cli("collect", run_dir)
+    assert twice.returncode == 0 and "0 rows collected" in twice.stdout, twice.stdout + twice.stderr
+    assert read_rows(os.path.join(run_dir, "results.csv")) == rows
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--executor", "slurm"], "--executor slurm: no SLURM here ("),
+    (["--executor", "pool", "--no-wait"], "--no-wait needs --executor slurm"),
+    (["--executor", "pool", "--in-process"], "works with the local executor only"),
+    (["--tasks", "sst2", "--data-dir", "/no/such/data", "--executor", "pool"], "cannot read /no/such/data"),
+])
+def test_bad_executor_input_is_one_line_exit_2(tmp_path, args, message):
+    if "SLURM" in message and subprocess.run(["sh", "-c", "command -v sbatch && command -v srun"]).returncode == 0:
+        pytest.skip("this machine has SLURM")
+    result = run_cli("run", "--preset", "profile-quick", "--threads", "1", *args, "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_engine_names_the_extra_to_install(tmp_path):
+    for module, kind, extra in (("ray", "ray", ".[ray]"), ("submitit", "slurm", ".[slurm]")):
+        code = (f"import sys; sys.modules[{module!r}] = None; from bench.cli import main; "
+                f"sys.exit(main(['run', '--preset', 'profile-quick', '--executor', {kind!r}, '--slurm-cluster', "
+                f"'local', '--out', {str(tmp_path / kind)!r}]))")
+        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and f"pip install -e '{extra}'" in result.stderr, result.stderr
+
+
+def test_a_job_preempted_twice_is_requeued_once_then_recorded_failed_with_the_reason(tmp_path):
+    """SIGUSR2 to the job's task, as SLURM sends before preemption or the time limit: submitit calls the job's
+    checkpoint, which requeues it the first time and not the second."""
+    import signal
+
+    psutil = pytest.importorskip("psutil")
+    from bench.config import expand_grid
+    from bench.executors.slurm_executor import SlurmExecutor, job_payload
+
+    executor = SlurmExecutor(str(tmp_path), timeout_s=600, cluster="local", partition="", gpus_per_task=0,
+                             time_min=0, array_parallelism=1, threads=1, no_wait=False)
+    point = expand_grid(sweep())[0]
+    executor.submit([point])
+    job, point_dict = executor.pending[point.point_id]
+
+    def signal_task(not_pid=None):
+        """Once a task (not the one signalled before) runs its point process, its signal handler is in place."""
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            for task in psutil.Process(int(job.job_id)).children():
+                try:
+                    running = task.pid != not_pid and any("bench.point" in c.cmdline() for c in task.children())
+                except psutil.NoSuchProcess:
+                    continue
+                if running:
+                    task.send_signal(signal.SIGUSR2)
+                    return task.pid
+            time.sleep(0.2)
+        raise AssertionError("the job's point did not start")
+
+    try:
+        first = signal_task()
+        signal_task(not_pid=first)  # started again: requeued once
+        deadline = time.time() + 120
+        while time.time() < deadline and not job.paths.result_pickle.exists():
+            time.sleep(0.2)
+        payload = job_payload(job, "local", point_dict)
+        assert payload["row"]["status"] == "failed" and payload["row"]["point_id"] == point.point_id
+        assert "timed out or preempted again after one requeue" in payload["row"]["error"], payload["row"]["error"]
+    finally:
+        executor.close()
