@@ -14,7 +14,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from giva import METHODS, make_config
+from giva import METHODS, get_method, make_config
 
 from .models import DTYPES, get_entry
 
@@ -41,7 +41,7 @@ class SweepConfig:
     # Per-method options, e.g. {"vera": {"ranks": [256], "d_initial": 0.1}, "lora": {"alpha": 16}}: the
     # adapter's options, plus "ranks" (the method's own ranks) and "train" (TrainSettings over `train`
     # for this method's points, e.g. {"giva": {"train": {"lr": 0.02}}}).
-    # LoRA's alpha defaults to 2 * r, the ratio of the GiVA paper's runs.
+    # A method's harness defaults apply where the sweep sets nothing (giva.methods: LoRA's alpha = 2 * r).
     method_options: dict = field(default_factory=dict)
     task_options: dict = field(default_factory=dict)  # e.g. max_train_examples, max_eval_examples, k
     train: dict = field(default_factory=dict)  # bench.train.TrainSettings fields: steps, lr, eval_every, ...
@@ -91,8 +91,8 @@ class SweepConfig:
 
     def adapter_options(self, method: str, rank: int) -> dict:
         options = {k: v for k, v in self.method_options.get(method, {}).items() if k not in ("ranks", "train")}
-        if method == "lora":
-            options.setdefault("alpha", 2 * rank)
+        for key, value in get_method(method).harness_defaults(rank).items():
+            options.setdefault(key, value)
         return {"r": rank, **options}
 
     def to_dict(self) -> dict:

@@ -12,7 +12,7 @@ import traceback
 
 import torch
 
-from giva import adapter_stats, apply_adapter, make_config, save_adapter
+from giva import adapter_stats, apply_adapter, get_method, make_config, save_adapter
 
 from .config import Point
 from .measure import MemoryMonitor, summarize_ms, synchronize
@@ -76,7 +76,7 @@ def measure_point(point: Point, run_dir: str) -> dict:
     # The first batches are drawn before any clock runs (a task may compute targets
     # while drawing) and go back in front of the stream, so every method trains on
     # the same data in the same order. One untimed forward warms the kernels.
-    num_grad = getattr(config, "num_grad_batches", 0)
+    num_grad = get_method(point.method).init_batches(config)
     head_batches = [next(setup.train_batches) for _ in range(max(1, num_grad))]
     setup.train_batches = itertools.chain(head_batches, setup.train_batches)
     with torch.no_grad():

@@ -25,7 +25,7 @@ COLUMNS = [
     ("error", "one-line reason when failed or skipped"),
     ("model", "model registry name"),
     ("task", "'profile' (synthetic batches, timing only) or a task name"),
-    ("method", "lora, vera or giva"),
+    ("method", "a registered method (giva.methods: lora, vera, giva, ...)"),
     ("rank", "configured rank r"),
     ("method_options", "JSON of the method's options (alpha, d_initial, basis, num_grad_batches, ...)"),
     ("seed", "seed of init, data order and GiVA's SVD"),

@@ -10,7 +10,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from .inject import STATE_ATTR, adapter_state, apply_adapter, unload_adapter
-from .methods import make_config
+from .methods import make_config, spec_for
 from .targets import is_linear, linear_shape
 
 FORMAT_VERSION = 1
@@ -25,7 +25,7 @@ def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     for layer_name, layer in state.layers.items():
         for buffer_name in layer.frozen_names:
             tensors[f"{layer_name}.{buffer_name}"] = getattr(layer, buffer_name)
-    if getattr(state.config, "save_projection", False):
+    if spec_for(state.config).saves_shared(state.config):
         tensors.update(state.shared)
     return tensors
 
