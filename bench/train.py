@@ -19,6 +19,7 @@ from giva.methods import METHODS
 from giva.targets import name_matches
 
 from .measure import StepTimer, synchronize
+from .peft_methods import is_peft_method, peft_default_lr
 from .tasks import TaskSetup
 
 # A freshly initialised classification head, whatever the adapter's lr: at 1e-3
@@ -28,7 +29,9 @@ SCHEDULES = ("linear", "cosine", "constant")
 
 
 def default_lr(method: str) -> float:
-    """The adapter learning rate when none is set: the method's spec (giva.methods)."""
+    """The adapter learning rate when none is set: the method's spec (giva.methods), or peft_methods' rule."""
+    if is_peft_method(method):
+        return peft_default_lr(method)
     if method not in METHODS:
         raise ValueError(f"no default learning rate for method {method!r}; choose one of {', '.join(METHODS)} "
                          "or set TrainSettings(lr=...)")
