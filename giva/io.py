@@ -1,4 +1,4 @@
-"""Adapter checkpoints: a folder with adapter.safetensors and adapter_config.json."""
+"""Adapter checkpoints: a folder with adapter.safetensors and adapter_config.json (or PEFT's layout: peft_format.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from .inject import STATE_ATTR, adapter_state, apply_adapter, unload_adapter
 from .methods import make_config, spec_for
+from .peft_format import is_peft_checkpoint, load_peft_adapter, save_peft_adapter
 from .targets import is_linear, linear_shape
 
 FORMAT_VERSION = 1
@@ -30,11 +31,22 @@ def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def save_adapter(model: nn.Module, path: str) -> str:
-    """Write the adapter of `model` to folder `path`; returns the weights file's path."""
+FORMATS = ("giva", "peft")
+
+
+def save_adapter(model: nn.Module, path: str, format: str = "giva") -> str:
+    """Write the adapter of `model` to folder `path`; returns the weights file's path.
+
+    format="giva": our layout (every method). format="peft": PEFT's layout, for LoRA and VeRA, loadable with
+    peft.PeftModel.from_pretrained (giva/peft_format.py).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown checkpoint format {format!r}; use 'giva' (ours) or 'peft' (LoRA and VeRA)")
     state = adapter_state(model)
     if any(layer.merged for layer in state.layers.values()):
         raise ValueError("the adapter is merged into the base weights; call unmerge_adapter(model) before saving")
+    if format == "peft":
+        return save_peft_adapter(model, path, state)
     os.makedirs(path, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in adapter_tensors(model).items()}
     weights_path = os.path.join(path, WEIGHTS_FILE)
@@ -51,12 +63,15 @@ def save_adapter(model: nn.Module, path: str) -> str:
 
 
 def load_adapter(model: nn.Module, path: str) -> nn.Module:
-    """Apply the adapter saved at `path` to a fresh copy of the same base model and return it."""
+    """Apply the adapter saved at `path` (ours, or a PEFT LoRA / VeRA checkpoint) to a fresh copy of the same
+    base model and return it."""
     config_path = os.path.join(path, CONFIG_FILE)
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"no {CONFIG_FILE} in {path!r}; give the folder that save_adapter wrote")
     if hasattr(model, STATE_ATTR):
         raise ValueError("the model already has an adapter; call unload_adapter(model) before loading another")
+    if is_peft_checkpoint(path):
+        return load_peft_adapter(model, path)
     with open(config_path) as f:
         meta = json.load(f)
     if meta.get("format_version") != FORMAT_VERSION:
