@@ -67,8 +67,7 @@ class SweepConfig:
         for method in self.methods:  # rank <= 0, unknown options, bad values; PEFT's methods also on each model
             for rank in self.ranks_for(method):
                 if is_peft_method(method):
-                    options = {k: v for k, v in self.adapter_options(method, rank).items() if k != "r"}
-                    adapter = make_peft_adapter(method, rank, options)
+                    adapter = make_peft_adapter(method, rank, self.adapter_options(method, rank))
                     for model in self.models:
                         check_targets(adapter, model)
                 else:
@@ -101,8 +100,9 @@ class SweepConfig:
 
     def adapter_options(self, method: str, rank: int) -> dict:
         options = {k: v for k, v in self.method_options.get(method, {}).items() if k not in ("ranks", "train")}
-        defaults = peft_harness_defaults(method, rank) if is_peft_method(method) else get_method(method).harness_defaults(rank)
-        for key, value in defaults.items():
+        if is_peft_method(method):  # the rank goes into the PEFT config's own rank field (peft_methods)
+            return {**peft_harness_defaults(method, rank), **options}
+        for key, value in get_method(method).harness_defaults(rank).items():
             options.setdefault(key, value)
         return {"r": rank, **options}
 

@@ -25,6 +25,7 @@ import dataclasses
 import difflib
 import os
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -363,7 +364,9 @@ def check_targets(adapter: PeftAdapter, model_name: str) -> None:
         config.target_modules = default_targets(model)
     config.modules_to_save = None
     try:
-        get_peft_model(model, config, low_cpu_mem_usage=True)
+        with warnings.catch_warnings():  # PEFT's notes on the meta model are not the user's business here
+            warnings.simplefilter("ignore")
+            get_peft_model(model, config, low_cpu_mem_usage=True)
     except (ValueError, TypeError, NotImplementedError, RuntimeError) as e:
         raise ValueError(f"{adapter.method.name} cannot adapt {model_name}'s layers {config.target_modules!r}: "
                          f"{' '.join(str(e).split())[:300]}") from None
