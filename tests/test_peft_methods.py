@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from bench.config import make_sweep_config
+from bench.report import build_report
 from bench.results import COLUMN_NAMES, read_meta, read_rows
 from bench.sweep import run_sweep
 
@@ -26,7 +27,8 @@ MEASURED = ["model_params", "trainable_params", "adapter_params", "total_params"
 
 def test_a_sweep_of_ours_and_peft_s_methods_writes_complete_rows(tmp_path):
     config = make_sweep_config(None, dict(
-        models=["llama-2m"], tasks=["profile"], methods=["lora", "peft:lora", "peft:vera", "peft:pissa", "peft:eva", "giva"],
+        models=["llama-2m"], tasks=["profile"], methods=["lora", "peft:lora", "vera", "peft:vera", "peft:pissa", "peft:eva",
+                                                       "giva"],
         ranks=[4], batch_sizes=[2], seq_lens=[16], warmup_steps=1, timed_steps=2, threads=1, isolate=False,
         method_options={"peft:pissa": {"init_lora_weights": "pissa"}}))
     run_sweep(config, str(tmp_path), ["test"], log=lambda *_: None)
@@ -46,6 +48,25 @@ def test_a_sweep_of_ours_and_peft_s_methods_writes_complete_rows(tmp_path):
     assert json.loads(rows["peft:lora"]["method_options"]) == {"lora_alpha": 8}  # alpha = 2r, like ours
     assert 0 < int(rows["peft:vera"]["adapter_params"]) < int(rows["peft:lora"]["adapter_params"])
     assert read_meta(str(tmp_path))["environment"]["versions"]["peft"] == peft.__version__
+
+    # the report: ours over PEFT's at the same rank, and GiVA's init beside PiSSA's and EVA's
+    build_report([str(tmp_path)])
+    summary = (tmp_path / "summary.md").read_text()
+    section = summary.split("## Ours against PEFT, and data-driven inits", 1)[1].split("\n## ", 1)[0]
+
+    def value(method, column):
+        return float(rows[method][column])
+
+    for ours, name in (("lora", "LoRA"), ("vera", "VeRA")):
+        theirs = "peft:" + ours
+        expected = (f"| {name} | 4 | {value(ours, 'trainable_params'):,.0f} / {value(theirs, 'trainable_params'):,.0f} | "
+                    f"{value(ours, 'step_time_ms_p50') / value(theirs, 'step_time_ms_p50'):.2f}x | "
+                    f"{value(ours, 'init_total_s') / value(theirs, 'init_total_s'):.2f}x |")
+        assert expected in section, (expected, section)
+    lora_step_s = value("lora", "step_time_ms_p50") / 1000
+    for method, name in (("giva", "GiVA"), ("peft:pissa", "PEFT pissa"), ("peft:eva", "PEFT eva")):
+        line = next(x for x in section.splitlines() if x.startswith(f"| {name} | 4 |"))
+        assert line.endswith(f"| {value(method, 'init_total_s') / lora_step_s:.2g} |"), line
 
 
 @pytest.mark.parametrize("methods, options, message", [
