@@ -48,6 +48,7 @@ LORA_VARIANTS = {
     "loftq": {"init_lora_weights": "loftq"},
 }
 DATA_INITS = ("eva", "corda", "lora_ga")  # inits that read training batches
+INFORMED_INITS = ("pissa", "olora", "loftq", *DATA_INITS)  # inits that read the base weights or the data
 # Methods whose rank-like size is not called r.
 RANK_FIELDS = {"fourierft": "n_frequency", "waveft": "n_frequency"}
 HARNESS_OPTIONS = ("init_batches",)  # besides "ranks" and "train", which the sweep config takes out

@@ -15,13 +15,12 @@ import textwrap
 import matplotlib
 import pandas as pd
 
+from .peft_methods import INFORMED_INITS
+from .peft_methods import PREFIX as PEFT_PREFIX
 from .plots import LINESTYLES, MARKERS, MIB, PLOTS, STYLE, NoData, save_figure
 from .runs import STATUSES, Run, load_run
 
 VARIANT_COLUMNS = ("batch_size", "seq_len", "dtype", "device")  # besides method options: what can split a line
-PEFT_PREFIX = "peft:"  # bench.peft_methods' methods; the report reads the CSV alone, not PEFT
-# LoRA inits that read the base weights or the data (bench.peft_methods), shown beside GiVA's.
-DATA_DRIVEN_INITS = ("pissa", "olora", "eva", "corda", "lora_ga", "loftq")
 
 
 # --- the report ---------------------------------------------------------------
@@ -275,7 +274,7 @@ def format_peft_comparison(ok: pd.DataFrame, several_runs: bool) -> list[str]:
     from giva.methods import METHODS
 
     pairs = [m for m in METHODS if m in set(ok["method"]) and PEFT_PREFIX + m in set(ok["method"])]
-    inits = sorted(m for m in set(ok["method"]) if m.removeprefix(PEFT_PREFIX) in DATA_DRIVEN_INITS)
+    inits = sorted(m for m in set(ok["method"]) if m.startswith(PEFT_PREFIX) and m.removeprefix(PEFT_PREFIX) in INFORMED_INITS)
     if not pairs and not ("giva" in set(ok["method"]) and inits):
         return []
     out = []

@@ -90,13 +90,19 @@ def load_adapter(model: nn.Module, path: str) -> nn.Module:
     config = make_config(method, **options)
     tensors = load_file(os.path.join(path, WEIGHTS_FILE))
     apply_adapter(model, config, saved=tensors)
-    targets = adapter_tensors(model)  # without VeRA's pair when it is regenerated from the seed
-    mismatched = sorted(set(targets) ^ set(tensors)) or [n for n in targets if targets[n].shape != tensors[n].shape]
+    mismatched = copy_tensors(adapter_tensors(model), tensors)  # without VeRA's pair when regenerated from the seed
     if mismatched:
         unload_adapter(model)
         raise ValueError(f"checkpoint {path!r} does not fit its own config at {mismatched[:3]}; "
                          "it was edited or saved from another adapter")
-    with torch.no_grad():
-        for name, tensor in tensors.items():
-            targets[name].copy_(tensor)
     return model
+
+
+def copy_tensors(targets: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Copy every checkpoint tensor into its target; returns the names that do not match (and then copies none)."""
+    mismatched = sorted(set(targets) ^ set(tensors)) or [n for n in targets if targets[n].shape != tensors[n].shape]
+    if not mismatched:
+        with torch.no_grad():
+            for name, tensor in tensors.items():
+                targets[name].copy_(tensor)
+    return mismatched

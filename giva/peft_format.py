@@ -117,6 +117,7 @@ def config_from_peft(path: str, tensors: dict[str, torch.Tensor]):
 def load_peft_adapter(model: nn.Module, path: str) -> nn.Module:
     """Apply the PEFT LoRA / VeRA checkpoint at `path` to `model` as our adapter layers."""
     from .inject import adapter_state, apply_adapter, unload_adapter
+    from .io import copy_tensors
 
     weights_path = os.path.join(path, PEFT_WEIGHTS_FILE)
     if not os.path.exists(weights_path):
@@ -125,15 +126,11 @@ def load_peft_adapter(model: nn.Module, path: str) -> nn.Module:
     tensors = load_file(weights_path)
     config = config_from_peft(path, tensors)
     apply_adapter(model, config)
-    expected = {k: v for k, v in peft_tensors(model, adapter_state(model)).items()}
     if config.method == "vera" and not config.save_projection:
         tensors = {k: v for k, v in tensors.items() if k not in SHARED_KEYS.values()}
-    mismatched = sorted(set(expected) ^ set(tensors)) or [k for k in expected if expected[k].shape != tensors[k].shape]
+    mismatched = copy_tensors(peft_tensors(model, adapter_state(model)), tensors)
     if mismatched:
         unload_adapter(model)
         raise ValueError(f"the PEFT checkpoint {path!r} does not fit this model at {mismatched[:3]}; "
                          "load it onto the base model it was trained from")
-    with torch.no_grad():
-        for key, tensor in tensors.items():
-            expected[key].copy_(tensor)
     return model

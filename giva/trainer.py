@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from transformers import Trainer
 
 from .inject import adapter_state
-from .io import CONFIG_FILE, WEIGHTS_FILE, adapter_tensors, save_adapter
+from .io import CONFIG_FILE, WEIGHTS_FILE, adapter_tensors, copy_tensors, save_adapter
 
 TRAINING_ARGS_FILE = "training_args.bin"  # the name the Trainer gives it
 
@@ -31,15 +31,10 @@ def load_adapter_weights(model: torch.nn.Module, path: str) -> None:
     weights_path = os.path.join(path, WEIGHTS_FILE)
     if not os.path.exists(weights_path):
         raise FileNotFoundError(f"no {WEIGHTS_FILE} in {path!r}; resume from a checkpoint AdapterTrainer wrote")
-    saved = load_file(weights_path)
-    targets = adapter_tensors(model)
-    mismatched = sorted(set(targets) ^ set(saved)) or [n for n in targets if targets[n].shape != saved[n].shape]
+    mismatched = copy_tensors(adapter_tensors(model), load_file(weights_path))
     if mismatched:
         raise ValueError(f"checkpoint {path!r} was saved from another adapter (differs at {mismatched[:3]}); "
                          f"resume with the adapter config it was trained with ({os.path.join(path, CONFIG_FILE)})")
-    with torch.no_grad():
-        for name, tensor in saved.items():
-            targets[name].copy_(tensor)
 
 
 class AdapterTrainer(Trainer):
