@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from bench.config import make_sweep_config
 from bench.report import build_report
@@ -96,3 +97,9 @@ def test_the_cli_says_it_in_one_line_exits_2_and_runs_nothing(tmp_path):
     assert "peft:vblora cannot adapt llama-2m's layers" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "run").exists()  # nothing ran, not even the valid lora point
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="LoftQ runs where bitsandbytes and a GPU are")
+def test_loftq_without_a_gpu_says_what_it_needs():
+    with pytest.raises(ValueError, match="peft:loftq quantizes the base weights with bitsandbytes on a GPU"):
+        make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=["peft:loftq"]))

@@ -36,11 +36,11 @@ def adapted(model, method: str):
     return apply_adapter(model, make_config(method, trainable_modules=["classifier"], **CONFIGS[method]), data=data)
 
 
-def trainer_for(model, out_dir, **overrides) -> AdapterTrainer:
+def trainer_for(model, out_dir, eval_dataset=None, **overrides) -> AdapterTrainer:
     args = TrainingArguments(str(out_dir), max_steps=STEPS, save_steps=SAVE_EVERY, per_device_train_batch_size=BATCH,
                              learning_rate=1e-2, lr_scheduler_type="constant", report_to=[], use_cpu=True, seed=0,
                              logging_steps=STEPS, dataloader_num_workers=0, **overrides)
-    return AdapterTrainer(model=model, args=args, train_dataset=examples())
+    return AdapterTrainer(model=model, args=args, train_dataset=examples(), eval_dataset=eval_dataset)
 
 
 @pytest.mark.parametrize("method", list(CONFIGS))
@@ -81,3 +81,18 @@ def test_trainer_trains_only_the_adapter_and_head_saves_adapter_only_checkpoints
 def test_the_trainer_needs_an_adapted_model(minilm, tmp_path):
     with pytest.raises(ValueError, match="the model has no adapter; call apply_adapter"):
         trainer_for(minilm, tmp_path)
+
+
+def test_the_best_checkpoint_is_loaded_back_at_the_end(minilm, tmp_path):
+    from safetensors.torch import load_file
+
+    model = adapted(minilm, "lora")
+    trainer = trainer_for(model, tmp_path, eval_dataset=examples(BATCH), eval_strategy="steps", eval_steps=SAVE_EVERY,
+                          load_best_model_at_end=True, metric_for_best_model="loss", greater_is_better=False)
+    trainer.train()
+    best = trainer.state.best_model_checkpoint
+    assert os.path.basename(best) == f"checkpoint-{SAVE_EVERY}"  # eval loss 0.778 at step 2, 0.785 at step 4 (seeded)
+    saved = load_file(os.path.join(best, "adapter.safetensors"))
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            assert torch.equal(saved[name], param.detach()), name
