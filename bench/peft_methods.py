@@ -78,10 +78,6 @@ class PeftMethod:
         return self.peft_type == "LORA"
 
     @property
-    def data_init(self) -> bool:
-        return self.short_name in DATA_INITS
-
-    @property
     def config_class(self):
         from peft import PEFT_TYPE_TO_CONFIG_MAPPING, PeftType
 
@@ -156,26 +152,14 @@ class PeftAdapter:
         return os.path.join(path, "adapter_model.safetensors")
 
 
-def make_peft_adapter(method: str, rank: int, options: dict, *, target_modules=None, trainable_modules=()) -> PeftAdapter:
+def make_peft_adapter(method: str, rank: int, options: dict, *, trainable_modules=()) -> PeftAdapter:
     """The PEFT config of `method` at `rank`; unknown options fail naming the close matches."""
     spec = resolve(method)
     options = dict(options)
-    init_batches = options.pop("init_batches", 1 if spec.data_init else 0)
-    if isinstance(init_batches, bool) or not isinstance(init_batches, int) or init_batches < 0:
-        raise ValueError(f"init_batches={init_batches!r} of {method} must be a non-negative integer")
-    if spec.data_init and init_batches < 1:
-        raise ValueError(f"{method} initializes from training data but init_batches=0; give it init_batches >= 1 "
-                         f"(or use a data-free init such as peft:pissa)")
-    if spec.short_name == "loftq":
-        from peft.import_utils import is_bnb_available
-
-        if not (is_bnb_available() and torch.cuda.is_available()):
-            raise ValueError("peft:loftq quantizes the base weights with bitsandbytes on a GPU; install bitsandbytes "
-                             "and run on cuda, or drop peft:loftq")
     config_class = spec.config_class
     known = [f.name for f in dataclasses.fields(config_class)]
     for key in options:
-        if key not in known:
+        if key not in known + list(HARNESS_OPTIONS):
             close = difflib.get_close_matches(key, known + list(HARNESS_OPTIONS), n=3)
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise ValueError(f"unknown option {key!r} for {method} ({config_class.__name__}); {hint}"
@@ -183,12 +167,23 @@ def make_peft_adapter(method: str, rank: int, options: dict, *, target_modules=N
     if spec.rank_field in options:
         raise ValueError(f"{method}: set the rank through the sweep's ranks, not {spec.rank_field}")
     values = {**spec.variant_options, **options, spec.rank_field: rank}
-    values.setdefault("target_modules", target_modules)
+    init = values.get("init_lora_weights") if spec.is_lora else None  # peft:lora with init_lora_weights="eva" too
+    init_batches = values.pop("init_batches", 1 if init in DATA_INITS else 0)
+    if isinstance(init_batches, bool) or not isinstance(init_batches, int) or init_batches < 0:
+        raise ValueError(f"init_batches={init_batches!r} of {method} must be a non-negative integer")
+    if init in DATA_INITS and init_batches < 1:
+        raise ValueError(f"{method} initializes from training data ({init}) but init_batches=0; give it "
+                         "init_batches >= 1 (or use a data-free init such as peft:pissa)")
+    if init == "loftq":
+        from peft.import_utils import is_bnb_available
+
+        if not (is_bnb_available() and torch.cuda.is_available()):
+            raise ValueError(f"{method}: LoftQ quantizes the base weights with bitsandbytes on a GPU; install "
+                             "bitsandbytes and run on cuda, or drop it")
     if trainable_modules and "modules_to_save" in known:
         values.setdefault("modules_to_save", list(trainable_modules))
-    values = sub_configs(spec, values)
     try:
-        config = config_class(**values)
+        config = config_class(**sub_configs(spec, values))
     except (ValueError, TypeError) as e:
         raise ValueError(f"{method}: PEFT refuses the options: {' '.join(str(e).split())}") from None
     return PeftAdapter(spec, config, init_batches)

@@ -77,7 +77,10 @@ def test_a_sweep_of_ours_and_peft_s_methods_writes_complete_rows(tmp_path):
     (["peft:vblora"], {"peft:vblora": {"train": {"lr": 1e-3}}},
      "peft:vblora cannot adapt llama-2m's layers ['q_proj', 'k_proj', 'v_proj', 'up_proj', 'down_proj']: "
      "`in_features` 128 must be divisible by `vector_length` 256"),
-    (["peft:eva"], {"peft:eva": {"init_batches": 0}}, "peft:eva initializes from training data but init_batches=0"),
+    (["peft:eva"], {"peft:eva": {"init_batches": 0}}, "peft:eva initializes from training data (eva) but init_batches=0"),
+    (["peft:lora"], {"peft:lora": {"init_lora_weights": "lora_ga", "init_batches": 0}},
+     "peft:lora initializes from training data (lora_ga) but init_batches=0"),
+    (["peft:eva"], {"peft:eva": {"eva_config": {"rhoo": 2}}}, "peft:eva: PEFT refuses the options: "),
     (["peft:fourierft"], {}, "no default learning rate for 'peft:fourierft'"),
     (["peft:dora"], {"peft:dora": {"r": 4}}, "peft:dora: set the rank through the sweep's ranks, not r"),
 ])
@@ -101,5 +104,5 @@ def test_the_cli_says_it_in_one_line_exits_2_and_runs_nothing(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="LoftQ runs where bitsandbytes and a GPU are")
 def test_loftq_without_a_gpu_says_what_it_needs():
-    with pytest.raises(ValueError, match="peft:loftq quantizes the base weights with bitsandbytes on a GPU"):
+    with pytest.raises(ValueError, match="peft:loftq: LoftQ quantizes the base weights with bitsandbytes on a GPU"):
         make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=["peft:loftq"]))
