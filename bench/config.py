@@ -193,7 +193,7 @@ PRESETS = {
         data_dir="../shared/data",
     ),
     # Ours against PEFT's at the same rank, and GiVA's init beside PEFT's data-driven LoRA inits (PiSSA: SVD of the
-    # weights; EVA: SVD of the activations of one batch), MiniLM, batch 16 x 64: about 4 minutes on 2 CPU cores.
+    # weights; EVA: SVD of the activations of one batch), MiniLM, batch 16 x 64: 12 minutes on 2 busy shared cores.
     "peft-quick": dict(
         models=["minilm"], tasks=["profile"], methods=["lora", "peft:lora", "vera", "peft:vera", "giva", "peft:pissa",
                                                        "peft:eva"],
