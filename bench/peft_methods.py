@@ -122,14 +122,11 @@ def harness_defaults(method: str, rank: int) -> dict:
     return {}
 
 
-def peft_default_lr(method: str) -> float:
-    """LoRA-type methods train at our LoRA's default lr, VeRA at our VeRA's; others need one set."""
+def our_counterpart(method: str) -> str | None:
+    """Our method a PEFT method shares its training defaults with: LoRA types our LoRA, VeRA our VeRA, else None."""
     spec = resolve(method)
-    ours = "lora" if spec.is_lora else spec.short_name
-    if ours not in METHODS:
-        raise ValueError(f"no default learning rate for {method!r}; set one: [method_options.\"{method}\"] "
-                         "train = {lr = ...}")
-    return METHODS[ours].default_lr
+    name = "lora" if spec.is_lora else spec.short_name
+    return name if name in METHODS else None
 
 
 @dataclass

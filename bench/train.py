@@ -19,7 +19,7 @@ from giva.methods import METHODS
 from giva.targets import name_matches
 
 from .measure import StepTimer, synchronize
-from .peft_methods import is_peft_method, peft_default_lr
+from .peft_methods import is_peft_method, our_counterpart
 from .tasks import TaskSetup
 
 # A freshly initialised classification head, whatever the adapter's lr: at 1e-3
@@ -29,13 +29,12 @@ SCHEDULES = ("linear", "cosine", "constant")
 
 
 def default_lr(method: str) -> float:
-    """The adapter learning rate when none is set: the method's spec (giva.methods), or peft_methods' rule."""
-    if is_peft_method(method):
-        return peft_default_lr(method)
-    if method not in METHODS:
-        raise ValueError(f"no default learning rate for method {method!r}; choose one of {', '.join(METHODS)} "
-                         "or set TrainSettings(lr=...)")
-    return METHODS[method].default_lr
+    """The adapter learning rate when none is set: the method's spec (giva.methods); a PEFT method, its counterpart's."""
+    name = our_counterpart(method) if is_peft_method(method) else method
+    if name not in METHODS:
+        raise ValueError(f"no default learning rate for method {method!r}; set one: TrainSettings(lr=...), in a sweep "
+                         f"[method_options.\"{method}\"] train = {{lr = ...}}")
+    return METHODS[name].default_lr
 
 
 @dataclass

@@ -81,7 +81,7 @@ def test_a_sweep_of_ours_and_peft_s_methods_writes_complete_rows(tmp_path):
     (["peft:lora"], {"peft:lora": {"init_lora_weights": "lora_ga", "init_batches": 0}},
      "peft:lora initializes from training data (lora_ga) but init_batches=0"),
     (["peft:eva"], {"peft:eva": {"eva_config": {"rhoo": 2}}}, "peft:eva: PEFT refuses the options: "),
-    (["peft:fourierft"], {}, "no default learning rate for 'peft:fourierft'"),
+    (["peft:fourierft"], {}, "no default learning rate for method 'peft:fourierft'; set one"),
     (["peft:dora"], {"peft:dora": {"r": 4}}, "peft:dora: set the rank through the sweep's ranks, not r"),
 ])
 def test_bad_peft_methods_fail_at_validation(methods, options, message):
