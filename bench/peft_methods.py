@@ -12,8 +12,8 @@ ours; the target layers are ours (the model family's default) unless target_modu
 PEFT's adapt the same layers.
 
 Init is timed as ours: init_total_s is the whole of it; init_grad_s the data passes of EVA and CorDA (forward
-passes; EVA's incremental SVD runs inside them, in forward hooks, and cannot be timed apart) and of LoRA-GA
-(forward and backward); init_svd_s the per-layer decompositions PEFT runs while making the layers (PiSSA's weight
+passes; EVA's incremental SVD runs inside them, in forward hooks, and CorDA's preprocessing ends with the
+eigendecomposition of its covariances: neither can be timed apart) and of LoRA-GA (forward and backward); init_svd_s the per-layer decompositions PEFT runs while making the layers (PiSSA's weight
 SVD, OLoRA's QR, CorDA's and LoRA-GA's bases, MiCA's); init_inject_s the rest of get_peft_model. PEFT lives in
 this module only: the harness touches it through make_peft_adapter and the checks.
 """

@@ -312,8 +312,8 @@ def format_peft_comparison(ok: pd.DataFrame, several_runs: bool) -> list[str]:
                 out.append(f"| {display_name(method)} | {rank} | {row['init_s']:.3g} | {row['init_data_s']:.3g} | "
                            f"{row['init_svd_s']:.3g} | {row['init_peak'] / MIB:,.0f} | {row['init_growth'] / MIB:,.0f} | "
                            f"{steps} |")
-            out += ["", "Data passes: GiVA's gradient batches, EVA's and CorDA's forward passes (EVA's incremental SVD "
-                    "runs inside them), LoRA-GA's gradients. Decompositions: GiVA's gradient SVD, PiSSA's weight SVD, "
+            out += ["", "Data passes: GiVA's gradient batches, EVA's and CorDA's forward passes (with EVA's incremental "
+                    "SVD and CorDA's eigendecomposition, which run inside them), LoRA-GA's gradients. Decompositions: GiVA's gradient SVD, PiSSA's weight SVD, "
                     "OLoRA's QR, CorDA's and LoRA-GA's per-layer bases. LoRA steps: the init over the median training "
                     "step of LoRA (ours, else PEFT's) at the same rank. On CPU, memory is process RSS.", ""]
     return ["## Ours against PEFT, and data-driven inits", "", *out] if out else []
