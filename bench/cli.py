@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="RUN_DIR", help="run directory; default reports/runs/NAME-COMMIT")
     run.add_argument("--models", type=_csv_list(str), help="comma-separated model names, hub ids or paths")
     run.add_argument("--tasks", type=_csv_list(str), help="comma-separated tasks (profile, planted, sst2, ...)")
-    run.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva")
+    run.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva and PEFT's as peft:<name> (see `list methods`)")
     run.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks (a method's own ranks win)")
     run.add_argument("--seeds", type=_csv_list(int))
     run.add_argument("--batch-sizes", type=_csv_list(int))
@@ -199,6 +199,12 @@ def cmd_list(args, argv) -> int:
             print(f"  {name:15s} models={','.join(config.models)} tasks={','.join(config.tasks)} {ranks}")
     if args.what in (None, "methods"):
         print("methods: " + ", ".join(METHODS))
+        try:
+            from .peft_methods import PREFIX, peft_names
+
+            print("PEFT's methods: " + ", ".join(PREFIX + name for name in peft_names()))
+        except ImportError:
+            print("PEFT's methods (peft:<name>): install PEFT to list them (pip install -e \".[peft]\")")
     return 0
 
 

@@ -16,9 +16,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from giva import METHODS, make_config
+from giva import METHODS, get_method, make_config
 
 from .models import DTYPES, get_entry
+from .peft_methods import check_targets, is_peft_method, make_peft_adapter
+from .peft_methods import harness_defaults as peft_harness_defaults
 
 
 @dataclass
@@ -43,7 +45,7 @@ class SweepConfig:
     # Per-method options, e.g. {"vera": {"ranks": [256], "d_initial": 0.1}, "lora": {"alpha": 16}}: the
     # adapter's options, plus "ranks" (the method's own ranks) and "train" (TrainSettings over `train`
     # for this method's points, e.g. {"giva": {"train": {"lr": 0.02}}}).
-    # LoRA's alpha defaults to 2 * r, the ratio of the GiVA paper's runs.
+    # A method's harness defaults apply where the sweep sets nothing (giva.methods: LoRA's alpha = 2 * r).
     method_options: dict = field(default_factory=dict)
     task_options: dict = field(default_factory=dict)  # e.g. max_train_examples, max_eval_examples, k
     train: dict = field(default_factory=dict)  # bench.train.TrainSettings fields: steps, lr, eval_every, ...
@@ -61,9 +63,9 @@ class SweepConfig:
             if not isinstance(options, dict):
                 raise ValueError(f"method_options.{method} must be a table of options, e.g. "
                                  f"[method_options.{method}] ranks = [8]; got {options!r}")
-        unknown = [m for m in list(self.methods) + list(self.method_options) if m not in METHODS]
+        unknown = [m for m in list(self.methods) + list(self.method_options) if m not in METHODS and not is_peft_method(m)]
         if unknown:
-            raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+            raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)} or peft:<name>")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ValueError(f"unknown device {self.device!r}; use auto, cpu or cuda[:N]")
         from .executors import ExecutorSettings
@@ -76,11 +78,16 @@ class SweepConfig:
                 raise ValueError(f"{name} must be positive integers, got {getattr(self, name)}")
         if self.warmup_steps < 0 or self.timed_steps < 1:
             raise ValueError("warmup_steps must be >= 0 and timed_steps >= 1")
-        for method in self.methods:
+        for method in self.methods:  # rank <= 0, unknown options, bad values; PEFT's methods also on each model
             for rank in self.ranks_for(method):
-                make_config(method, **self.adapter_options(method, rank))  # rank <= 0, unknown options, bad values
+                if is_peft_method(method):
+                    adapter = make_peft_adapter(method, rank, self.adapter_options(method, rank))
+                    for model in self.models:
+                        check_targets(adapter, model)
+                else:
+                    make_config(method, **self.adapter_options(method, rank))
         from .tasks import TASK_NAMES, TaskOptions
-        from .train import TrainSettings
+        from .train import TrainSettings, default_lr
 
         for task in self.tasks:
             if task not in TASK_NAMES:
@@ -93,6 +100,8 @@ class SweepConfig:
             if bad:
                 raise ValueError(f"unknown train setting {bad[0]!r}; known: {', '.join(sorted(known_train))}")
             TrainSettings(**settings)  # bad values (steps <= 0, unknown schedule, ...)
+            if settings.get("lr") is None:
+                default_lr(method)  # a PEFT method we have no default for
 
     def ranks_for(self, method: str) -> list[int]:
         ranks = self.method_options.get(method, {}).get("ranks", self.ranks)
@@ -111,8 +120,10 @@ class SweepConfig:
 
     def adapter_options(self, method: str, rank: int) -> dict:
         options = {k: v for k, v in self.method_options.get(method, {}).items() if k not in ("ranks", "train")}
-        if method == "lora":
-            options.setdefault("alpha", 2 * rank)
+        if is_peft_method(method):  # the rank goes into the PEFT config's own rank field (peft_methods)
+            return {**peft_harness_defaults(method, rank), **options}
+        for key, value in get_method(method).harness_defaults(rank).items():
+            options.setdefault(key, value)
         return {"r": rank, **options}
 
     def to_dict(self) -> dict:
@@ -202,6 +213,14 @@ PRESETS = {
         seq_lens=[64], warmup_steps=3,
         train={"steps": 150, "eval_every": 50}, task_options={"max_eval_examples": 872},
         data_dir="../shared/data",
+    ),
+    # Ours against PEFT's at the same rank, and GiVA's init beside PEFT's data-driven LoRA inits (PiSSA: SVD of the
+    # weights; EVA: SVD of the activations of one batch), MiniLM, batch 16 x 64: 12 minutes on 2 busy shared cores.
+    "peft-quick": dict(
+        models=["minilm"], tasks=["profile"], methods=["lora", "peft:lora", "vera", "peft:vera", "giva", "peft:pissa",
+                                                       "peft:eva"],
+        ranks=[8], method_options={"vera": {"ranks": [256]}, "peft:vera": {"ranks": [256]}}, batch_sizes=[16],
+        seq_lens=[64], warmup_steps=3, timed_steps=20, threads=1,
     ),
     "paper-gpu": dict(  # ranks 1..1024, 3 seeds, several tasks; hours on one GPU
         models=["minilm", "smollm2-135m"], tasks=["sst2", "trec", "emotion", "agnews"],

@@ -10,14 +10,17 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 
 import torch
 
-from giva import adapter_stats, apply_adapter, make_config, save_adapter
+from giva import adapter_stats, apply_adapter, get_method, make_config, save_adapter
+from giva.config import AdapterConfig
 
 from .config import Point
 from .measure import MemoryMonitor, summarize_ms, synchronize
 from .models import check_fits, get_entry
+from .peft_methods import is_peft_method, make_peft_adapter
 from .results import utc_now
 
 
@@ -82,29 +85,28 @@ def measure_point(point: Point, run_dir: str) -> dict:
                        options=json.loads(point.task_options))
     model = setup.model
     model_params = sum(p.numel() for p in model.parameters())
-    config = make_config(point.method, r=point.rank, trainable_modules=setup.trainable_modules,
-                         **json.loads(point.adapter_options))
+    adapter = make_adapter(point, setup.trainable_modules)
 
     # The first batches are drawn before any clock runs (a task may compute targets
     # while drawing) and go back in front of the stream, so every method trains on
     # the same data in the same order. One untimed forward warms the kernels.
-    num_grad = getattr(config, "num_grad_batches", 0)
-    head_batches = [next(setup.train_batches) for _ in range(max(1, num_grad))]
+    num_init = adapter.init_batches
+    head_batches = [next(setup.train_batches) for _ in range(max(1, num_init))]
     setup.train_batches = itertools.chain(head_batches, setup.train_batches)
     with torch.no_grad():
         model(**head_batches[0])
 
-    # Init: gradient (GiVA), SVD, injection, each timed inside giva; peak memory of the whole phase.
+    # Init: data passes (GiVA's gradient, EVA's activations), SVD, injection, each timed apart; peak memory of the whole phase.
     torch.manual_seed(point.seed)
     synchronize(device)
     with MemoryMonitor(device) as init_mem:
         t0 = time.perf_counter()
-        apply_adapter(model, config, data=head_batches[:num_grad] or None, loss_fn=setup.loss_fn)
+        model = adapter.apply(model, head_batches[:num_init], setup.loss_fn)
         synchronize(device)
         init_total_s = time.perf_counter() - t0
-    stats = adapter_stats(model)
+    stats = adapter.stats(model)
     with tempfile.TemporaryDirectory(dir=run_dir) as tmp:
-        adapter_file_bytes = os.path.getsize(save_adapter(model, tmp))
+        adapter_file_bytes = os.path.getsize(adapter.save(model, tmp))
 
     # Training: warmup, then timed steps (profile) or the whole run (accuracy tasks).
     settings = TrainSettings(**json.loads(point.train))
@@ -141,6 +143,34 @@ def measure_point(point: Point, run_dir: str) -> dict:
         eval_accuracy_best=result.eval_accuracy_best, eval_loss=result.eval_loss,
         train_steps=result.train_steps, train_time_s=result.train_time_s, lr=result.lr, head_lr=result.head_lr,
     )
+
+
+@dataclass
+class OurAdapter:
+    """One of giva's methods, behind the same four calls as bench.peft_methods.PeftAdapter."""
+
+    config: AdapterConfig
+
+    @property
+    def init_batches(self) -> int:
+        return get_method(self.config.method).init_batches(self.config)
+
+    def apply(self, model, batches: list, loss_fn=None):
+        return apply_adapter(model, self.config, data=batches or None, loss_fn=loss_fn)
+
+    def stats(self, model) -> dict:
+        return adapter_stats(model)
+
+    def save(self, model, path: str) -> str:
+        return save_adapter(model, path)
+
+
+def make_adapter(point: Point, trainable_modules: list[str]):
+    """The point's method, ours or PEFT's (`peft:<name>`), configured at the point's rank."""
+    options = json.loads(point.adapter_options)
+    if is_peft_method(point.method):
+        return make_peft_adapter(point.method, point.rank, options, trainable_modules=trainable_modules)
+    return OurAdapter(make_config(point.method, r=point.rank, trainable_modules=trainable_modules, **options))
 
 
 def write_curve(run_dir: str, point_id: str, curve: list[dict]) -> None:

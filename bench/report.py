@@ -15,6 +15,8 @@ import textwrap
 import matplotlib
 import pandas as pd
 
+from .peft_methods import INFORMED_INITS
+from .peft_methods import PREFIX as PEFT_PREFIX
 from .plots import LINESTYLES, MARKERS, MIB, PLOTS, STYLE, NoData, save_figure
 from .runs import STATUSES, Run, load_run
 
@@ -185,6 +187,7 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
     if ok.empty:
         out += ["No point finished ok.", ""]
     out += format_claim_check(ok, several_runs=len(runs) > 1)
+    out += format_peft_comparison(ok, several_runs=len(runs) > 1)
     out += ["## Plots", ""]
     for title, paths in plotted:
         png, svg = paths
@@ -254,6 +257,70 @@ def format_claim_check(ok: pd.DataFrame, several_runs: bool) -> list[str]:
                        f"{init_steps:.2g} |")
         out.append("")
     return out
+
+
+def display_name(method: str) -> str:
+    """LoRA, VeRA, GiVA from the registry; `peft:<name>` as PEFT's (PEFT LoRA, PEFT pissa); anything else as is."""
+    from giva.methods import METHODS
+
+    if method.startswith(PEFT_PREFIX):
+        name = method.removeprefix(PEFT_PREFIX)
+        return "PEFT " + (METHODS[name].display_name if name in METHODS else name)
+    return METHODS[method].display_name if method in METHODS else method
+
+
+def format_peft_comparison(ok: pd.DataFrame, several_runs: bool) -> list[str]:
+    """Ours against PEFT's same method at the same rank; GiVA's init beside the other data-driven inits."""
+    from giva.methods import METHODS
+
+    pairs = [m for m in METHODS if m in set(ok["method"]) and PEFT_PREFIX + m in set(ok["method"])]
+    inits = sorted(m for m in set(ok["method"]) if m.startswith(PEFT_PREFIX) and m.removeprefix(PEFT_PREFIX) in INFORMED_INITS)
+    if not pairs and not ("giva" in set(ok["method"]) and inits):
+        return []
+    out = []
+    for (run, model, task), group in ok.groupby(["run", "model", "task"], sort=False):
+        stats = group.groupby(["method", "rank"]).agg(
+            accuracy=("eval_accuracy", "mean"), step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"),
+            init_data_s=("init_grad_s", "mean"), init_svd_s=("init_svd_s", "mean"),
+            init_peak=("init_peak_mem_bytes", "mean"), init_growth=("init_mem_growth_bytes", "mean"),
+            peak=("peak_mem_bytes", "mean"), trainable=("trainable_params", "mean"))
+        title = f"### {model} · task {task}" + (f" · run {run}" if several_runs else "")
+        rows = [(m, rank) for m in pairs for (method, rank) in stats.index if method == m
+                and (PEFT_PREFIX + m, rank) in stats.index]
+        if rows:
+            out += [title + ": ours against PEFT", "",
+                    "| method | r | trainable (ours / PEFT) | step time | init time | init peak mem | train peak mem | "
+                    "accuracy, ours - PEFT (points) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            for method, rank in rows:
+                mine, theirs = stats.loc[(method, rank)], stats.loc[(PEFT_PREFIX + method, rank)]
+                accuracy = ("–" if pd.isna(mine["accuracy"]) or pd.isna(theirs["accuracy"])
+                            else f"{100 * (mine['accuracy'] - theirs['accuracy']):+.1f}")
+                out.append(f"| {display_name(method)} | {rank} | {mine['trainable']:,.0f} / {theirs['trainable']:,.0f} | "
+                           f"{ratio(mine['step_ms'], theirs['step_ms'])} | {ratio(mine['init_s'], theirs['init_s'])} | "
+                           f"{ratio(mine['init_peak'], theirs['init_peak'])} | {ratio(mine['peak'], theirs['peak'])} | "
+                           f"{accuracy} |")
+            out += ["", "Ratios are ours over PEFT's (below 1: ours is faster or smaller).", ""]
+        data_driven = [(m, rank) for (m, rank) in stats.index if m == "giva" or m in inits]
+        if "giva" in set(group["method"]) and any(m != "giva" for m, _ in data_driven):
+            out += [title + ": data-driven inits", "",
+                    "| method | r | init total (s) | data passes (s) | SVD / decompositions (s) | init peak mem (MiB) | "
+                    "init mem growth (MiB) | init in LoRA steps |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            for method, rank in sorted(data_driven, key=lambda k: (k[1], k[0] != "giva", k[0])):
+                row = stats.loc[(method, rank)]
+                lora = next((stats.loc[(m, rank)] for m in ("lora", PEFT_PREFIX + "lora") if (m, rank) in stats.index), None)
+                steps = "–" if lora is None else f"{row['init_s'] / (lora['step_ms'] / 1000.0):.2g}"
+                out.append(f"| {display_name(method)} | {rank} | {row['init_s']:.3g} | {row['init_data_s']:.3g} | "
+                           f"{row['init_svd_s']:.3g} | {row['init_peak'] / MIB:,.0f} | {row['init_growth'] / MIB:,.0f} | "
+                           f"{steps} |")
+            out += ["", "Data passes: GiVA's gradient batches, EVA's and CorDA's forward passes (with EVA's incremental "
+                    "SVD and CorDA's eigendecomposition, which run inside them), LoRA-GA's gradients. Decompositions: GiVA's gradient SVD, PiSSA's weight SVD, "
+                    "OLoRA's QR, CorDA's and LoRA-GA's per-layer bases. LoRA steps: the init over the median training "
+                    "step of LoRA (ours, else PEFT's) at the same rank. On CPU, memory is process RSS.", ""]
+    return ["## Ours against PEFT, and data-driven inits", "", *out] if out else []
+
+
+def ratio(mine: float, theirs: float) -> str:
+    return "–" if pd.isna(mine) or pd.isna(theirs) or not theirs else f"{mine / theirs:.2f}x"
 
 
 def format_run_section(run: Run, label: str) -> list[str]:

@@ -16,18 +16,13 @@ import torch.nn as nn
 
 from giva.config import check_field_types
 from giva.gradient import batch_loss
+from giva.methods import METHODS
 from giva.targets import name_matches
 
 from .measure import StepTimer, synchronize
+from .peft_methods import is_peft_method, our_counterpart
 from .tasks import TaskSetup
 
-# Per-method learning rates. VeRA's and GiVA's vectors need a large step: the
-# GiVA authors used 1e-2 on every task (../shared/METHODS.md). LoRA's matrices
-# train at ~5e-4 in long runs; 1e-3 suits the short runs of a sweep. Measured
-# here (MiniLM, SST-2, 80 steps of batch 16, head at 1e-2, 200 dev examples,
-# 54.5% before): LoRA r8 1e-3 -> 82.5%, GiVA r8 1e-2 -> 75.0% (2e-2 -> 79.5%),
-# VeRA r256 1e-2 -> 71.5%.
-DEFAULT_LRS = {"lora": 1e-3, "vera": 1e-2, "giva": 1e-2}
 # A freshly initialised classification head, whatever the adapter's lr: at 1e-3
 # GiVA r8 stayed at chance after 60 steps on SST-2, at 1e-2 it reached 68.5%.
 DEFAULT_HEAD_LR = 1e-2
@@ -35,10 +30,12 @@ SCHEDULES = ("linear", "cosine", "constant")
 
 
 def default_lr(method: str) -> float:
-    if method not in DEFAULT_LRS:
-        raise ValueError(f"no default learning rate for method {method!r}; choose one of {', '.join(DEFAULT_LRS)} "
-                         "or set TrainSettings(lr=...)")
-    return DEFAULT_LRS[method]
+    """The adapter learning rate when none is set: the method's spec (giva.methods); a PEFT method, its counterpart's."""
+    name = our_counterpart(method) if is_peft_method(method) else method
+    if name not in METHODS:
+        raise ValueError(f"no default learning rate for method {method!r}; set one: TrainSettings(lr=...), in a sweep "
+                         f"[method_options.\"{method}\"] train = {{lr = ...}}")
+    return METHODS[name].default_lr
 
 
 @dataclass

@@ -12,7 +12,7 @@ import torch.nn as nn
 from .config import AdapterConfig
 from .gradient import synchronize
 from .layer import AdapterLayer
-from .methods import builder_for
+from .methods import spec_for
 from .targets import find_targets, linear_shape, name_matches
 
 STATE_ATTR = "giva_adapter"
@@ -50,7 +50,7 @@ def apply_adapter(model: nn.Module, config: AdapterConfig, data=None, loss_fn=No
     """
     if hasattr(model, STATE_ATTR):
         raise ValueError("the model already has an adapter; call unload_adapter(model) before applying another")
-    build_layers = builder_for(config)
+    build_layers = spec_for(config).build_layers
     targets = find_targets(model, config.target_modules, exclude=config.trainable_modules)
     ranks = {name: config.check_layer_rank(name, *linear_shape(layer)) for name, layer in targets.items()}
     kept_trainable = [n for n, _ in model.named_modules() if n and name_matches(n, config.trainable_modules)]

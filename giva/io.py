@@ -1,4 +1,4 @@
-"""Adapter checkpoints: a folder with adapter.safetensors and adapter_config.json."""
+"""Adapter checkpoints: a folder with adapter.safetensors and adapter_config.json (or PEFT's layout: peft_format.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from .inject import STATE_ATTR, adapter_state, apply_adapter, unload_adapter
-from .methods import make_config
+from .methods import make_config, spec_for
+from .peft_format import is_peft_checkpoint, load_peft_adapter, save_peft_adapter
 from .targets import is_linear, linear_shape
 
 FORMAT_VERSION = 1
@@ -25,16 +26,27 @@ def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     for layer_name, layer in state.layers.items():
         for buffer_name in layer.frozen_names:
             tensors[f"{layer_name}.{buffer_name}"] = getattr(layer, buffer_name)
-    if getattr(state.config, "save_projection", False):
+    if spec_for(state.config).saves_shared(state.config):
         tensors.update(state.shared)
     return tensors
 
 
-def save_adapter(model: nn.Module, path: str) -> str:
-    """Write the adapter of `model` to folder `path`; returns the weights file's path."""
+FORMATS = ("giva", "peft")
+
+
+def save_adapter(model: nn.Module, path: str, format: str = "giva") -> str:
+    """Write the adapter of `model` to folder `path`; returns the weights file's path.
+
+    format="giva": our layout (every method). format="peft": PEFT's layout, for LoRA and VeRA, loadable with
+    peft.PeftModel.from_pretrained (giva/peft_format.py).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown checkpoint format {format!r}; use 'giva' (ours) or 'peft' (LoRA and VeRA)")
     state = adapter_state(model)
     if any(layer.merged for layer in state.layers.values()):
         raise ValueError("the adapter is merged into the base weights; call unmerge_adapter(model) before saving")
+    if format == "peft":
+        return save_peft_adapter(model, path, state)
     os.makedirs(path, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in adapter_tensors(model).items()}
     weights_path = os.path.join(path, WEIGHTS_FILE)
@@ -51,12 +63,15 @@ def save_adapter(model: nn.Module, path: str) -> str:
 
 
 def load_adapter(model: nn.Module, path: str) -> nn.Module:
-    """Apply the adapter saved at `path` to a fresh copy of the same base model and return it."""
+    """Apply the adapter saved at `path` (ours, or a PEFT LoRA / VeRA checkpoint) to a fresh copy of the same
+    base model and return it."""
     config_path = os.path.join(path, CONFIG_FILE)
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"no {CONFIG_FILE} in {path!r}; give the folder that save_adapter wrote")
     if hasattr(model, STATE_ATTR):
         raise ValueError("the model already has an adapter; call unload_adapter(model) before loading another")
+    if is_peft_checkpoint(path):
+        return load_peft_adapter(model, path)
     with open(config_path) as f:
         meta = json.load(f)
     if meta.get("format_version") != FORMAT_VERSION:
@@ -75,13 +90,19 @@ def load_adapter(model: nn.Module, path: str) -> nn.Module:
     config = make_config(method, **options)
     tensors = load_file(os.path.join(path, WEIGHTS_FILE))
     apply_adapter(model, config, saved=tensors)
-    targets = adapter_tensors(model)  # without VeRA's pair when it is regenerated from the seed
-    mismatched = sorted(set(targets) ^ set(tensors)) or [n for n in targets if targets[n].shape != tensors[n].shape]
+    mismatched = copy_tensors(adapter_tensors(model), tensors)  # without VeRA's pair when regenerated from the seed
     if mismatched:
         unload_adapter(model)
         raise ValueError(f"checkpoint {path!r} does not fit its own config at {mismatched[:3]}; "
                          "it was edited or saved from another adapter")
-    with torch.no_grad():
-        for name, tensor in tensors.items():
-            targets[name].copy_(tensor)
     return model
+
+
+def copy_tensors(targets: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Copy every checkpoint tensor into its target; returns the names that do not match (and then copies none)."""
+    mismatched = sorted(set(targets) ^ set(tensors)) or [n for n in targets if targets[n].shape != tensors[n].shape]
+    if not mismatched:
+        with torch.no_grad():
+            for name, tensor in tensors.items():
+                targets[name].copy_(tensor)
+    return mismatched

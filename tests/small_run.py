@@ -25,7 +25,7 @@ from matplotlib.image import imread
 from bench.config import Point
 from bench.measure import MemoryMonitor, StepTimer, summarize_ms
 from bench.results import META_FILE, RESULTS_FILE, SCHEMA_VERSION, append_row, environment_info, utc_now, write_meta
-from giva import adapter_stats, apply_adapter, make_config, save_adapter
+from giva import adapter_stats, apply_adapter, get_method, make_config, save_adapter
 
 # --- a small real sweep -------------------------------------------------------
 
@@ -58,7 +58,7 @@ def accuracy_and_loss(model, x, y) -> tuple[float, float]:
 def make_point(model: str, method: str, rank: int, seed: int, device: str = "cpu",
                options: dict | None = None) -> Point:
     if options is None:
-        options = {"alpha": 2 * rank} if method == "lora" else {}
+        options = get_method(method).harness_defaults(rank)
     return Point(model=model, task="planted", method=method, rank=rank, seed=seed, batch_size=BATCH, seq_len=1,
                  dtype="float32", device=device, warmup_steps=WARMUP, timed_steps=TIMED, threads=1, data_dir="",
                  adapter_options=json.dumps(options, sort_keys=True), task_options="{}", train="{}")
