@@ -39,8 +39,8 @@ class SkipPoint(Exception):
     """The point cannot run on this machine (not an error of the code under test)."""
 
 
-def identity_columns(point: Point) -> dict:
-    return dict(point_id=point.point_id, model=point.model, task=point.task, method=point.method, rank=point.rank,
+def identity_columns(point: Point, estimated: bool = False) -> dict:
+    return dict(point_id=point.point_id, estimated=int(estimated), model=point.model, task=point.task, method=point.method, rank=point.rank,
                 method_options=point.adapter_options, seed=point.seed, batch_size=point.batch_size,
                 seq_len=point.seq_len, dtype=point.dtype, device=point.device)
 

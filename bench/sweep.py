@@ -13,10 +13,10 @@ import tempfile
 import torch
 from tqdm import tqdm
 
+from .columns import PROGRESS, SCHEMA_VERSION
 from .config import Point, SweepConfig, expand_grid
 from .point import identity_columns, run_point
-from .results import (SCHEMA_VERSION, append_row, done_point_ids, environment_info, read_meta,
-                      utc_now, write_meta)
+from .results import append_row, done_point_ids, environment_info, read_meta, utc_now, write_meta
 
 
 def resolve_device(device: str) -> str:
@@ -76,8 +76,7 @@ def summary_line(row: dict) -> str:
     label = f"{row['model']} {row['task']} {row['method']} r={row['rank']} seed={row['seed']}"
     if row["status"] != "ok":
         return f"{row['status']:7s} {label}: {row['error']}"
-    parts = [f"trainable={row['trainable_params']:,}", f"init={row['init_total_s']:.2f}s",
-             f"step={row['step_time_ms_p50']:.1f}ms", f"peak={row['peak_mem_bytes'] / 2**20:.0f}MiB"]
+    parts = [f"{c.progress}={c.format(row[c.name]).replace(' ', '')}" for c in PROGRESS if row.get(c.name) is not None]
     if row.get("eval_accuracy") is not None:
         parts.append(f"acc={row['eval_accuracy_before']:.3f}->{row['eval_accuracy']:.3f}")
     return f"ok      {label}: " + " ".join(parts)
