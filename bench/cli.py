@@ -24,34 +24,43 @@ def _csv_list(kind):
     return parse
 
 
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `run` and `estimate` share: the sweep (preset or file), its overrides, and the run directory."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--preset", help=f"named sweep (see `list`); default {DEFAULT_PRESET}")
+    source.add_argument("--config", metavar="FILE", help="sweep file (TOML) with SweepConfig keys")
+    parser.add_argument("--out", metavar="RUN_DIR", help="run directory; default reports/runs/NAME-COMMIT")
+    parser.add_argument("--models", type=_csv_list(str), help="comma-separated model names, hub ids or paths")
+    parser.add_argument("--tasks", type=_csv_list(str), help="comma-separated tasks (profile, planted, sst2, ...)")
+    parser.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva")
+    parser.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks (a method's own ranks win)")
+    parser.add_argument("--seeds", type=_csv_list(int))
+    parser.add_argument("--batch-sizes", type=_csv_list(int))
+    parser.add_argument("--seq-lens", type=_csv_list(int))
+    parser.add_argument("--device", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--dtype", help="float32, bfloat16 or float16")
+    parser.add_argument("--data-dir", help="folder with sst2/, trec/, emotion/, agnews/ (e.g. ../shared/data)")
+    parser.add_argument("--steps", type=int, help="training steps per accuracy point")
+    parser.add_argument("--threads", type=int, help="torch threads per point (0 = default)")
+    parser.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="run_bench.py", description="Benchmark LoRA, VeRA and GiVA: init overhead, step time, memory, "
                     "parameters and accuracy, across methods, ranks and models. No subcommand = `run --preset quick`.")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
     run = sub.add_parser("run", help="run a sweep into a run directory (resumes if it exists)")
-    source = run.add_mutually_exclusive_group()
-    source.add_argument("--preset", help=f"named sweep (see `list`); default {DEFAULT_PRESET}")
-    source.add_argument("--config", metavar="FILE", help="sweep file (TOML) with SweepConfig keys")
-    run.add_argument("--out", metavar="RUN_DIR", help="run directory; default reports/runs/NAME-COMMIT")
-    run.add_argument("--models", type=_csv_list(str), help="comma-separated model names, hub ids or paths")
-    run.add_argument("--tasks", type=_csv_list(str), help="comma-separated tasks (profile, planted, sst2, ...)")
-    run.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva")
-    run.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks (a method's own ranks win)")
-    run.add_argument("--seeds", type=_csv_list(int))
-    run.add_argument("--batch-sizes", type=_csv_list(int))
-    run.add_argument("--seq-lens", type=_csv_list(int))
-    run.add_argument("--device", help="auto, cpu or cuda[:N]")
-    run.add_argument("--dtype", help="float32, bfloat16 or float16")
-    run.add_argument("--data-dir", help="folder with sst2/, trec/, emotion/, agnews/ (e.g. ../shared/data)")
-    run.add_argument("--steps", type=int, help="training steps per accuracy point")
-    run.add_argument("--threads", type=int, help="torch threads per point (0 = default)")
+    add_sweep_arguments(run)
     run.add_argument("--in-process", action="store_true", help="run points in this process (faster start, "
                      "memory readings shared between points, a crash ends the sweep)")
     run.add_argument("--retry-failed", action="store_true", help="run failed points of the run directory again")
-    run.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
     run.add_argument("--history", metavar="CSV", nargs="?", const=os.path.join(REPORTS_DIR, "history.csv"),
                      help="append the run's results to a history file (default reports/history.csv)")
+
+    estimate = sub.add_parser("estimate", help="predict FLOPs and tensor memory of a sweep's points without running "
+                              "them (FakeTensorMode: shapes only, any model size)")
+    add_sweep_arguments(estimate)
 
     lister = sub.add_parser("list", help="list models, tasks, presets and methods")
     lister.add_argument("what", nargs="?", choices=["models", "tasks", "presets", "methods"], help="default: all")
@@ -69,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="append runs to a history file and plot metrics over commits")
     history.add_argument("--append", nargs="*", default=[], metavar="RUN_DIR", help="runs to add first")
     history.add_argument("--file", default=os.path.join(REPORTS_DIR, "history.csv"))
-    history.add_argument("--metrics", type=_csv_list(str), default=["step_time_ms_p50", "init_total_s", "peak_mem_bytes"])
+    history.add_argument("--metrics", type=_csv_list(str), default=["step_time_ms_p50", "init_total_s", "peak_mem_bytes",
+                                                                     "flops_per_step", "tensor_peak_bytes"])
     history.add_argument("--out", default=os.path.join(REPORTS_DIR, "history"), help="folder for the plots")
     return parser
 
@@ -87,16 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def cmd_run(args, argv) -> int:
+def sweep_config(args):
+    """The SweepConfig of `run` or `estimate`: preset or file, then the command line; and its run directory."""
     from .config import load_sweep_file, make_sweep_config
     from .results import git_info
-    from .sweep import run_sweep
 
     overrides = {k: v for k, v in dict(
         models=args.models, tasks=args.tasks, methods=args.methods, ranks=args.ranks, seeds=args.seeds,
         batch_sizes=args.batch_sizes, seq_lens=args.seq_lens, device=args.device, dtype=args.dtype,
         data_dir=args.data_dir, threads=args.threads).items() if v is not None}
-    if args.in_process:
+    if getattr(args, "in_process", False):
         overrides["isolate"] = False
     file_values = load_sweep_file(args.config) if args.config else {}
     preset = None if args.config else (args.preset or DEFAULT_PRESET)
@@ -104,24 +114,46 @@ def cmd_run(args, argv) -> int:
         base = make_sweep_config(preset, file_values)
         overrides["train"] = {**base.train, "steps": args.steps}
     config = make_sweep_config(preset, file_values, overrides)
-    name = preset or os.path.splitext(os.path.basename(args.config))[0]
+    name = (preset or os.path.splitext(os.path.basename(args.config))[0]) + ("-estimate" if args.command == "estimate" else "")
     run_dir = args.out or os.path.join(REPORTS_DIR, "runs", f"{name}-{(git_info()['commit'] or 'nogit')[:7]}")
+    return config, run_dir
+
+
+def cmd_run(args, argv) -> int:
+    from .sweep import run_sweep
+
+    config, run_dir = sweep_config(args)
     if args.retry_failed:
         from .results import drop_failed_rows
 
         print(f"retrying {drop_failed_rows(run_dir) if os.path.isdir(run_dir) else 0} failed points")
     rows = run_sweep(config, run_dir, ["run_bench.py", *argv])
     print(f"{len(rows)} points run; results in {os.path.join(run_dir, 'results.csv')}")
+    finish_run(args, run_dir)
+    return 0
+
+
+def cmd_estimate(args, argv) -> int:
+    from .estimate import run_estimate
+
+    config, run_dir = sweep_config(args)
+    rows = run_estimate(config, run_dir, ["run_bench.py", *argv])
+    failed = sum(row["status"] != "ok" for row in rows)
+    print(f"{len(rows)} points estimated ({failed} failed); results in {os.path.join(run_dir, 'results.csv')}")
+    finish_run(args, run_dir)
+    return 0
+
+
+def finish_run(args, run_dir: str) -> None:
     if not args.no_report:
         from .report import build_report
 
         written = build_report([run_dir])
         print(f"report: {os.path.join(run_dir, 'summary.md')} ({len(written)} files)")
-    if args.history:
+    if getattr(args, "history", None):
         from .history import append_history
 
         print(f"history: {append_history(run_dir, args.history)} rows added to {args.history}")
-    return 0
 
 
 def cmd_list(args, argv) -> int:
@@ -174,4 +206,4 @@ def cmd_history(args, argv) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "compare": cmd_compare, "history": cmd_history}
+COMMANDS = {"run": cmd_run, "estimate": cmd_estimate, "list": cmd_list, "report": cmd_report, "compare": cmd_compare, "history": cmd_history}

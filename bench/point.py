@@ -12,9 +12,10 @@ import traceback
 
 import torch
 
-from giva import adapter_stats, apply_adapter, make_config, save_adapter
+from giva import adapter_stats, apply_adapter, make_config, save_adapter, unload_adapter
 
 from .config import Point
+from .costs import cost_columns, trace_costs
 from .measure import MemoryMonitor, summarize_ms, synchronize
 from .models import check_fits, get_entry
 from .results import utc_now
@@ -102,7 +103,12 @@ def measure_point(point: Point, run_dir: str) -> dict:
         raise ValueError(f"train steps {settings.steps} leave none to time after {point.warmup_steps} warmup steps; raise steps")
     torch.manual_seed(point.seed)
     with MemoryMonitor(device) as train_mem:
-        result = train(model, setup, settings, method=point.method, device=device)
+        result = train(model, setup, settings, method=point.method, device=device, trace_step=True)
+    # Untimed, after every clock and monitor: GiVA's init again, traced for FLOPs and tensor bytes.
+    unload_adapter(model)
+    torch.manual_seed(point.seed)
+    init_costs = trace_costs(model, lambda: apply_adapter(model, config, data=head_batches[:num_grad] or None,
+                                                          loss_fn=setup.loss_fn))
     timed = result.step_times_ms[point.warmup_steps:]
     step = summarize_ms(timed)
     write_curve(run_dir, point.point_id, result.curve)
@@ -128,6 +134,7 @@ def measure_point(point: Point, run_dir: str) -> dict:
         eval_accuracy_before=result.eval_accuracy_before, eval_accuracy=result.eval_accuracy,
         eval_accuracy_best=result.eval_accuracy_best, eval_loss=result.eval_loss,
         train_steps=result.train_steps, train_time_s=result.train_time_s, lr=result.lr, head_lr=result.head_lr,
+        **cost_columns(init_costs, result.step_costs),
     )
 
 

@@ -29,8 +29,8 @@ def resolve_device(device: str) -> str:
     return device if device != "cuda" else "cuda:0"
 
 
-def prepare_run_dir(run_dir: str, config: SweepConfig, command: list[str], device: str) -> dict:
-    """Create or reopen run_dir; refuse a run dir that another config made."""
+def prepare_run_dir(run_dir: str, config: SweepConfig, command: list[str], device: str, estimated: bool = False) -> dict:
+    """Create or reopen run_dir; refuse a run dir that another config made, or an estimate's for a run (and back)."""
     try:
         os.makedirs(run_dir, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=run_dir):
@@ -41,8 +41,11 @@ def prepare_run_dir(run_dir: str, config: SweepConfig, command: list[str], devic
     if meta is not None and meta.get("config_hash") != config.config_hash():
         raise ValueError(f"{run_dir!r} holds a run of a different config (hash {meta.get('config_hash')}, this one "
                          f"{config.config_hash()}); give a new --out to start a new run, or rerun its own command")
+    if meta is not None and bool(meta.get("estimated")) != estimated:
+        kinds = ("a measured run", "an estimate (`run_bench.py estimate`)")
+        raise ValueError(f"{run_dir!r} holds {kinds[not estimated]}, not {kinds[estimated]}; give another --out")
     if meta is None:
-        meta = {"schema_version": SCHEMA_VERSION, "config": config.to_dict(), "config_hash": config.config_hash(),
+        meta = {"schema_version": SCHEMA_VERSION, "estimated": estimated, "config": config.to_dict(), "config_hash": config.config_hash(),
                 "command": command, "started_at": utc_now(), "environment": environment_info(device), "resumed": []}
     else:
         meta["resumed"].append({"at": utc_now(), "command": command, "environment": environment_info(device)})
