@@ -134,10 +134,10 @@ def cmd_run(args, argv) -> int:
 
 
 def cmd_estimate(args, argv) -> int:
-    from .estimate import run_estimate
+    from .sweep import run_sweep
 
     config, run_dir = sweep_config(args)
-    rows = run_estimate(config, run_dir, ["run_bench.py", *argv])
+    rows = run_sweep(config, run_dir, ["run_bench.py", *argv], estimated=True)
     failed = sum(row["status"] != "ok" for row in rows)
     print(f"{len(rows)} points estimated ({failed} failed); results in {os.path.join(run_dir, 'results.csv')}")
     finish_run(args, run_dir)

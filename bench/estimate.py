@@ -1,6 +1,6 @@
 """`run_bench.py estimate`: FLOPs and tensor memory of every point of a sweep, predicted without running it.
 
-    rows = run_estimate(config, "reports/runs/sizes-estimate", command)
+    row = estimate_point(point)       # run_bench.py estimate = bench.sweep.run_sweep(..., estimated=True)
 
 Each point is traced once under FakeTensorMode: tensors carry shapes and dtypes but no
 data, so nothing is allocated or computed and a 70B model traces on a laptop. The model is
@@ -20,48 +20,23 @@ both keep the output and its log-sum-exp).
 from __future__ import annotations
 
 import json
-import sys
 import time
 import warnings
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
-from tqdm import tqdm
 
 from giva import adapter_stats, apply_adapter, make_config
 
-from .config import Point, SweepConfig, expand_grid
+from .config import Point
 from .costs import ScalarsReadAsOne, cost_columns, trace_costs
 from .models import DTYPES, _auto_class, build_config, get_entry
 from .point import identity_columns, one_line
-from .results import append_row, done_point_ids, utc_now, write_meta
-from .sweep import prepare_run_dir, resolve_device, summary_line
+from .results import utc_now
 from .tasks import TaskOptions, head_modules, is_encoder
 from .train import TrainSettings, make_optimizer, training_step
 
 LEARNED_POSITIONS = ("bert", "roberta", "distilbert", "gpt2", "opt")  # families that cannot go past their positions
-
-
-def run_estimate(config: SweepConfig, run_dir: str, command: list[str], log=print) -> list[dict]:
-    """Estimate every point not yet in run_dir (a failed point is a failed row; the sweep goes on)."""
-    device = resolve_device("auto") if config.device == "auto" else "cuda:0" if config.device == "cuda" else config.device
-    meta = prepare_run_dir(run_dir, config, command, device, estimated=True)
-    points = expand_grid(config, device)
-    done = done_point_ids(run_dir)
-    todo = [p for p in points if p.point_id not in done]
-    if done:
-        log(f"resuming {run_dir}: {len(points) - len(todo)} of {len(points)} points already estimated")
-    rows = []
-    bar = tqdm(todo, unit="point", dynamic_ncols=True, file=sys.stderr)
-    for point in bar:
-        bar.set_description(point.label)
-        row = estimate_point(point)
-        append_row(run_dir, row)
-        rows.append(row)
-        bar.write(summary_line(row))
-    meta["ended_at"] = utc_now()
-    write_meta(run_dir, meta)
-    return rows
 
 
 def estimate_point(point: Point) -> dict:

@@ -258,7 +258,8 @@ def format_run_section(run: Run, label: str) -> list[str]:
                 f"torch threads {env.get('torch_threads', '?')}"),
         ("python / platform", f"{env.get('python', '?')} / {env.get('platform', '?')}"),
         ("versions", versions or "unknown"),
-        ("points", ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)),
+        ("points", ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
+         + (" (estimated: FakeTensorMode, shapes only, no timings)" if meta.get("estimated") else "")),
         ("config hash", f"`{meta.get('config_hash', '?')}`"),
     ]
     out = [f"## Run {label}", "", "| | |", "|---|---|"] + [f"| {k} | {md_cell(v)} |" for k, v in facts] + [""]

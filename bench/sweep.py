@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from .columns import PROGRESS, SCHEMA_VERSION
 from .config import Point, SweepConfig, expand_grid
+from .estimate import estimate_point
 from .point import identity_columns, run_point
 from .results import append_row, done_point_ids, environment_info, read_meta, utc_now, write_meta
 
@@ -45,18 +46,26 @@ def prepare_run_dir(run_dir: str, config: SweepConfig, command: list[str], devic
         kinds = ("a measured run", "an estimate (`run_bench.py estimate`)")
         raise ValueError(f"{run_dir!r} holds {kinds[not estimated]}, not {kinds[estimated]}; give another --out")
     if meta is None:
-        meta = {"schema_version": SCHEMA_VERSION, "estimated": estimated, "config": config.to_dict(), "config_hash": config.config_hash(),
-                "command": command, "started_at": utc_now(), "environment": environment_info(device), "resumed": []}
+        meta = {"schema_version": SCHEMA_VERSION, "estimated": estimated, "config": config.to_dict(),
+                "config_hash": config.config_hash(), "command": command, "started_at": utc_now(),
+                "environment": environment_info(device), "resumed": []}
     else:
         meta["resumed"].append({"at": utc_now(), "command": command, "environment": environment_info(device)})
     write_meta(run_dir, meta)
     return meta
 
 
-def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print) -> list[dict]:
-    """Run every point not yet done; returns the rows written this time."""
-    device = resolve_device(config.device)
-    meta = prepare_run_dir(run_dir, config, command, device)
+def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, estimated: bool = False) -> list[dict]:
+    """Run every point not yet done; returns the rows written this time.
+
+    estimated: trace each point under FakeTensorMode instead of running it (bench/estimate.py), in this process;
+    a "cuda" device needs no GPU then.
+    """
+    if estimated:
+        device = resolve_device("auto") if config.device == "auto" else "cuda:0" if config.device == "cuda" else config.device
+    else:
+        device = resolve_device(config.device)
+    meta = prepare_run_dir(run_dir, config, command, device, estimated)
     points = expand_grid(config, device)
     done = done_point_ids(run_dir)
     todo = [p for p in points if p.point_id not in done]
@@ -66,7 +75,10 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print) 
     bar = tqdm(todo, unit="point", dynamic_ncols=True, file=sys.stderr)
     for point in bar:
         bar.set_description(point.label)
-        row = run_isolated(point, run_dir, config.point_timeout_s) if config.isolate else run_point(point, run_dir)
+        if estimated:
+            row = estimate_point(point)
+        else:
+            row = run_isolated(point, run_dir, config.point_timeout_s) if config.isolate else run_point(point, run_dir)
         append_row(run_dir, row)
         rows.append(row)
         bar.write(summary_line(row))

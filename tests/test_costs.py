@@ -16,9 +16,10 @@ import giva.inject
 from bench.compare import compare_runs
 from bench.config import expand_grid, make_sweep_config
 from bench.costs import FrozenSafeMemTracker, trace_costs
-from bench.estimate import estimate_point, run_estimate
+from bench.estimate import estimate_point
 from bench.point import run_point
 from bench.results import RESULTS_FILE, read_rows
+from bench.sweep import run_sweep
 from bench.tasks import setup_task
 from bench.train import TrainSettings, make_optimizer, training_step
 from giva import apply_adapter, make_config
@@ -112,7 +113,7 @@ def test_a_bad_point_is_a_failed_row_naming_it_and_the_estimate_goes_on(tmp_path
     (broken / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
     config, _ = profile_points(tmp_path, models=["llama-2m", str(broken), "minilm"], methods=["lora"],
                                seq_lens=[1024])
-    rows = run_estimate(config, str(tmp_path / "run"), ["test"], log=lambda _: None)
+    rows = run_sweep(config, str(tmp_path / "run"), ["test"], log=lambda _: None, estimated=True)
     by_model = {r["model"]: r for r in rows}
     assert by_model["llama-2m"]["status"] == "ok"  # rotary positions: any length
     assert by_model[str(broken)]["status"] == "failed"
@@ -120,19 +121,18 @@ def test_a_bad_point_is_a_failed_row_naming_it_and_the_estimate_goes_on(tmp_path
     assert by_model["minilm"]["status"] == "failed" and "longer than the 512 positions" in by_model["minilm"]["error"]
     assert len(read_rows(str(tmp_path / "run" / RESULTS_FILE))) == 3
     with pytest.raises(ValueError, match="holds an estimate"):
-        from bench.sweep import run_sweep
         run_sweep(config, str(tmp_path / "run"), ["test"])
 
 
 def test_compare_flags_a_one_layer_change_of_the_targets_exactly(tmp_path, monkeypatch):
     """Same sweep, a 'code change' that leaves one layer (the last v_proj) unadapted: FLOPs and bytes say so."""
     config, _ = profile_points(tmp_path, methods=["lora"])
-    run_estimate(config, str(tmp_path / "before"), ["test"], log=lambda _: None)
+    run_sweep(config, str(tmp_path / "before"), ["test"], log=lambda _: None, estimated=True)
     find_targets = giva.inject.find_targets
     dropped = "model.layers.1.self_attn.v_proj"
     monkeypatch.setattr(giva.inject, "find_targets",
                         lambda *a, **k: {n: m for n, m in find_targets(*a, **k).items() if n != dropped})
-    run_estimate(config, str(tmp_path / "after"), ["test"], log=lambda _: None)
+    run_sweep(config, str(tmp_path / "after"), ["test"], log=lambda _: None, estimated=True)
     c = compare_runs(str(tmp_path / "before"), str(tmp_path / "after"))
     changed = {ch.metric: ch for ch in c.regressions}
     assert {"flops_per_step", "adapter_flops_per_step", "tensor_params_bytes", "trainable_params",
@@ -143,3 +143,14 @@ def test_compare_flags_a_one_layer_change_of_the_targets_exactly(tmp_path, monke
     assert changed["flops_per_step"].baseline - changed["flops_per_step"].current == 6 * tokens * R * 2 * width
     assert changed["tensor_params_bytes"].baseline - changed["tensor_params_bytes"].current == 4 * R * 2 * width
     assert f"({-6 * tokens * R * 2 * width:+,} FLOPs" in changed["flops_per_step"].note
+
+
+def test_estimate_cli_refuses_bad_input_in_one_line_before_anything_runs(tmp_path, capsys):
+    from bench.cli import main
+
+    out = tmp_path / "never"
+    assert main(["estimate", "--models", "llama-2m", "--dtype", "float8", "--out", str(out)]) == 2
+    assert main(["estimate", "--models", "no-such-model", "--out", str(out)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "unknown dtype 'float8'" in errors[0] and "unknown model 'no-such-model'" in errors[1]
+    assert not out.exists()
