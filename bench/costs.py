@@ -16,6 +16,7 @@ same code to predict the costs of models that do not fit here.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -151,7 +152,9 @@ def trace_costs(model: nn.Module, call: Callable[[], object], external=()) -> Co
     tracker = FrozenSafeMemTracker()
     tracker.track_external(model, *external)
     counter = FlopCounterMode(display=False)
-    with tracker, counter:
+    with tracker, counter, warnings.catch_warnings():
+        # ModTracker notes a module gone before its backward hook ran (a dropped intermediate module); harmless
+        warnings.filterwarnings("ignore", message="Module is None")
         call()
     snapshot = tracker.get_tracker_snapshot("peak")
     costs = Costs(flops=counter.get_total_flops(), adapter_flops=adapter_flops(model, counter))
