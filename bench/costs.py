@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from torch.distributed._tools.mem_tracker import _TOTAL_KEY, MemTracker, _MemRefType
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_backward_flop, sdpa_flop
 
 from giva.layer import AdapterLayer
 
@@ -43,10 +43,8 @@ CATEGORIES = {
 # --- FLOP formulas torch's counter lacks ------------------------------------------
 
 # CPU attention (SDPA's flash kernel for CPU) costs what the CUDA kernels cost: two batched matmuls forward,
-# and torch's backward formula for them.
-from torch.utils.flop_counter import sdpa_backward_flop, sdpa_flop  # noqa: E402
-
-register_flop_formula(aten._scaled_dot_product_flash_attention_for_cpu, get_raw=True)(sdpa_flop)  # already shape-wrapped
+# and torch's backward formula for them (both formulas already take tensors: get_raw).
+register_flop_formula(aten._scaled_dot_product_flash_attention_for_cpu, get_raw=True)(sdpa_flop)
 register_flop_formula(aten._scaled_dot_product_flash_attention_for_cpu_backward, get_raw=True)(sdpa_backward_flop)
 
 

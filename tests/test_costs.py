@@ -54,6 +54,26 @@ def test_flops_of_one_adapted_linear_are_the_hand_count(method):
     assert costs.flops == base + adapter
 
 
+def test_giva_init_flops_are_the_hand_count():
+    """Gradient pass plus the randomized SVD (torch.svd_lowrank's steps), QR and SVD by Golub-Van Loan counts."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(IN, OUT))
+    x = torch.randn(TOKENS, IN)
+    config = make_config("giva", r=R, target_modules=["0"])
+    costs = trace_costs(model, lambda: apply_adapter(model, config, data=lambda m: m(x).pow(2).mean()))
+
+    def qr(m, n):  # Householder, m >= n, Q formed
+        return 2 * (2 * m * n * n - 2 * n**3 // 3)
+
+    q = 4 * R  # sketch width: min(4r, min(out, in))
+    gradient = 2 * TOKENS * IN * OUT + 2 * TOKENS * OUT * IN  # forward, and dW = dy^T x
+    sketch = 2 * OUT * IN * q + qr(OUT, q)  # Q = qr(G omega)
+    power = config.svd_niter * (2 * IN * OUT * q + qr(IN, q) + 2 * OUT * IN * q + qr(OUT, q))
+    small_svd = 2 * q * OUT * IN + (4 * IN * IN * q + 8 * IN * q * q + 9 * q**3) + 2 * OUT * q * q  # svd(Q^T G), Q U
+    basis_b = qr(OUT, R)  # Vr: B is a random orthonormal (out, r)
+    assert costs.flops == gradient + sketch + power + small_svd + basis_b
+
+
 def tiny_llama(method: str):
     setup = setup_task("profile", "llama-2m", batch_size=2, seq_len=16, seed=0)
     batch = next(setup.train_batches)
