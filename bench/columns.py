@@ -152,8 +152,8 @@ COLUMNS = [
     Column("tensor_temp_bytes", "bytes", "other tensors made in the backward pass and alive at the peak (gradients "
            "of activations, workspaces)", **_EXACT),
     Column("tensor_peak_bytes", "bytes", "peak of the tensor bytes alive during one training step (the sum of the "
-           "tensor_* categories at that moment; torch.distributed._tools.mem_tracker); what a GPU's "
-           "max_memory_allocated reads, less allocator rounding", **_EXACT, history=True, table="tensor peak",
+           "tensor_* categories at that moment; torch.distributed._tools.mem_tracker); on a GPU the "
+           "tensors' share of torch.cuda.max_memory_allocated (which adds allocator rounding and library workspaces)", **_EXACT, history=True, table="tensor peak",
            progress="tensors"),
     Column("cost_trace_s", "s", "wall time of the untimed FLOP and memory trace (init and step; in `estimate` the "
            "whole fake trace)"),
