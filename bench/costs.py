@@ -15,6 +15,7 @@ same code to predict the costs of models that do not fit here.
 
 from __future__ import annotations
 
+import gc
 import time
 import warnings
 from collections.abc import Callable
@@ -150,10 +151,15 @@ def trace_costs(model: nn.Module, call: Callable[[], object], external=()) -> Co
     tracker = FrozenSafeMemTracker()
     tracker.track_external(model, *external)
     counter = FlopCounterMode(display=False)
-    with tracker, counter, warnings.catch_warnings():
-        # ModTracker notes a module gone before its backward hook ran (a dropped intermediate module); harmless
-        warnings.filterwarnings("ignore", message="Module is None")
-        call()
+    gc.collect()  # no garbage from before; and no collection in the middle, whose timing would move the peak
+    gc.disable()
+    try:
+        with tracker, counter, warnings.catch_warnings():
+            # ModTracker notes a module gone before its backward hook ran (a dropped intermediate module); harmless
+            warnings.filterwarnings("ignore", message="Module is None")
+            call()
+    finally:
+        gc.enable()
     snapshot = tracker.get_tracker_snapshot("peak")
     costs = Costs(flops=counter.get_total_flops(), adapter_flops=adapter_flops(model, counter))
     if snapshot:

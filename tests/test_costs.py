@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 import giva.inject
+from bench.columns import COLUMNS
 from bench.compare import compare_runs
 from bench.config import expand_grid, make_sweep_config
 from bench.costs import FrozenSafeMemTracker, trace_costs
@@ -125,6 +126,10 @@ def test_estimate_agrees_with_a_real_run_of_the_same_point(tmp_path):
         for column in ("tensor_peak_bytes", "init_tensor_peak_bytes", "tensor_activations_bytes"):
             assert abs(estimated[column] / real[column] - 1) < 0.05, (point.method, column)
         assert real["init_flops"] > 0 if point.method == "giva" else real["init_flops"] == 0
+        if point.method == "giva":  # exact means exact: a second real run traces the same counts
+            again = run_point(point, str(tmp_path))
+            exact = [c.name for c in COLUMNS if c.compare == "exact"]
+            assert {c: again[c] for c in exact} == {c: real[c] for c in exact}
 
 
 def test_a_bad_point_is_a_failed_row_naming_it_and_the_estimate_goes_on(tmp_path):
