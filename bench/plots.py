@@ -288,6 +288,9 @@ def plot_memory_vs_size(data: pd.DataFrame, caption: str) -> Figure:
                     va="bottom")
     count_axis(ax)
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     label_axes(ax, "", "tensor peak of one step (GiB, log scale)", "model parameters (count, log scale)")
     return finish(fig, body, [ax])
 
