@@ -24,31 +24,40 @@ def _csv_list(kind):
     return parse
 
 
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `run` and `estimate` share: the sweep (preset or file), its overrides, and the run directory."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--preset", help=f"named sweep (see `list`); default {DEFAULT_PRESET}")
+    source.add_argument("--config", metavar="FILE", help="sweep file (TOML) with SweepConfig keys")
+    parser.add_argument("--out", metavar="RUN_DIR", help="run directory; default reports/runs/NAME-COMMIT")
+    parser.add_argument("--models", type=_csv_list(str), help="comma-separated model names, hub ids or paths")
+    parser.add_argument("--tasks", type=_csv_list(str), help="comma-separated tasks (profile, planted, sst2, ...)")
+    parser.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva and PEFT's as "
+                        "peft:<name> (see `list methods`)")
+    parser.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks (a method's own ranks win)")
+    parser.add_argument("--seeds", type=_csv_list(int))
+    parser.add_argument("--batch-sizes", type=_csv_list(int))
+    parser.add_argument("--seq-lens", type=_csv_list(int))
+    parser.add_argument("--device", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--dtype", help="float32, bfloat16 or float16")
+    parser.add_argument("--data-dir", help="folder with sst2/, trec/, emotion/, agnews/ (e.g. ../shared/data)")
+    parser.add_argument("--steps", type=int, help="training steps per accuracy point")
+    parser.add_argument("--threads", type=int, help="torch threads per point (0 = default)")
+    parser.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="run_bench.py", description="Benchmark LoRA, VeRA and GiVA: init overhead, step time, memory, "
                     "parameters and accuracy, across methods, ranks and models. No subcommand = `run --preset quick`.")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
     run = sub.add_parser("run", help="run a sweep into a run directory (resumes if it exists)")
-    source = run.add_mutually_exclusive_group()
-    source.add_argument("--preset", help=f"named sweep (see `list`); default {DEFAULT_PRESET}")
-    source.add_argument("--config", metavar="FILE", help="sweep file (TOML) with SweepConfig keys")
-    run.add_argument("--out", metavar="RUN_DIR", help="run directory; default reports/runs/NAME-COMMIT")
-    run.add_argument("--models", type=_csv_list(str), help="comma-separated model names, hub ids or paths")
-    run.add_argument("--tasks", type=_csv_list(str), help="comma-separated tasks (profile, planted, sst2, ...)")
-    run.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva and PEFT's as peft:<name> (see `list methods`)")
-    run.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks (a method's own ranks win)")
-    run.add_argument("--seeds", type=_csv_list(int))
-    run.add_argument("--batch-sizes", type=_csv_list(int))
-    run.add_argument("--seq-lens", type=_csv_list(int))
-    run.add_argument("--device", help="auto, cpu or cuda[:N]")
-    run.add_argument("--dtype", help="float32, bfloat16 or float16")
-    run.add_argument("--data-dir", help="folder with sst2/, trec/, emotion/, agnews/ (e.g. ../shared/data)")
-    run.add_argument("--steps", type=int, help="training steps per accuracy point")
-    run.add_argument("--threads", type=int, help="torch threads per point (0 = default)")
+    add_sweep_arguments(run)
     run.add_argument("--in-process", action="store_true", help="run points in this process (faster start, "
                      "memory readings shared between points, a crash ends the sweep)")
     run.add_argument("--retry-failed", action="store_true", help="run failed points of the run directory again")
+    run.add_argument("--history", metavar="CSV", nargs="?", const=os.path.join(REPORTS_DIR, "history.csv"),
+                     help="append the run's results to a history file (default reports/history.csv)")
     ex = run.add_argument_group("executor", "where points run (also an [executor] table in the sweep file; "
                                 "README: Running on a cluster)")
     ex.add_argument("--executor", choices=["local", "pool", "ray", "slurm"], help="local (default): one point at a "
@@ -67,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--slurm-array-parallelism", type=int, help="jobs at once (default 256; 1 for local jobs)")
     ex.add_argument("--no-wait", action="store_true", default=None, help="slurm: submit and return; gather the rows "
                     "with `collect RUN_DIR`")
-    run.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
-    run.add_argument("--history", metavar="CSV", nargs="?", const=os.path.join(REPORTS_DIR, "history.csv"),
-                     help="append the run's results to a history file (default reports/history.csv)")
+
+    estimate = sub.add_parser("estimate", help="predict FLOPs and tensor memory of a sweep's points without running "
+                              "them (FakeTensorMode: shapes only, any model size)")
+    add_sweep_arguments(estimate)
 
     collect = sub.add_parser("collect", help="record the rows of jobs submitted with `run --no-wait` (safe to repeat)")
     collect.add_argument("run_dir", metavar="RUN_DIR")
@@ -90,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="append runs to a history file and plot metrics over commits")
     history.add_argument("--append", nargs="*", default=[], metavar="RUN_DIR", help="runs to add first")
     history.add_argument("--file", default=os.path.join(REPORTS_DIR, "history.csv"))
-    history.add_argument("--metrics", type=_csv_list(str), default=["step_time_ms_p50", "init_total_s", "peak_mem_bytes"])
+    history.add_argument("--metrics", type=_csv_list(str), default=["step_time_ms_p50", "init_total_s", "peak_mem_bytes",
+                                                                     "flops_per_step", "tensor_peak_bytes"])
     history.add_argument("--out", default=os.path.join(REPORTS_DIR, "history"), help="folder for the plots")
     return parser
 
@@ -108,24 +119,25 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def cmd_run(args, argv) -> int:
+def sweep_config(args):
+    """The SweepConfig of `run` or `estimate`: preset or file, then the command line; and its run directory."""
     from .config import load_sweep_file, make_sweep_config
     from .results import git_info
-    from .sweep import run_sweep
 
     overrides = {k: v for k, v in dict(
         models=args.models, tasks=args.tasks, methods=args.methods, ranks=args.ranks, seeds=args.seeds,
         batch_sizes=args.batch_sizes, seq_lens=args.seq_lens, device=args.device, dtype=args.dtype,
         data_dir=args.data_dir, threads=args.threads).items() if v is not None}
-    if args.in_process:
+    if getattr(args, "in_process", False):
         overrides["isolate"] = False
     file_values = load_sweep_file(args.config) if args.config else {}
-    executor_flags = {k: v for k, v in dict(
-        kind=args.executor, workers=args.workers, allow_shared_timing=args.allow_shared_timing,
-        ray_address=args.ray_address, ray_num_cpus=args.ray_num_cpus, slurm_cluster=args.slurm_cluster,
-        slurm_partition=args.slurm_partition, slurm_gpus_per_task=args.slurm_gpus_per_task,
-        slurm_time_min=args.slurm_time_min, slurm_array_parallelism=args.slurm_array_parallelism,
-        no_wait=args.no_wait).items() if v is not None}
+    executor_keys = dict(kind="executor", workers="workers", allow_shared_timing="allow_shared_timing",
+                         ray_address="ray_address", ray_num_cpus="ray_num_cpus", slurm_cluster="slurm_cluster",
+                         slurm_partition="slurm_partition", slurm_gpus_per_task="slurm_gpus_per_task",
+                         slurm_time_min="slurm_time_min", slurm_array_parallelism="slurm_array_parallelism",
+                         no_wait="no_wait")  # `run`'s executor flags; `estimate` has none
+    executor_flags = {key: getattr(args, flag) for key, flag in executor_keys.items()
+                      if getattr(args, flag, None) is not None}
     if executor_flags:
         executor_table = file_values.get("executor", {})
         if not isinstance(executor_table, dict):
@@ -136,14 +148,31 @@ def cmd_run(args, argv) -> int:
         base = make_sweep_config(preset, file_values)
         overrides["train"] = {**base.train, "steps": args.steps}
     config = make_sweep_config(preset, file_values, overrides)
-    name = preset or os.path.splitext(os.path.basename(args.config))[0]
+    name = (preset or os.path.splitext(os.path.basename(args.config))[0]) + ("-estimate" if args.command == "estimate" else "")
     if args.out is not None and not args.out.strip():
         raise ValueError("--out is empty; give a run directory, or leave --out out for reports/runs/NAME-COMMIT")
     run_dir = args.out or os.path.join(REPORTS_DIR, "runs", f"{name}-{(git_info()['commit'] or 'nogit')[:7]}")
+    return config, run_dir
+
+
+def cmd_run(args, argv) -> int:
+    from .sweep import run_sweep
+
+    config, run_dir = sweep_config(args)
     rows = run_sweep(config, run_dir, ["run_bench.py", *argv], retry_failed=args.retry_failed)
     print(f"{len(rows)} points run; results in {os.path.join(run_dir, 'results.csv')}")
     if config.executor.get("no_wait"):
         return 0
+    return finish_run(run_dir, args)
+
+
+def cmd_estimate(args, argv) -> int:
+    from .sweep import run_sweep
+
+    config, run_dir = sweep_config(args)
+    rows = run_sweep(config, run_dir, ["run_bench.py", *argv], estimated=True)
+    failed = sum(row["status"] != "ok" for row in rows)
+    print(f"{len(rows)} points estimated ({failed} failed); results in {os.path.join(run_dir, 'results.csv')}")
     return finish_run(run_dir, args)
 
 
@@ -166,7 +195,6 @@ def finish_run(run_dir: str, args) -> int:
         from .history import append_history
 
         print(f"history: {append_history(run_dir, args.history)} rows added to {args.history}")
-    return 0
 
 
 def cmd_collect(args, argv) -> int:
@@ -233,4 +261,5 @@ def cmd_history(args, argv) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "collect": cmd_collect, "list": cmd_list, "report": cmd_report, "compare": cmd_compare, "history": cmd_history}
+COMMANDS = {"run": cmd_run, "estimate": cmd_estimate, "collect": cmd_collect, "list": cmd_list, "report": cmd_report,
+            "compare": cmd_compare, "history": cmd_history}

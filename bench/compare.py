@@ -11,8 +11,9 @@ only when it is both larger than its threshold and significant. Concretely, the
 median step times, current / baseline, computed from the raw per-step times in
 step_times_ms, must lie entirely beyond 1 + threshold (a slowdown) or 1 - threshold
 (a speed-up). Single-shot timings (init) and memory use their threshold, and count only
-beyond a noise floor (NOISE_FLOOR; 64 MiB for memory read as process RSS); parameter
-counts and adapter sizes must not change at all.
+beyond a noise floor (64 MiB for memory read as process RSS); counts (parameters,
+adapter sizes, FLOPs, tracked tensor bytes) must not change at all. Which column is
+judged how is its entry in bench/columns.py.
 """
 
 from __future__ import annotations
@@ -25,20 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .columns import BY_NAME, COMPARED, MIB, column
 from .runs import Run, load_run
 
-LOWER_IS_BETTER = ("step_time_ms_p50", "init_total_s", "init_grad_s", "init_svd_s", "peak_mem_bytes",
-                   "init_peak_mem_bytes")
-HIGHER_IS_BETTER = ("eval_accuracy", "tokens_per_s")
-EXACT = ("trainable_params", "adapter_params", "total_params", "adapter_file_bytes", "adapter_buffer_bytes")
-TIMED_FROM_STEPS = ("step_time_ms_p50", "tokens_per_s")  # significance from the raw step times
-# A change smaller than its floor never counts. Init is timed once per point, and on a busy CPU one timing
-# jitters by tens of ms; a process's RSS moves by tens of MiB (allocator caches, lazy imports). Two runs of
-# the quick preset back to back, same code, differed by up to 44 ms in init_total_s and 54 MiB in RSS.
-# CUDA memory counters are exact enough to need no floor.
-NOISE_FLOOR = {"init_total_s": 0.05, "init_grad_s": 0.05, "init_svd_s": 0.05}
-RSS_NOISE_FLOOR_BYTES = 64 * 2**20
-MEMORY_METRICS = ("peak_mem_bytes", "init_peak_mem_bytes")
+EXACT = [c.name for c in COMPARED if c.compare == "exact"]
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.99
 MIN_SAMPLES = 5  # fewer step times per side: threshold only, noted
@@ -55,7 +46,7 @@ class Threshold:
     def __str__(self) -> str:
         if self.relative:
             return f"{self.metric}:{self.limit * 100:g}%"
-        if self.metric.startswith("eval_accuracy"):
+        if BY_NAME[self.metric].compare == "accuracy":
             return f"{self.metric}:{self.limit * 100:g}pt"
         return f"{self.metric}:{self.limit:g}"
 
@@ -69,9 +60,9 @@ def parse_threshold(text: str) -> Threshold:
     metric, number, unit = match.group(1), float(match.group(2)), match.group(3)
     if metric in EXACT:
         raise ValueError(f"{metric} is compared exactly (any change is flagged); it takes no threshold")
-    if metric not in LOWER_IS_BETTER + HIGHER_IS_BETTER:
-        raise ValueError(f"no threshold for unknown metric {metric!r}; choose one of "
-                         f"{', '.join(LOWER_IS_BETTER + HIGHER_IS_BETTER)}")
+    with_threshold = [c.name for c in COMPARED if c.threshold]
+    if metric not in with_threshold:
+        raise ValueError(f"no threshold for unknown metric {metric!r}; choose one of {', '.join(with_threshold)}")
     if unit == "%":
         return Threshold(metric, number / 100.0, relative=True)
     if unit == "pt":
@@ -84,12 +75,7 @@ def parse_thresholds(rules: list[str]) -> dict[str, Threshold]:
     return {t.metric: t for t in map(parse_threshold, rules)}
 
 
-DEFAULT_THRESHOLDS = parse_thresholds([
-    "step_time_ms_p50:10%", "tokens_per_s:10%",
-    "init_total_s:25%", "init_grad_s:25%", "init_svd_s:25%",
-    "peak_mem_bytes:5%", "init_peak_mem_bytes:5%",
-    "eval_accuracy:1pt",
-])
+DEFAULT_THRESHOLDS = parse_thresholds([f"{c.name}:{c.threshold}" for c in COMPARED if c.threshold])
 
 
 @dataclass
@@ -177,6 +163,10 @@ def machine_warnings(base: Run, cur: Run) -> list[str]:
     """Timings from different machines or settings are compared, but say so (asv files results by machine)."""
     warnings = []
     b_env, c_env = base.meta.get("environment") or {}, cur.meta.get("environment") or {}
+    b_est, c_est = (set(run.rows["estimated"].dropna()) for run in (base, cur))
+    if b_est != c_est:
+        warnings.append("one run is estimated (`run_bench.py estimate`, shapes only) and the other measured, or mixed: "
+                        "FLOPs agree, tensor bytes within a few percent, not exactly; timings are not compared")
     for key in ("device", "gpu", "cpu", "cpu_count", "torch_threads"):
         if b_env.get(key) != c_env.get(key):
             warnings.append(f"{key} differs: baseline {b_env.get(key)!r}, current {c_env.get(key)!r}; "
@@ -196,37 +186,39 @@ def describe(row: dict) -> str:
 def compare_point(b: dict, k: dict, limits: dict[str, Threshold], one_sided: Counter) -> list[MetricChange]:
     changes = []
     ci = step_time_ci(b["step_times_ms"], k["step_times_ms"])
-    for metric in LOWER_IS_BETTER + HIGHER_IS_BETTER + EXACT:
+    for col in COMPARED:
+        metric = col.name
         old, new = b.get(metric, math.nan), k.get(metric, math.nan)
         if math.isnan(old) or math.isnan(new):
             if math.isnan(old) != math.isnan(new):
                 one_sided[(metric, "current" if math.isnan(old) else "baseline")] += 1
             continue
         ratio = new / old if old else (1.0 if new == old else math.inf)
-        if metric in EXACT:
+        if col.compare == "exact":
             verdict = "same" if new == old else "changed"
-            note = "" if new == old else (f"{metric} changed {old:,.0f} -> {new:,.0f}: an exact count; "
+            note = "" if new == old else (f"{metric} changed {old:,.0f} -> {new:,.0f} ({new - old:+,.0f} {col.unit}"
+                                          f"{f', {ratio - 1:+.2%}' if old else ''}): an exact count; "
                                           "if intended, make a new baseline")
             changes.append(MetricChange(k["point_id"], describe(k), metric, old, new, ratio, "exact", verdict,
                                         None, note))
             continue
-        better = "lower" if metric in LOWER_IS_BETTER else "higher"
         metric_ci = None
-        if metric in TIMED_FROM_STEPS and ci is not None:
-            metric_ci = ci if metric == "step_time_ms_p50" else (1 / ci[1], 1 / ci[0])  # tokens/s = 1 / step time
-        verdict, note = judge(metric, old, new, better, limits[metric], metric_ci, noise_floor(metric, b, k))
-        if metric in TIMED_FROM_STEPS and ci is None:
+        if col.compare == "steps" and ci is not None:
+            metric_ci = ci if col.better == "lower" else (1 / ci[1], 1 / ci[0])  # tokens/s = 1 / step time
+        verdict, note = judge(metric, old, new, col.better, limits[metric], metric_ci, noise_floor(metric, b, k))
+        if col.compare == "steps" and ci is None:
             note = note or f"fewer than {MIN_SAMPLES} raw step times: threshold only"
-        changes.append(MetricChange(k["point_id"], describe(k), metric, old, new, ratio, better, verdict,
+        changes.append(MetricChange(k["point_id"], describe(k), metric, old, new, ratio, col.better, verdict,
                                     metric_ci, note))
     return changes
 
 
 def noise_floor(metric: str, baseline: dict, current: dict) -> float:
     """The smallest change of `metric` that can count, in its unit (memory read as RSS on either side: 64 MiB)."""
-    if metric in MEMORY_METRICS and "rss" in (baseline.get("peak_mem_source"), current.get("peak_mem_source")):
-        return RSS_NOISE_FLOOR_BYTES
-    return NOISE_FLOOR.get(metric, 0.0)
+    col = column(metric)
+    if col.floor_rss and "rss" in (baseline.get("peak_mem_source"), current.get("peak_mem_source")):
+        return col.floor_rss
+    return col.floor
 
 
 def judge(metric: str, old: float, new: float, better: str, threshold: Threshold, ci: tuple[float, float] | None,
@@ -241,7 +233,7 @@ def judge(metric: str, old: float, new: float, better: str, threshold: Threshold
         moved = sign * (new - old)
     beyond = abs(moved) > threshold.limit
     if abs(new - old) < floor:
-        amount = f"{floor / 2**20:g} MiB" if metric.endswith("_bytes") else f"{floor:g} s"  # the unit is in the name
+        amount = f"{floor / MIB:g} MiB" if column(metric).unit == "bytes" else f"{floor:g} {column(metric).unit}"
         return "same", f"beyond {threshold} but under the noise floor of {amount}" if beyond else ""
     if ci is not None:  # the whole interval of the ratio must clear the threshold
         limit = threshold.limit if threshold.relative else threshold.limit / abs(old)

@@ -205,6 +205,12 @@ PRESETS = {
         methods=["lora", "vera", "giva"], ranks=[8], method_options={"vera": {"ranks": [256]}},
         batch_sizes=[4], seq_lens=[128], warmup_steps=2, timed_steps=5,
     ),
+    # For `run_bench.py estimate` (shapes only, no GPU needed): does a method fit a 24/40/80/141 GiB card?
+    "sizes-estimate": dict(
+        models=["llama-140m", "llama-1b", "llama-7b", "llama-13b", "llama-70b"], tasks=["profile"],
+        methods=["lora", "vera", "giva"], ranks=[16], method_options={"vera": {"ranks": [256]}},
+        batch_sizes=[4], seq_lens=[1024], dtype="bfloat16", threads=1,
+    ),
     # MiniLM on SST-2, about 11 minutes on 2 CPU cores. GiVA at r meets VeRA and LoRA at 8r (the paper's claim)
     # and LoRA at r (r = 8), as the report's claim check lays out.
     "accuracy-quick": dict(

@@ -13,6 +13,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from .columns import HISTORY_METRICS, column
 from .plots import MARKERS, STYLE, new_figure, save_figure
 from .runs import load_run
 
@@ -20,11 +21,8 @@ KEY_COLUMNS = ["date", "commit", "dirty", "run_dir", "point_id", "model", "task"
                "method_options", "batch_size", "seq_len", "dtype"]
 # What makes two points the same series over commits: everything in point_id but the seed (seeds are averaged).
 SERIES = ["model", "task", "method", "rank", "method_options", "batch_size", "seq_len", "dtype"]
-METRICS = ["trainable_params", "eval_accuracy", "init_total_s", "step_time_ms_p50", "step_time_ms_p90",
-           "tokens_per_s", "peak_mem_bytes", "init_peak_mem_bytes", "adapter_file_bytes"]
+METRICS = HISTORY_METRICS  # the columns marked history=True in bench/columns.py
 HISTORY_COLUMNS = KEY_COLUMNS + METRICS
-UNITS = {"_s": "s", "_ms_p50": "ms", "_ms_p90": "ms", "_bytes": "bytes", "_params": "count", "tokens_per_s": "tokens/s",
-         "eval_accuracy": "fraction correct"}
 
 
 def append_history(run_dir: str, history_csv: str = "reports/history.csv") -> int:
@@ -99,7 +97,7 @@ def plot_metric(rows: pd.DataFrame, metric: str):
     rows = rows.join(runs["x"], on=["date", "run_dir"])
     caption = f"{len(runs)} runs, {rows['commit'].nunique()} commits, {rows['model'].nunique()} models; " \
               f"devices {', '.join(sorted(rows['device'].astype(str).unique()))}; mean over seeds"
-    unit = next((u for suffix, u in UNITS.items() if metric.endswith(suffix)), "")
+    unit = column(metric).unit
     fig, body, (ax,) = new_figure(f"{metric} over commits", caption)
     varying = [c for c in SERIES if c not in ("model", "method", "rank") and rows[c].nunique() > 1]
     for i, (key, group) in enumerate(rows.groupby(SERIES, sort=True)):

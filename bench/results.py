@@ -12,76 +12,10 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata
 
-SCHEMA_VERSION = 3  # 2: lr and head_lr columns; 3: host and executor columns, device as the point ran
+from .columns import COLUMN_NAMES, SCHEMA_VERSION, schema_markdown
+
 RESULTS_FILE = "results.csv"
 META_FILE = "meta.json"
-
-# (column, meaning). Units are in the names: _s seconds, _ms milliseconds,
-# _bytes bytes, _params counts of scalars. Empty cell = not measured.
-COLUMNS = [
-    ("schema_version", "version of this column list; compare refuses to mix versions"),
-    ("point_id", "stable hash of the point's configuration (model, task, method, options, rank, seed, shapes, device as "
-                 "asked for: auto, cpu, cuda); the same whichever executor runs it"),
-    ("status", "ok, failed or skipped"),
-    ("error", "one-line reason when failed or skipped"),
-    ("model", "model registry name"),
-    ("task", "'profile' (synthetic batches, timing only) or a task name"),
-    ("method", "a registered method (giva.methods: lora, vera, giva, ...) or PEFT's as peft:<name> (bench/peft_methods.py)"),
-    ("rank", "configured rank r"),
-    ("method_options", "JSON of the method's options (alpha, d_initial, basis, num_grad_batches, ...)"),
-    ("seed", "seed of init, data order and GiVA's SVD"),
-    ("batch_size", "examples per step"),
-    ("seq_len", "tokens per example"),
-    ("dtype", "model dtype"),
-    ("device", "the device the point ran on, resolved where it ran (cpu or cuda:N as its process saw them)"),
-    ("host", "host name of the machine the point ran on"),
-    ("executor", "what ran the point: local, pool, ray or slurm; pool+shared-timing when --allow-shared-timing let "
-                 "timed points share cores"),
-    ("model_params", "parameters of the base model before adaptation"),
-    ("trainable_params", "parameters the optimizer updates (adapter plus any trained head)"),
-    ("adapter_params", "trainable parameters inside the adapter layers (METHODS.md formulas)"),
-    ("total_params", "parameters of the adapted model"),
-    ("adapted_layers", "number of layers that got an adapter"),
-    ("rank_min", "smallest effective rank over adapted layers"),
-    ("rank_max", "largest effective rank over adapted layers"),
-    ("capped_layers", "layers whose rank was capped below r (GiVA: min(out, in))"),
-    ("effective_ranks", "JSON {layer: rank} of the capped layers only; empty when none was capped"),
-    ("adapter_buffer_bytes", "frozen adapter tensors held in memory (VeRA's shared pair once, GiVA's bases)"),
-    ("optimizer_state_bytes", "AdamW state after training"),
-    ("adapter_file_bytes", "size of the adapter checkpoint actually written (safetensors; PEFT's save_pretrained for peft:<name>)"),
-    ("init_total_s", "wall time of apply_adapter: gradient + SVD + injection"),
-    ("init_grad_s", "data passes of the init: GiVA's gradient batches; PEFT EVA's and CorDA's forward passes, LoRA-GA's gradients"),
-    ("init_svd_s", "decompositions of the init, all layers: GiVA's gradient SVD; PEFT PiSSA's weight SVD, OLoRA's QR, ..."),
-    ("init_inject_s", "making the adapter layers, swapping them in and freezing the base"),
-    ("init_peak_mem_bytes", "peak memory during init (cuda max allocated on CUDA, process RSS on CPU)"),
-    ("init_mem_growth_bytes", "init_peak_mem_bytes minus the same reading at the start of init"),
-    ("warmup_steps", "training steps run before timing"),
-    ("timed_steps", "training steps timed (forward, backward, clip, AdamW, schedule)"),
-    ("step_time_ms_p50", "median step time"),
-    ("step_time_ms_p90", "90th percentile step time"),
-    ("step_time_ms_mean", "mean step time"),
-    ("step_time_ms_min", "fastest step"),
-    ("step_times_ms", "every timed step, ';'-separated, for noise-aware comparison"),
-    ("tokens_per_s", "batch_size * seq_len / median step time"),
-    ("peak_mem_bytes", "peak memory during the timed training steps (cuda max allocated on CUDA, RSS on CPU)"),
-    ("mem_growth_bytes", "peak_mem_bytes minus the same reading at the start of training"),
-    ("peak_mem_source", "what peak_mem_bytes read: cuda_max_allocated or rss"),
-    ("peak_rss_bytes", "process peak RSS during training, sampled"),
-    ("cuda_max_allocated_bytes", "torch.cuda.max_memory_allocated during training"),
-    ("cuda_max_reserved_bytes", "torch.cuda.max_memory_reserved during training"),
-    ("nvml_peak_used_bytes", "device memory used (NVML, all processes), sampled peak during training"),
-    ("eval_accuracy_before", "eval accuracy of the adapted model before training (= base model)"),
-    ("eval_accuracy", "eval accuracy after the last step"),
-    ("eval_accuracy_best", "best eval accuracy over the evaluations"),
-    ("eval_loss", "eval loss after the last step"),
-    ("train_steps", "training steps run in all (warmup and timed included)"),
-    ("lr", "peak learning rate of the adapter parameters (after warmup); the method's default unless set"),
-    ("head_lr", "peak learning rate of the trained head (trainable_modules); empty when nothing else trains"),
-    ("train_time_s", "training wall time, evaluation excluded"),
-    ("started_at", "UTC time the point started"),
-    ("point_wall_s", "wall time of the whole point, model loading included"),
-]
-COLUMN_NAMES = [name for name, _ in COLUMNS]
 
 
 def read_rows(path: str) -> list[dict]:
@@ -233,17 +167,5 @@ def write_meta(run_dir: str, meta: dict) -> None:
     os.replace(tmp, path)
 
 
-def schema_markdown() -> str:
-    """The column table of bench/SCHEMA.md (a test keeps the file equal to this)."""
-    lines = [f"# results.csv, schema version {SCHEMA_VERSION}", "",
-             "One row per sweep point, written and flushed when the point ends. Units are in the names: "
-             "`_s` seconds, `_ms` milliseconds, `_bytes` bytes, `_params` parameter counts. "
-             "An empty cell means not measured (for example accuracy in a `profile` run, CUDA columns on CPU). "
-             "Generated from `bench/results.py` by `python -m bench.results > bench/SCHEMA.md`.", "",
-             "| column | meaning |", "|---|---|"]
-    lines += [f"| `{name}` | {meaning} |" for name, meaning in COLUMNS]
-    return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # the schema's home is bench/columns.py; this stays for old habits
     print(schema_markdown(), end="")

@@ -82,7 +82,7 @@ def ensure_writable(run_dir: str) -> None:
 
 
 def open_run_dir(run_dir: str, config, command: list[str], device: str, log=print,
-                 retry_failed: bool = False) -> tuple[dict, set[str]]:
+                 retry_failed: bool = False, estimated: bool = False) -> tuple[dict, set[str]]:
     """Reopen run_dir for this config; returns meta.json's content to write (the caller writes it once the
     executor is up) and the point_ids already done.
 
@@ -102,6 +102,9 @@ def open_run_dir(run_dir: str, config, command: list[str], device: str, log=prin
     if meta is not None and meta.get("config_hash") != config.config_hash():
         raise ValueError(f"{run_dir!r} holds a run of a different config (hash {meta.get('config_hash')}, this one "
                          f"{config.config_hash()}); {NEW_RUN}, or rerun its own command")
+    if meta is not None and bool(meta.get("estimated")) != estimated:
+        kinds = ("a measured run", "an estimate (`run_bench.py estimate`)")
+        raise ValueError(f"{run_dir!r} holds {kinds[not estimated]}, not {kinds[estimated]}; {NEW_RUN}")
     if has_rows:
         _repair_torn_tail(results, log)
         if retry_failed:
@@ -110,7 +113,8 @@ def open_run_dir(run_dir: str, config, command: list[str], device: str, log=prin
         if dropped:
             log(f"{dropped} points had failed for lack of disk space or a read-only disk: they run again")
     if meta is None:
-        meta = {"schema_version": SCHEMA_VERSION, "config": config.to_dict(), "config_hash": config.config_hash(),
+        meta = {"schema_version": SCHEMA_VERSION, "estimated": estimated, "config": config.to_dict(),
+                "config_hash": config.config_hash(),
                 "command": command, "started_at": utc_now(), "environment": environment_info(device), "resumed": []}
     else:
         meta["resumed"].append({"at": utc_now(), "command": command, "environment": environment_info(device)})

@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .results import COLUMN_NAMES, META_FILE, RESULTS_FILE, SCHEMA_VERSION, latest_rows, read_meta
+from .columns import COLUMN_NAMES, NUMERIC_COLUMNS, SCHEMA_VERSION, TEXT_COLUMNS
+from .results import META_FILE, RESULTS_FILE, latest_rows, read_meta
 
 MAKE_RUN = "run_bench.py run --preset quick --out DIR"
 REQUIRED_COLUMNS = ("schema_version", "point_id", "status", "model", "method", "rank")
 STATUSES = ("ok", "failed", "skipped")
-TEXT_COLUMNS = {"point_id", "status", "error", "model", "task", "method", "method_options", "dtype", "device",
-                "effective_ranks", "step_times_ms", "peak_mem_source", "started_at", "host", "executor"}
-NUMERIC_COLUMNS = [c for c in COLUMN_NAMES if c not in TEXT_COLUMNS]
 
 
 @dataclass
@@ -97,7 +95,8 @@ def read_checked_rows(csv_path: str) -> tuple[list[str], list[dict], list[str]]:
         row = dict(zip(header, cells))
         if row["schema_version"] != str(SCHEMA_VERSION):
             raise ValueError(f"{csv_path} has schema_version {row['schema_version']!r} (line {line_num}) but this code "
-                             f"reads version {SCHEMA_VERSION}: not comparable; re-run the sweep with this code")
+                             f"reads version {SCHEMA_VERSION} (columns in bench/SCHEMA.md): not comparable; re-run "
+                             "the sweep with this code (a baseline too: run its preset into a new folder)")
         if row["status"] not in STATUSES:
             raise ValueError(f"{csv_path} line {line_num}: status {row['status']!r} is not one of "
                              f"{', '.join(STATUSES)}; the file is damaged: delete that line or re-run")
@@ -115,5 +114,6 @@ def read_checked_meta(run_dir: str) -> dict:
     path = os.path.join(run_dir, META_FILE)
     if meta.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
         raise ValueError(f"{path} has schema_version {meta.get('schema_version')!r} but this code reads version "
-                         f"{SCHEMA_VERSION}: not comparable; re-run the sweep with this code")
+                         f"{SCHEMA_VERSION} (columns in bench/SCHEMA.md): not comparable; re-run the sweep with this "
+                         "code (a baseline too: run its preset into a new folder)")
     return meta

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
+from .columns import PROGRESS
 from .config import SweepConfig, expand_grid
 from .executors import ExecutorSettings, make_executor
 from .point import resolve_device
@@ -24,13 +25,18 @@ from .results import RESULTS_FILE, append_row, read_meta, read_rows, utc_now, wr
 from .rundir import RunDirUnwritable, ensure_writable, lock_run_dir, open_run_dir
 
 
-def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, retry_failed: bool = False) -> list[dict]:
-    """Run every point not yet done (failed ones too with retry_failed); returns the rows written this time."""
-    settings = ExecutorSettings.from_dict(config.executor)
+def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, retry_failed: bool = False,
+              estimated: bool = False) -> list[dict]:
+    """Run every point not yet done (failed ones too with retry_failed); returns the rows written this time.
+
+    estimated: trace each point under FakeTensorMode in this process instead of running it (bench/estimate.py,
+    `run_bench.py estimate`); a "cuda" device needs no GPU then.
+    """
+    settings = ExecutorSettings(kind="estimate") if estimated else ExecutorSettings.from_dict(config.executor)
     driver_device = resolve_device(config.device) if settings.kind in ("local", "pool") else config.device
     with lock_run_dir(run_dir):
         _refuse_pending_jobs(run_dir)
-        meta, done = open_run_dir(run_dir, config, command, driver_device, log, retry_failed)
+        meta, done = open_run_dir(run_dir, config, command, driver_device, log, retry_failed, estimated)
         meta["executor"] = {**config.executor, "kind": settings.kind}
         points = expand_grid(config)
         todo = [p for p in points if p.point_id not in done]
@@ -136,8 +142,7 @@ def summary_line(row: dict) -> str:
     label = f"{row['model']} {row['task']} {row['method']} r={row['rank']} seed={row['seed']}"
     if row["status"] != "ok":
         return f"{row['status']:7s} {label}: {row['error']}"
-    parts = [f"trainable={row['trainable_params']:,}", f"init={row['init_total_s']:.2f}s",
-             f"step={row['step_time_ms_p50']:.1f}ms", f"peak={row['peak_mem_bytes'] / 2**20:.0f}MiB"]
+    parts = [f"{c.progress}={c.format(row[c.name]).replace(' ', '')}" for c in PROGRESS if row.get(c.name) is not None]
     if row.get("eval_accuracy") is not None:
         parts.append(f"acc={row['eval_accuracy_before']:.3f}->{row['eval_accuracy']:.3f}")
     return f"ok      {label}: " + " ".join(parts)

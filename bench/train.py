@@ -19,6 +19,7 @@ from giva.gradient import batch_loss
 from giva.methods import METHODS
 from giva.targets import name_matches
 
+from .costs import Costs, trace_costs
 from .measure import StepTimer, synchronize
 from .peft_methods import is_peft_method, our_counterpart
 from .tasks import TaskSetup
@@ -79,6 +80,7 @@ class TrainResult:
     optimizer_state_bytes: int = 0
     lr: float = 0.0  # the adapter's peak learning rate, resolved (settings.lr or the method's default)
     head_lr: float | None = None  # the head's, when trainable_modules has parameters; None otherwise
+    step_costs: Costs | None = None  # FLOPs and tensor bytes of one more, untimed step (train(trace_step=True))
 
 
 class NonFiniteLoss(ValueError):
@@ -116,20 +118,52 @@ def _prefixes(module_name: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def train(model: nn.Module, setup: TaskSetup, settings: TrainSettings, *, method: str, device,
-          progress: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Train the adapter (and setup.trainable_modules) for settings.steps; the caller seeds torch first."""
-    device = torch.device(device)
+@dataclass
+class Optimizer:
+    """AdamW over the adapter (lr) and any trained head (head_lr), its schedule, and the parameters it updates."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    params: list[torch.Tensor]
+    lr: float
+    head_lr: float | None  # None when nothing but the adapter trains
+
+
+def make_optimizer(model: nn.Module, trainable_modules: list[str], settings: TrainSettings, method: str) -> Optimizer:
     lr = settings.lr or default_lr(method)
     head_lr = settings.head_lr or DEFAULT_HEAD_LR
-    optimizer = torch.optim.AdamW(param_groups(model, setup.trainable_modules, lr, head_lr, settings.weight_decay),
+    optimizer = torch.optim.AdamW(param_groups(model, trainable_modules, lr, head_lr, settings.weight_decay),
                                   weight_decay=settings.weight_decay)
     warmup = math.ceil(settings.warmup_ratio * settings.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, settings.steps, warmup, settings.schedule))
     params = [p for group in optimizer.param_groups for p in group["params"]]
     has_head = any(group["name"] == "head" for group in optimizer.param_groups)
-    result = TrainResult(step_times_ms=[], losses=[], lr=lr, head_lr=head_lr if has_head else None)
+    return Optimizer(optimizer, scheduler, params, lr, head_lr if has_head else None)
+
+
+def training_step(model: nn.Module, batch, loss_fn, opt: Optimizer, max_grad_norm: float) -> torch.Tensor:
+    """Forward, backward, clip, AdamW, schedule, gradients freed: one step, as timed and as traced."""
+    loss = batch_loss(model, batch, loss_fn)
+    loss.backward()
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(opt.params, max_grad_norm)
+    opt.optimizer.step()
+    opt.scheduler.step()
+    opt.optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def train(model: nn.Module, setup: TaskSetup, settings: TrainSettings, *, method: str, device,
+          progress: Callable[[int, float], None] | None = None, trace_step: bool = False) -> TrainResult:
+    """Train the adapter (and setup.trainable_modules) for settings.steps; the caller seeds torch first.
+
+    trace_step: after the last step, one more, untimed, traced for FLOPs and tensor bytes (result.step_costs).
+    """
+    device = torch.device(device)
+    opt = make_optimizer(model, setup.trainable_modules, settings, method)
+    lr, head_lr = opt.lr, opt.head_lr or DEFAULT_HEAD_LR  # for messages
+    result = TrainResult(step_times_ms=[], losses=[], lr=opt.lr, head_lr=opt.head_lr)
     timer = StepTimer(device)
     eval_s = 0.0
 
@@ -148,13 +182,7 @@ def train(model: nn.Module, setup: TaskSetup, settings: TrainSettings, *, method
         batch = next(setup.train_batches)
         model.train()
         timer.start()
-        loss = batch_loss(model, batch, setup.loss_fn)
-        loss.backward()
-        if settings.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss = training_step(model, batch, setup.loss_fn, opt, settings.max_grad_norm)
         timer.stop()
         loss_value = loss.item()  # after stop: on a GPU this sync is not part of the step's time
         if not math.isfinite(loss_value):
@@ -167,12 +195,17 @@ def train(model: nn.Module, setup: TaskSetup, settings: TrainSettings, *, method
             model.eval()
             evaluate(step)
     synchronize(device)
+    result.train_time_s = time.perf_counter() - loop_start - eval_s
+    if trace_step:  # after the clock stopped: it cannot change the timed steps
+        batch = next(setup.train_batches)
+        model.train()
+        result.step_costs = trace_costs(model, lambda: training_step(model, batch, setup.loss_fn, opt,
+                                                                      settings.max_grad_norm), (opt.optimizer, batch))
     model.eval()
 
-    result.train_time_s = time.perf_counter() - loop_start - eval_s
     result.step_times_ms = timer.times_ms()
     result.train_steps = settings.steps
-    result.optimizer_state_bytes = sum(t.numel() * t.element_size() for state in optimizer.state.values()
+    result.optimizer_state_bytes = sum(t.numel() * t.element_size() for state in opt.optimizer.state.values()
                                        for t in state.values() if isinstance(t, torch.Tensor))
     if result.curve:
         result.eval_accuracy_before = result.curve[0]["eval_accuracy"]

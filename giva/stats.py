@@ -16,7 +16,7 @@ def adapter_stats(model: nn.Module) -> dict:
     for layer in state.layers.values():
         for name in layer.frozen_names + layer.shared_names:
             buf = getattr(layer, name)
-            buffers[buf.data_ptr()] = buf.numel() * buf.element_size()
+            buffers[buf.untyped_storage()._cdata] = buf.numel() * buf.element_size()  # storage identity: fake tensors too
     ranks = {name: layer.rank for name, layer in state.layers.items()}
     return {
         "method": state.config.method,

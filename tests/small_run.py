@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from matplotlib.image import imread
 
 from bench.config import Point
+from bench.costs import cost_columns, trace_costs
 from bench.measure import MemoryMonitor, StepTimer, summarize_ms
 from bench.results import META_FILE, RESULTS_FILE, SCHEMA_VERSION, append_row, environment_info, utc_now, write_meta
 from giva import adapter_stats, apply_adapter, get_method, make_config, save_adapter
@@ -102,6 +103,16 @@ def measure(point: Point, run_dir: str) -> dict:
             optimizer.step()
             timer.stop()
         train_time_s = time.perf_counter() - t_train
+
+    def one_step(i: int = 0):
+        loss = F.cross_entropy(model(x_train[i:i + BATCH]), y_train[i:i + BATCH])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step_costs = trace_costs(model, one_step, (optimizer,))  # untimed, after the timed steps, as bench.train does
+    fresh = make_mlp(MODELS[point.model], point.seed)
+    init_costs = trace_costs(fresh, lambda: apply_adapter(fresh, config, data=data))
     accuracy, eval_loss = accuracy_and_loss(model, x_eval, y_eval)
     curve = [dict(step=WARMUP + TIMED, eval_accuracy=accuracy, eval_loss=eval_loss)]
     os.makedirs(os.path.join(run_dir, "curves"), exist_ok=True)
@@ -125,7 +136,8 @@ def measure(point: Point, run_dir: str) -> dict:
         mem_growth_bytes=train_mem.result.growth_bytes, peak_mem_source=train_mem.result.source,
         peak_rss_bytes=train_mem.result.peak_rss_bytes, eval_accuracy_before=before, eval_accuracy=accuracy,
         eval_accuracy_best=max(before, accuracy), eval_loss=eval_loss, train_steps=WARMUP + TIMED,
-        train_time_s=train_time_s, started_at=started, point_wall_s=time.perf_counter() - start,
+        train_time_s=train_time_s, started_at=started, point_wall_s=time.perf_counter() - start, estimated=0,
+        **cost_columns(init_costs, step_costs),
     )
 
 

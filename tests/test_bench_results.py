@@ -4,15 +4,15 @@ import os
 
 import pytest
 
-from bench.results import (COLUMN_NAMES, append_row, done_point_ids, drop_failed_rows, read_rows,
-                           schema_markdown)
+from bench.columns import COLUMN_NAMES, schema_markdown
+from bench.results import append_row, done_point_ids, drop_failed_rows, read_rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_schema_doc_matches_the_code():
     with open(os.path.join(REPO, "bench", "SCHEMA.md")) as f:
-        assert f.read() == schema_markdown(), "regenerate: python -m bench.results > bench/SCHEMA.md"
+        assert f.read() == schema_markdown(), "regenerate: python -m bench.columns > bench/SCHEMA.md"
 
 
 def test_required_columns_are_in_the_schema():

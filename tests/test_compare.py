@@ -254,11 +254,13 @@ def test_runs_with_no_configuration_in_common_are_an_error(timed_runs, tmp_path)
         compare_runs(timed_runs["baseline"], other)
 
 
-def test_a_different_schema_version_is_not_comparable(timed_runs, tmp_path):
-    future = copy_run(timed_runs["baseline"], tmp_path / "future")
-    rewrite_rows(future, lambda rows: [{**r, "schema_version": str(SCHEMA_VERSION + 1)} for r in rows])
-    with pytest.raises(ValueError, match="not comparable"):
-        compare_runs(timed_runs["baseline"], future)
+@pytest.mark.parametrize("version", [SCHEMA_VERSION - 1, SCHEMA_VERSION + 1])  # an old baseline, a newer run
+def test_a_different_schema_version_is_not_comparable(timed_runs, tmp_path, version):
+    other = copy_run(timed_runs["baseline"], tmp_path / "other")
+    rewrite_rows(other, lambda rows: [{**r, "schema_version": str(version)} for r in rows])
+    with pytest.raises(ValueError, match=f"schema_version '{version}'.*reads version {SCHEMA_VERSION}.*not comparable"
+                                         ".*a baseline too"):
+        compare_runs(other, timed_runs["baseline"])
 
 
 def test_a_missing_baseline_says_how_to_make_one(timed_runs, tmp_path):
@@ -292,10 +294,10 @@ def test_history_gains_one_row_per_ok_point_once_and_plots(timed_runs, tmp_path)
     assert len(rows) == 2 * n_ok and list(rows[0]) == HISTORY_COLUMNS
     assert {r["commit"] for r in rows} and all(r["step_time_ms_p50"] for r in rows)
 
-    written = plot_history(history, ["step_time_ms_p50", "trainable_params"], str(tmp_path / "plots"))
+    written = plot_history(history, ["step_time_ms_p50", "trainable_params", "flops_per_step"], str(tmp_path / "plots"))
     assert sorted(os.path.basename(p) for p in written) == [
-        "history_step_time_ms_p50.png", "history_step_time_ms_p50.svg", "history_trainable_params.png",
-        "history_trainable_params.svg"]
+        "history_flops_per_step.png", "history_flops_per_step.svg", "history_step_time_ms_p50.png",
+        "history_step_time_ms_p50.svg", "history_trainable_params.png", "history_trainable_params.svg"]
     for path in written:
         assert_png_not_blank(path) if path.endswith(".png") else assert_svg_parses(path)
     with pytest.raises(ValueError, match="unknown history metric"):

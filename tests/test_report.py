@@ -29,7 +29,8 @@ def summary_table_lines(summary: str) -> set[tuple[str, str]]:
 
 
 ACCURACY_PLOTS = ["rank_accuracy", "params_accuracy", "time_accuracy"]
-ALL_PLOTS = ACCURACY_PLOTS + ["step_time_rank", "memory_rank", "init_overhead"]
+COST_PLOTS = ["memory_breakdown", "flops_overhead", "memory_size"]  # from the traced step (bench/costs.py)
+ALL_PLOTS = ACCURACY_PLOTS + ["step_time_rank", "memory_rank", "init_overhead"] + COST_PLOTS
 
 
 def expected_plots(rows: list[dict]) -> list[str]:
@@ -119,7 +120,8 @@ def test_profiling_only_run_with_failures_gets_the_plots_its_data_allows(small_r
     written = build_report([run_dir])
 
     plots = {os.path.basename(p) for p in written if "plots" in p}
-    assert plots == {f"{n}.{e}" for n in ("step_time_rank", "memory_rank", "init_overhead") for e in ("png", "svg")}
+    assert plots == {f"{n}.{e}" for n in ["step_time_rank", "memory_rank", "init_overhead", *COST_PLOTS]
+                     for e in ("png", "svg")}
     for path in written:
         if path.endswith(".png"):
             assert_png_not_blank(path)

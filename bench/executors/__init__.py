@@ -22,7 +22,7 @@ KINDS = ("local", "pool", "ray", "slurm")
 class ExecutorSettings:
     """The [executor] table of a sweep file, or the run command's executor flags."""
 
-    kind: str = "local"  # local, pool, ray or slurm
+    kind: str = "local"  # local, pool, ray or slurm ("estimate" for `run_bench.py estimate`, not a user's choice)
     workers: int = 0  # pool: points at once; 0 = one per visible GPU, or cores // threads on CPU
     allow_shared_timing: bool = False  # pool: let workers x threads exceed the cores (recorded in every row)
     ray_address: str = ""  # ray: host:port of a running cluster; "" = $RAY_ADDRESS, else a local cluster for the run
@@ -55,6 +55,10 @@ class ExecutorSettings:
 
 def make_executor(settings: ExecutorSettings, config, run_dir: str):
     """The executor the settings name, after checking what its workers need; bad input raises ValueError."""
+    if settings.kind == "estimate":  # `run_bench.py estimate`: shapes only, in this process
+        from .local import EstimateExecutor
+
+        return EstimateExecutor()
     if settings.kind != "local" and not config.isolate:
         raise ValueError("--in-process runs points in the driver; it works with the local executor only")
     paths = paths_workers_read(config)

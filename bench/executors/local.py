@@ -30,6 +30,21 @@ class LocalExecutor:
         kill_running_points()
 
 
+class EstimateExecutor:
+    """`run_bench.py estimate`: each point traced under FakeTensorMode in this process; nothing runs for real."""
+
+    name = "estimate"
+
+    def run(self, points: list[Point]) -> Iterator[dict]:
+        from ..estimate import estimate_point
+
+        for point in points:
+            yield {"row": estimate_point(point), "log": "", "curve_csv": ""}
+
+    def close(self) -> None:
+        pass
+
+
 class PoolExecutor:
     """Several points at once on this host, each in a fresh process. On GPUs one worker per device, pinned with
     CUDA_VISIBLE_DEVICES; on CPU workers x threads stay within the cores unless shared timing is allowed."""

@@ -1,0 +1,228 @@
+"""The one list of results.csv columns: name, unit, meaning, and how each is judged and shown.
+
+Everything that reads or writes results derives from COLUMNS: the CSV header and
+bench/SCHEMA.md (results.py), typed reading (runs.py), what compare checks and how
+(compare.py), what history keeps and plots (history.py), the summary table
+(report.py) and the progress line (sweep.py). Adding a column is one entry here.
+
+    Column(name, unit, meaning, better=..., compare=..., threshold=..., history=..., table=..., progress=...)
+
+unit: "text" (not a number), "" (a plain number: rank, seed), "s", "ms", "bytes", "count", "FLOPs",
+"tokens/s", "fraction". compare: "exact" (any change is flagged), "noisy" (beyond `threshold` and the
+noise `floor`), "steps" (beyond `threshold` and significant by the raw step times), "accuracy" (a
+fraction; `threshold` in points), or "" (not compared).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 3  # 2: lr and head_lr; 3: estimated, FLOPs and tensor memory by category, host and executor,
+# device as the point ran, eval_metric and eval_score*, eval_examples, adapter_seed
+COMPARE_KINDS = ("exact", "noisy", "steps", "accuracy", "")
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    unit: str
+    meaning: str
+    better: str = ""  # "lower", "higher" or "" (neither, or exact)
+    compare: str = ""  # one of COMPARE_KINDS
+    threshold: str = ""  # default limit of a noisy / steps / accuracy column: "10%" (relative), "1pt", "0.05"
+    floor: float = 0.0  # noisy: a change smaller than this (in the unit) never counts
+    floor_rss: float = 0.0  # noisy memory: the floor when either side read process RSS (peak_mem_source)
+    history: bool = False  # kept in history.csv and plottable over commits
+    table: str = ""  # heading in summary.md's method x rank table ("" = not shown)
+    progress: str = ""  # label in the sweep's one-line progress output ("" = not shown)
+
+    def __post_init__(self):
+        if self.compare not in COMPARE_KINDS:
+            raise ValueError(f"column {self.name}: compare {self.compare!r} is not one of {COMPARE_KINDS}")
+        if self.compare in ("noisy", "steps", "accuracy") and not (self.threshold and self.better):
+            raise ValueError(f"column {self.name}: a {self.compare} column needs `better` and a default `threshold`")
+
+    @property
+    def is_text(self) -> bool:
+        return self.unit == "text"
+
+    def format(self, value: float) -> str:
+        """A value for people, with its unit: bytes in KiB / MiB, FLOPs in G, counts with separators."""
+        if self.unit == "bytes":
+            return f"{value / MIB:,.1f} MiB" if abs(value) >= MIB else f"{value / 1024:,.1f} KiB"
+        if self.unit == "FLOPs":
+            return f"{value / 1e9:.3g} GFLOPs"
+        if self.unit in ("count", ""):
+            return f"{value:,.0f}" if float(value).is_integer() else f"{value:.3g}"
+        if self.unit == "fraction":
+            return f"{value:.3f}"
+        if self.unit == "ms":
+            return f"{value:.2f} ms"
+        return f"{value:.3g} {self.unit}"
+
+
+# Noise floors (compare.py): init is timed once per point, and on a busy CPU one timing jitters by tens of
+# ms; a process's RSS moves by tens of MiB (allocator caches, lazy imports). Two runs of the quick preset
+# back to back, same code, differed by up to 44 ms in init_total_s and 54 MiB in RSS. CUDA memory counters
+# are exact enough to need no floor, and FLOPs and tracked tensor bytes are counts: exact.
+INIT_FLOOR_S = 0.05
+RSS_FLOOR_BYTES = 64 * MIB
+_INIT = dict(better="lower", compare="noisy", threshold="25%", floor=INIT_FLOOR_S)
+_MEMORY = dict(better="lower", compare="noisy", threshold="5%", floor_rss=RSS_FLOOR_BYTES)
+_EXACT = dict(compare="exact")
+
+COLUMNS = [
+    Column("schema_version", "", "version of this column list; compare refuses to mix versions"),
+    Column("point_id", "text", "stable hash of the point's configuration (model, task, method, options, rank, seed, "
+           "shapes, device as asked for: auto, cpu, cuda); the same whichever executor runs it"),
+    Column("status", "text", "ok, failed or skipped"),
+    Column("error", "text", "one-line reason when failed or skipped"),
+    Column("estimated", "", "1: predicted by `run_bench.py estimate` (a shapes-only trace, FakeTensorMode: FLOPs and "
+           "tensor bytes, nothing timed); 0: measured"),
+    Column("model", "text", "model registry name"),
+    Column("task", "text", "'profile' (synthetic batches, timing only) or a task name"),
+    Column("method", "text", "a registered method (giva.methods: lora, vera, giva, ...) or PEFT's as peft:<name> "
+           "(bench/peft_methods.py)"),
+    Column("rank", "", "configured rank r"),
+    Column("method_options", "text", "JSON of the method's options (alpha, d_initial, basis, num_grad_batches, ...)"),
+    Column("seed", "", "seed of init, data order and GiVA's SVD"),
+    Column("batch_size", "", "examples per step"),
+    Column("seq_len", "", "tokens per example"),
+    Column("dtype", "text", "model dtype"),
+    Column("device", "text", "the device the point ran on, resolved where it ran (cpu or cuda:N as its process saw "
+           "them)"),
+    Column("host", "text", "host name of the machine the point ran on"),
+    Column("executor", "text", "what ran the point: local, pool, ray or slurm; pool+shared-timing when "
+           "--allow-shared-timing let timed points share cores"),
+    Column("model_params", "count", "parameters of the base model before adaptation"),
+    Column("trainable_params", "count", "parameters the optimizer updates (adapter plus any trained head)", **_EXACT,
+           history=True, table="trainable params", progress="trainable"),
+    Column("adapter_params", "count", "trainable parameters inside the adapter layers (METHODS.md formulas)", **_EXACT),
+    Column("total_params", "count", "parameters of the adapted model", **_EXACT),
+    Column("adapted_layers", "count", "number of layers that got an adapter"),
+    Column("rank_min", "", "smallest effective rank over adapted layers"),
+    Column("rank_max", "", "largest effective rank over adapted layers"),
+    Column("capped_layers", "count", "layers whose rank was capped below r (GiVA: min(out, in))"),
+    Column("effective_ranks", "text", "JSON {layer: rank} of the capped layers only; empty when none was capped"),
+    Column("adapter_buffer_bytes", "bytes", "frozen adapter tensors held in memory (VeRA's shared pair once, GiVA's "
+           "bases)", **_EXACT),
+    Column("optimizer_state_bytes", "bytes", "AdamW state after training"),
+    Column("adapter_file_bytes", "bytes", "size of the adapter checkpoint actually written (safetensors; PEFT's "
+           "save_pretrained for peft:<name>)", **_EXACT,
+           history=True, table="adapter file"),
+    Column("init_total_s", "s", "wall time of apply_adapter: gradient + SVD + injection", **_INIT, history=True,
+           table="init total", progress="init"),
+    Column("init_grad_s", "s", "data passes of the init: GiVA's gradient batches; PEFT EVA's and CorDA's forward "
+           "passes, LoRA-GA's gradients", **_INIT),
+    Column("init_svd_s", "s", "decompositions of the init, all layers: GiVA's gradient SVD; PEFT PiSSA's weight SVD, "
+           "OLoRA's QR, ...", **_INIT),
+    Column("init_inject_s", "s", "making the adapter layers, swapping them in and freezing the base"),
+    Column("init_peak_mem_bytes", "bytes", "peak memory during init (cuda max allocated on CUDA, process RSS on CPU)",
+           **_MEMORY, history=True),
+    Column("init_mem_growth_bytes", "bytes", "init_peak_mem_bytes minus the same reading at the start of init"),
+    Column("init_flops", "FLOPs", "FLOPs of apply_adapter (torch.utils.flop_counter: matmuls exactly; QR and SVD by "
+           "their Golub-Van Loan operation counts): GiVA's gradient pass and bases; 0 for LoRA and VeRA",
+           **_EXACT, history=True),
+    Column("init_tensor_peak_bytes", "bytes", "peak of the tensor bytes alive during apply_adapter (model included), "
+           "tracked tensor by tensor", **_EXACT, history=True),
+    Column("warmup_steps", "count", "training steps run before timing"),
+    Column("timed_steps", "count", "training steps timed (forward, backward, clip, AdamW, schedule)"),
+    Column("step_time_ms_p50", "ms", "median step time", better="lower", compare="steps", threshold="10%",
+           history=True, table="step p50", progress="step"),
+    Column("step_time_ms_p90", "ms", "90th percentile step time", history=True),
+    Column("step_time_ms_mean", "ms", "mean step time"),
+    Column("step_time_ms_min", "ms", "fastest step"),
+    Column("step_times_ms", "text", "every timed step, ';'-separated, for noise-aware comparison"),
+    Column("tokens_per_s", "tokens/s", "batch_size * seq_len / median step time", better="higher", compare="steps",
+           threshold="10%", history=True),
+    Column("peak_mem_bytes", "bytes", "peak memory during the timed training steps (cuda max allocated on CUDA, RSS "
+           "on CPU)", **_MEMORY, history=True, table="peak mem", progress="peak"),
+    Column("mem_growth_bytes", "bytes", "peak_mem_bytes minus the same reading at the start of training"),
+    Column("peak_mem_source", "text", "what peak_mem_bytes read: cuda_max_allocated or rss"),
+    Column("peak_rss_bytes", "bytes", "process peak RSS during training, sampled"),
+    Column("cuda_max_allocated_bytes", "bytes", "torch.cuda.max_memory_allocated during training"),
+    Column("cuda_max_reserved_bytes", "bytes", "torch.cuda.max_memory_reserved during training"),
+    Column("nvml_peak_used_bytes", "bytes", "device memory used (NVML, all processes), sampled peak during training"),
+    # One extra, untimed training step after the timed ones (bench/costs.py), the same in `estimate`.
+    Column("flops_per_step", "FLOPs", "FLOPs of one training step, forward and backward (torch.utils.flop_counter: "
+           "matmuls, attention, convolutions; elementwise ops and the optimizer are not counted)", **_EXACT,
+           history=True, table="FLOPs/step", progress="flops"),
+    Column("adapter_flops_per_step", "FLOPs", "the part of flops_per_step spent inside adapter layers beyond their "
+           "base layer (the adapters' own forward and backward)", **_EXACT, history=True),
+    Column("tensor_params_bytes", "bytes", "parameters alive at the step's tensor peak (base, adapter, head)",
+           **_EXACT),
+    Column("tensor_buffers_bytes", "bytes", "module buffers at the peak (adapter bases, rotary tables)", **_EXACT),
+    Column("tensor_grads_bytes", "bytes", "parameter gradients at the peak", **_EXACT),
+    Column("tensor_optimizer_bytes", "bytes", "optimizer state at the peak (AdamW: two fp32 moments per trainable "
+           "parameter and a step count)", **_EXACT),
+    Column("tensor_activations_bytes", "bytes", "tensors made in the forward pass and alive at the peak (saved for "
+           "backward), inputs included", **_EXACT),
+    Column("tensor_temp_bytes", "bytes", "other tensors made in the backward pass and alive at the peak (gradients "
+           "of activations, workspaces)", **_EXACT),
+    Column("tensor_peak_bytes", "bytes", "peak of the tensor bytes alive during one training step (the sum of the "
+           "tensor_* categories at that moment; torch.distributed._tools.mem_tracker); on a GPU the "
+           "tensors' share of torch.cuda.max_memory_allocated (which adds allocator rounding and library workspaces)", **_EXACT, history=True, table="tensor peak",
+           progress="tensors"),
+    Column("cost_trace_s", "s", "wall time of the untimed FLOP and memory trace (init and step; in `estimate` the "
+           "whole fake trace)"),
+    Column("eval_accuracy_before", "fraction", "eval accuracy of the adapted model before training (= base model)"),
+    Column("eval_accuracy", "fraction", "eval accuracy after the last step", better="higher", compare="accuracy",
+           threshold="1pt", history=True, table="eval accuracy"),
+    Column("eval_accuracy_best", "fraction", "best eval accuracy over the evaluations"),
+    Column("eval_loss", "", "eval loss after the last step"),
+    Column("train_steps", "count", "training steps run in all (warmup and timed included)"),
+    Column("lr", "", "peak learning rate of the adapter parameters (after warmup); the method's default unless set"),
+    Column("head_lr", "", "peak learning rate of the trained head (trainable_modules); empty when nothing else trains"),
+    Column("train_time_s", "s", "training wall time, evaluation excluded"),
+    Column("started_at", "text", "UTC time the point started"),
+    Column("point_wall_s", "s", "wall time of the whole point, model loading included"),
+]
+COLUMN_NAMES = [c.name for c in COLUMNS]
+BY_NAME = {c.name: c for c in COLUMNS}
+TEXT_COLUMNS = [c.name for c in COLUMNS if c.is_text]
+NUMERIC_COLUMNS = [c.name for c in COLUMNS if not c.is_text]
+COMPARED = [c for c in COLUMNS if c.compare]
+HISTORY_METRICS = [c.name for c in COLUMNS if c.history]
+TABLE = [c for c in COLUMNS if c.table]
+PROGRESS = [c for c in COLUMNS if c.progress]
+TENSOR_CATEGORIES = [  # (column, category) of the memory breakdown, in stacking order
+    ("tensor_params_bytes", "parameters"), ("tensor_buffers_bytes", "buffers"), ("tensor_grads_bytes", "gradients"),
+    ("tensor_optimizer_bytes", "optimizer state"), ("tensor_activations_bytes", "activations"),
+    ("tensor_temp_bytes", "temporaries")]
+assert len(set(COLUMN_NAMES)) == len(COLUMN_NAMES), "a column is listed twice"
+
+
+def column(name: str) -> Column:
+    if name not in BY_NAME:
+        raise ValueError(f"unknown column {name!r}; the columns are in bench/SCHEMA.md")
+    return BY_NAME[name]
+
+
+def schema_markdown() -> str:
+    """bench/SCHEMA.md (a test keeps the file equal to this)."""
+    lines = [f"# results.csv, schema version {SCHEMA_VERSION}", "",
+             "One row per sweep point, written and flushed when the point ends. Units are in the names: "
+             "`_s` seconds, `_ms` milliseconds, `_bytes` bytes, `_params` parameter counts, `flops` floating-point "
+             "operations (a multiply-add counts 2). An empty cell means not measured (for example accuracy in a "
+             "`profile` run, CUDA columns on CPU, timings of an estimated row). "
+             "Generated from `bench/columns.py` by `python -m bench.columns > bench/SCHEMA.md`.", "",
+             "Compared by `run_bench.py compare`: **exact** = any change is flagged, with its size; "
+             "**noisy** = worse by more than the threshold and the noise floor; **steps** = worse by more than the "
+             "threshold, with the whole 99% bootstrap interval of the ratio of medians (from the raw step times) "
+             "beyond it; **accuracy** = worse by more than the threshold in points.", "",
+             "| column | unit | meaning | compared |", "|---|---|---|---|"]
+    for c in COLUMNS:
+        how = c.compare
+        if c.compare in ("noisy", "steps", "accuracy"):
+            how += f", {c.better} is better, {c.threshold}"
+            floor = c.floor or c.floor_rss
+            if floor:
+                unit = f"{floor / MIB:g} MiB" if c.unit == "bytes" else f"{floor:g} {c.unit}"
+                how += f" (floor {unit}{' when read as RSS' if c.floor_rss else ''})"
+        lines.append(f"| `{c.name}` | {c.unit if c.unit != 'text' else 'text'} | {c.meaning} | {how} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_markdown(), end="")

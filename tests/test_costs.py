@@ -1,0 +1,181 @@
+"""FLOPs and tensor bytes (bench/costs.py), `estimate` (bench/estimate.py), and compare on them.
+
+Hand counts use FLOPs = 2 x multiply-adds. Models are tiny (one Linear, llama-2m), one thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+
+import giva.inject
+from bench.columns import COLUMNS
+from bench.compare import compare_runs
+from bench.config import expand_grid, make_sweep_config
+from bench.costs import FrozenSafeMemTracker, trace_costs
+from bench.estimate import estimate_point
+from bench.point import run_point
+from bench.results import RESULTS_FILE, read_rows
+from bench.sweep import run_sweep
+from bench.tasks import setup_task
+from bench.train import TrainSettings, make_optimizer, training_step
+from giva import apply_adapter, make_config
+from giva.gradient import batch_loss
+
+METHODS = ["lora", "vera", "giva"]
+IN, OUT, TOKENS, R = 24, 40, 16, 4
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_flops_of_one_adapted_linear_are_the_hand_count(method):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(IN, OUT))
+    x = torch.randn(TOKENS, IN)  # no grad: the backward computes the adapter's gradients only
+    apply_adapter(model, make_config(method, r=R, target_modules=["0"]), data=lambda m: m(x).pow(2).mean())
+    costs = trace_costs(model, lambda: model(x).pow(2).mean().backward())
+    base = 2 * TOKENS * IN * OUT  # forward only: the frozen weight needs no gradient, x none either
+    down, up = 2 * TOKENS * IN * R, 2 * TOKENS * R * OUT  # x A^T (T, r), then (T, r) B^T (T, out)
+    if method == "lora":  # backward: dB = dy^T h, dh = dy B, dA = dh^T x
+        adapter = down + up + (2 * TOKENS * OUT * R) * 2 + 2 * TOKENS * R * IN
+    else:  # VeRA, GiVA: A and B frozen, two vectors folded into the (out, r) matrix: only its gradient dy^T h
+        adapter = down + up + 2 * TOKENS * OUT * R
+    assert costs.adapter_flops == adapter
+    assert costs.flops == base + adapter
+
+
+def test_giva_init_flops_are_the_hand_count():
+    """Gradient pass plus the randomized SVD (torch.svd_lowrank's steps), QR and SVD by Golub-Van Loan counts."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(IN, OUT))
+    x = torch.randn(TOKENS, IN)
+    config = make_config("giva", r=R, target_modules=["0"])
+    costs = trace_costs(model, lambda: apply_adapter(model, config, data=lambda m: m(x).pow(2).mean()))
+
+    def qr(m, n):  # Householder, m >= n, Q formed
+        return 2 * (2 * m * n * n - 2 * n**3 // 3)
+
+    q = 4 * R  # sketch width: min(4r, min(out, in))
+    gradient = 2 * TOKENS * IN * OUT + 2 * TOKENS * OUT * IN  # forward, and dW = dy^T x
+    sketch = 2 * OUT * IN * q + qr(OUT, q)  # Q = qr(G omega)
+    power = config.svd_niter * (2 * IN * OUT * q + qr(IN, q) + 2 * OUT * IN * q + qr(OUT, q))
+    small_svd = 2 * q * OUT * IN + (4 * IN * IN * q + 8 * IN * q * q + 9 * q**3) + 2 * OUT * q * q  # svd(Q^T G), Q U
+    basis_b = qr(OUT, R)  # Vr: B is a random orthonormal (out, r)
+    assert costs.flops == gradient + sketch + power + small_svd + basis_b
+
+
+def tiny_llama(method: str):
+    setup = setup_task("profile", "llama-2m", batch_size=2, seq_len=16, seed=0)
+    batch = next(setup.train_batches)
+    apply_adapter(setup.model, make_config(method, r=R), data=[batch] if method == "giva" else None)
+    return setup.model, batch
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_tracked_parameter_gradient_and_optimizer_bytes_are_the_model_s_tensors(method):
+    """On a frozen base (plain MemTracker refuses its hooks): the categories equal the sums over the tensors."""
+    model, batch = tiny_llama(method)
+    opt = make_optimizer(model, [], TrainSettings(steps=1), method)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    tracker = FrozenSafeMemTracker()
+    tracker.track_external(model, opt.optimizer, batch)
+    with tracker:
+        batch_loss(model, batch, None).backward()
+        after_backward = tracker.get_tracker_snapshot("current")
+        opt.optimizer.step()
+        after_step = tracker.get_tracker_snapshot("current")
+    (snapshot,) = after_backward.values()
+    assert snapshot["Parameter"] == sum(p.numel() * p.element_size() for p in model.parameters())
+    assert snapshot["Gradient"] == sum(p.grad.numel() * p.grad.element_size() for p in trainable) > 0
+    (snapshot,) = after_step.values()
+    state = [t for s in opt.optimizer.state.values() for t in s.values()]
+    assert snapshot["Optstate"] == sum(t.numel() * t.element_size() for t in state)
+    # AdamW: two fp32 moments per trainable parameter, and a 4-byte step count per tensor
+    assert snapshot["Optstate"] == 8 * sum(p.numel() for p in trainable) + 4 * len(trainable)
+
+
+def profile_points(tmp_path, **overrides):
+    config = make_sweep_config(None, overrides={"models": ["llama-2m"], "tasks": ["profile"], "ranks": [R],
+                                                "batch_sizes": [4], "seq_lens": [32], "warmup_steps": 1,
+                                                "timed_steps": 2, "threads": 1, "isolate": False, **overrides})
+    return config, expand_grid(config, "cpu")
+
+
+def test_estimate_agrees_with_a_real_run_of_the_same_point(tmp_path):
+    """FLOPs equal, tensor peaks (step and init) within 5%, counts equal, for each method."""
+    _, points = profile_points(tmp_path)
+    assert sorted(p.method for p in points) == sorted(METHODS)
+    for point in points:
+        real, estimated = run_point(point, str(tmp_path)), estimate_point(point)
+        assert real["status"] == estimated["status"] == "ok", (real["error"], estimated["error"])
+        assert (real["estimated"], estimated["estimated"]) == (0, 1)
+        for column in ("flops_per_step", "adapter_flops_per_step", "init_flops", "trainable_params",
+                       "adapter_buffer_bytes", "optimizer_state_bytes", "tensor_params_bytes"):
+            assert estimated[column] == real[column], (point.method, column)
+        for column in ("tensor_peak_bytes", "init_tensor_peak_bytes", "tensor_activations_bytes"):
+            assert abs(estimated[column] / real[column] - 1) < 0.05, (point.method, column)
+        assert real["init_flops"] > 0 if point.method == "giva" else real["init_flops"] == 0
+        if point.method == "giva":  # exact means exact: a second real run traces the same counts
+            again = run_point(point, str(tmp_path))
+            exact = [c.name for c in COLUMNS if c.compare == "exact"]
+            assert {c: again[c] for c in exact} == {c: real[c] for c in exact}
+
+
+def test_a_bad_point_is_a_failed_row_naming_it_and_the_estimate_goes_on(tmp_path):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
+    config, _ = profile_points(tmp_path, models=["llama-2m", str(broken), "minilm"], methods=["lora"],
+                               seq_lens=[1024])
+    rows = run_sweep(config, str(tmp_path / "run"), ["test"], log=lambda _: None, estimated=True)
+    by_model = {r["model"]: r for r in rows}
+    assert by_model["llama-2m"]["status"] == "ok"  # rotary positions: any length
+    assert by_model[str(broken)]["status"] == "failed"
+    assert by_model[str(broken)]["error"].startswith(f"{broken}/profile/lora/r{R}")
+    assert by_model["minilm"]["status"] == "failed" and "longer than the 512 positions" in by_model["minilm"]["error"]
+    assert len(read_rows(str(tmp_path / "run" / RESULTS_FILE))) == 3
+    with pytest.raises(ValueError, match="holds an estimate"):
+        run_sweep(config, str(tmp_path / "run"), ["test"])
+
+
+def test_compare_flags_a_one_layer_change_of_the_targets_exactly(tmp_path, monkeypatch):
+    """Same sweep, a 'code change' that leaves one layer (the last v_proj) unadapted: FLOPs and bytes say so."""
+    config, _ = profile_points(tmp_path, methods=["lora"])
+    run_sweep(config, str(tmp_path / "before"), ["test"], log=lambda _: None, estimated=True)
+    find_targets = giva.inject.find_targets
+    dropped = "model.layers.1.self_attn.v_proj"
+    monkeypatch.setattr(giva.inject, "find_targets",
+                        lambda *a, **k: {n: m for n, m in find_targets(*a, **k).items() if n != dropped})
+    run_sweep(config, str(tmp_path / "after"), ["test"], log=lambda _: None, estimated=True)
+    c = compare_runs(str(tmp_path / "before"), str(tmp_path / "after"))
+    changed = {ch.metric: ch for ch in c.regressions}
+    assert {"flops_per_step", "adapter_flops_per_step", "tensor_params_bytes", "trainable_params",
+            "tensor_optimizer_bytes"} <= set(changed)
+    assert all(ch.verdict == "changed" and ch.better == "exact" for ch in c.regressions)
+    tokens, width = 4 * 32, 128  # v_proj of llama-2m: 128 -> 128 (4 kv heads of 32)
+    # LoRA on a layer whose input needs a gradient: forward 2Tr(in+out), backward dB, dh, dA and dx: 4Tr(in+out)
+    assert changed["flops_per_step"].baseline - changed["flops_per_step"].current == 6 * tokens * R * 2 * width
+    assert changed["tensor_params_bytes"].baseline - changed["tensor_params_bytes"].current == 4 * R * 2 * width
+    assert f"({-6 * tokens * R * 2 * width:+,} FLOPs" in changed["flops_per_step"].note
+
+
+def test_estimate_cli_refuses_bad_input_in_one_line_before_anything_runs(tmp_path, capsys):
+    from bench.cli import main
+
+    out = tmp_path / "never"
+    assert main(["estimate", "--models", "llama-2m", "--dtype", "float8", "--out", str(out)]) == 2
+    assert main(["estimate", "--models", "no-such-model", "--out", str(out)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "unknown dtype 'float8'" in errors[0] and "unknown model 'no-such-model'" in errors[1]
+    assert not out.exists()
