@@ -30,6 +30,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from .config import Point
 from .costs import ScalarsReadAsOne, cost_columns, trace_costs
 from .models import DTYPES, _auto_class, build_config, get_entry
+from .peft_methods import is_peft_method
 from .point import identity_columns, make_adapter, one_line
 from .results import utc_now
 from .tasks import TaskOptions, head_modules, is_encoder
@@ -51,6 +52,9 @@ def estimate_point(point: Point) -> dict:
 
 
 def trace_point(point: Point) -> dict:
+    if is_peft_method(point.method):  # get_peft_model moves weights with .to(), which fake tensors refuse
+        raise ValueError(f"{point.method} cannot be traced with fake tensors (PEFT swaps real weights in); estimate "
+                         "our lora, vera and giva, or run the point")
     entry = get_entry(point.model)
     encoder = is_encoder(entry)
     head = "seq_cls" if encoder else "causal_lm"
