@@ -65,12 +65,13 @@ class SweepConfig:
         for method in self.methods:
             for rank in self.ranks_for(method):
                 make_config(method, **self.adapter_options(method, rank))  # rank <= 0, unknown options, bad values
-        from .tasks import TASK_NAMES
+        from .tasks import TASK_NAMES, TaskOptions
         from .train import TrainSettings
 
         for task in self.tasks:
             if task not in TASK_NAMES:
                 raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASK_NAMES)}")
+        TaskOptions.from_dict(self.task_options)  # unknown names, bad values (label_type, metric, padding, ...)
         known_train = {f.name for f in fields(TrainSettings)}
         for method in self.methods:
             settings = self.train_for(method)
@@ -78,6 +79,14 @@ class SweepConfig:
             if bad:
                 raise ValueError(f"unknown train setting {bad[0]!r}; known: {', '.join(sorted(known_train))}")
             TrainSettings(**settings)  # bad values (steps <= 0, unknown schedule, ...)
+
+    def check_task_data(self) -> None:
+        """Read each text task's data and check its columns, labels and metric (a pair column not in the file, a
+        regression label that is not a number, Pearson on a 3-class task): one error before any point runs."""
+        from .tasks import check_text_task
+
+        for task in self.tasks:
+            check_text_task(task, self.data_dir or None, self.task_options)
 
     def ranks_for(self, method: str) -> list[int]:
         return list(self.method_options.get(method, {}).get("ranks", self.ranks))
@@ -180,6 +189,27 @@ PRESETS = {
         seq_lens=[64], warmup_steps=3,
         train={"steps": 150, "eval_every": 50}, task_options={"max_eval_examples": 872},
         data_dir="../shared/data",
+    ),
+    # MiniLM on the sentence-pair tasks MRPC (accuracy, F1) and STS-B (regression: Pearson, Spearman), the same
+    # ranks as accuracy-quick; under 15 minutes on 2 idle CPU cores.
+    "glue-quick": dict(
+        models=["minilm"], tasks=["mrpc", "stsb"], methods=["lora", "vera", "giva"], ranks=[2, 8, 32],
+        method_options={"vera": {"ranks": [16, 64, 256]}, "lora": {"ranks": [8, 16, 64]}}, batch_sizes=[16],
+        seq_lens=[128], warmup_steps=3, train={"steps": 100, "eval_every": 50},
+        task_options={"max_eval_examples": 400}, data_dir="../shared/data",
+    ),
+    # The GiVA paper's GLUE recipe (its Table: RoBERTa-base; AdamW, weight decay 0.01, 6% warmup then linear decay,
+    # batch 64, max length 128, VeRA and GiVA lr 1e-2, VeRA r=1024 as the vector baseline), on the GLUE tasks by
+    # name from the hub (data_dir ""); for a GPU (README: how long it takes).
+    "paper-glue": dict(
+        models=["FacebookAI/roberta-base"], tasks=["cola", "sst2", "mrpc", "qnli", "rte", "stsb"],
+        methods=["lora", "vera", "giva"], ranks=[1, 2, 4, 8, 16, 32], seeds=[0, 1, 2],
+        method_options={"vera": {"ranks": [1024]}, "lora": {"ranks": [8], "train": {"lr": 4e-4}},
+                        "giva": {"train": {"lr": 1e-2}}},
+        batch_sizes=[64], seq_lens=[128], device="cuda", warmup_steps=10,
+        train={"steps": 3000, "eval_every": 500, "weight_decay": 0.01, "warmup_ratio": 0.06, "schedule": "linear",
+               "lr": 1e-2},
+        task_options={"max_eval_examples": 100_000, "eval_batch_size": 256}, data_dir="",
     ),
     "paper-gpu": dict(  # ranks 1..1024, 3 seeds, several tasks; hours on one GPU
         models=["minilm", "smollm2-135m"], tasks=["sst2", "trec", "emotion", "agnews"],

@@ -12,7 +12,7 @@ import sys
 from datetime import datetime, timezone
 from importlib import metadata
 
-SCHEMA_VERSION = 2  # 2: lr and head_lr columns
+SCHEMA_VERSION = 3  # 2: lr and head_lr columns; 3: eval_metric, eval_score*, eval_scores, eval_examples
 RESULTS_FILE = "results.csv"
 META_FILE = "meta.json"
 
@@ -66,7 +66,16 @@ COLUMNS = [
     ("cuda_max_allocated_bytes", "torch.cuda.max_memory_allocated during training"),
     ("cuda_max_reserved_bytes", "torch.cuda.max_memory_reserved during training"),
     ("nvml_peak_used_bytes", "device memory used (NVML, all processes), sampled peak during training"),
-    ("eval_accuracy_before", "eval accuracy of the adapted model before training (= base model)"),
+    ("eval_metric", "the task's own metric, what eval_score holds: accuracy, f1, matthews, pearson or spearman "
+                    "(GLUE's convention per task: matthews for cola, pearson for stsb, else accuracy; or task option metric)"),
+    ("eval_score_before", "eval_metric of the adapted model before training (= base model)"),
+    ("eval_score", "eval_metric after the last step"),
+    ("eval_score_best", "best eval_metric over the evaluations"),
+    ("eval_scores", "JSON {metric: value} after the last step, every metric that fits the task "
+                    "(binary: accuracy, f1, matthews; multiclass: accuracy, matthews; regression: pearson, spearman)"),
+    ("eval_examples", "eval examples scored at each evaluation (planted: predictions compared, tokens for decoders)"),
+    ("eval_accuracy_before", "eval accuracy of the adapted model before training (= base model); empty where "
+                             "accuracy does not fit the task (regression)"),
     ("eval_accuracy", "eval accuracy after the last step"),
     ("eval_accuracy_best", "best eval accuracy over the evaluations"),
     ("eval_loss", "eval loss after the last step"),

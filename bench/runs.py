@@ -24,7 +24,7 @@ MAKE_RUN = "run_bench.py run --preset quick --out DIR"
 REQUIRED_COLUMNS = ("schema_version", "point_id", "status", "model", "method", "rank")
 STATUSES = ("ok", "failed", "skipped")
 TEXT_COLUMNS = {"point_id", "status", "error", "model", "task", "method", "method_options", "dtype", "device",
-                "effective_ranks", "step_times_ms", "peak_mem_source", "started_at"}
+                "effective_ranks", "step_times_ms", "peak_mem_source", "started_at", "eval_metric", "eval_scores"}
 NUMERIC_COLUMNS = [c for c in COLUMN_NAMES if c not in TEXT_COLUMNS]
 
 

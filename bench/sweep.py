@@ -53,6 +53,7 @@ def prepare_run_dir(run_dir: str, config: SweepConfig, command: list[str], devic
 def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print) -> list[dict]:
     """Run every point not yet done; returns the rows written this time."""
     device = resolve_device(config.device)
+    config.check_task_data()  # bad data or metric: one error before any point runs
     meta = prepare_run_dir(run_dir, config, command, device)
     points = expand_grid(config, device)
     done = done_point_ids(run_dir)
@@ -78,8 +79,8 @@ def summary_line(row: dict) -> str:
         return f"{row['status']:7s} {label}: {row['error']}"
     parts = [f"trainable={row['trainable_params']:,}", f"init={row['init_total_s']:.2f}s",
              f"step={row['step_time_ms_p50']:.1f}ms", f"peak={row['peak_mem_bytes'] / 2**20:.0f}MiB"]
-    if row.get("eval_accuracy") is not None:
-        parts.append(f"acc={row['eval_accuracy_before']:.3f}->{row['eval_accuracy']:.3f}")
+    if row.get("eval_score") is not None:
+        parts.append(f"{row['eval_metric']}={row['eval_score_before']:.3f}->{row['eval_score']:.3f}")
     return f"ok      {label}: " + " ".join(parts)
 
 

@@ -123,7 +123,9 @@ def measure(point: Point, run_dir: str) -> dict:
         init_mem_growth_bytes=init_mem.result.growth_bytes, warmup_steps=WARMUP, timed_steps=TIMED, **step,
         tokens_per_s=BATCH / (step["step_time_ms_p50"] / 1000.0), peak_mem_bytes=train_mem.result.peak_bytes,
         mem_growth_bytes=train_mem.result.growth_bytes, peak_mem_source=train_mem.result.source,
-        peak_rss_bytes=train_mem.result.peak_rss_bytes, eval_accuracy_before=before, eval_accuracy=accuracy,
+        peak_rss_bytes=train_mem.result.peak_rss_bytes, eval_metric="accuracy", eval_score_before=before,
+        eval_score=accuracy, eval_score_best=max(before, accuracy), eval_scores=json.dumps({"accuracy": accuracy}),
+        eval_examples=len(y_eval), eval_accuracy_before=before, eval_accuracy=accuracy,
         eval_accuracy_best=max(before, accuracy), eval_loss=eval_loss, train_steps=WARMUP + TIMED,
         train_time_s=train_time_s, started_at=started, point_wall_s=time.perf_counter() - start,
     )
