@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--config", metavar="FILE", help="sweep file (TOML) with SweepConfig keys")
     run.add_argument("--out", metavar="RUN_DIR", help="run directory; default reports/runs/NAME-COMMIT")
     run.add_argument("--models", type=_csv_list(str), help="comma-separated model names, hub ids or paths")
-    run.add_argument("--tasks", type=_csv_list(str), help="comma-separated tasks (profile, planted, sst2, ...)")
+    run.add_argument("--tasks", type=_csv_list(str), help="comma-separated tasks (profile, planted, sst2, mrpc, stsb, csv, ...; "
+                     "`list tasks` names them all)")
     run.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva")
     run.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks (a method's own ranks win)")
     run.add_argument("--seeds", type=_csv_list(int))
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seq-lens", type=_csv_list(int))
     run.add_argument("--device", help="auto, cpu or cuda[:N]")
     run.add_argument("--dtype", help="float32, bfloat16 or float16")
-    run.add_argument("--data-dir", help="folder with sst2/, trec/, emotion/, agnews/ (e.g. ../shared/data)")
+    run.add_argument("--data-dir", help="folder with sst2/, trec/, emotion/, agnews/, mrpc/, stsb/ (e.g. "
+                     "../shared/data); empty: the datasets by name from the Hugging Face hub")
     run.add_argument("--steps", type=int, help="training steps per accuracy point")
     run.add_argument("--threads", type=int, help="torch threads per point (0 = default)")
     run.add_argument("--in-process", action="store_true", help="run points in this process (faster start, "

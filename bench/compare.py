@@ -29,7 +29,7 @@ from .runs import Run, load_run
 
 LOWER_IS_BETTER = ("step_time_ms_p50", "init_total_s", "init_grad_s", "init_svd_s", "peak_mem_bytes",
                    "init_peak_mem_bytes")
-HIGHER_IS_BETTER = ("eval_accuracy", "tokens_per_s")
+HIGHER_IS_BETTER = ("eval_accuracy", "eval_score", "tokens_per_s")  # eval_score: the task's own metric
 EXACT = ("trainable_params", "adapter_params", "total_params", "adapter_file_bytes", "adapter_buffer_bytes")
 TIMED_FROM_STEPS = ("step_time_ms_p50", "tokens_per_s")  # significance from the raw step times
 # A change smaller than its floor never counts. Init is timed once per point, and on a busy CPU one timing
@@ -55,7 +55,7 @@ class Threshold:
     def __str__(self) -> str:
         if self.relative:
             return f"{self.metric}:{self.limit * 100:g}%"
-        if self.metric.startswith("eval_accuracy"):
+        if self.metric.startswith(("eval_accuracy", "eval_score")):
             return f"{self.metric}:{self.limit * 100:g}pt"
         return f"{self.metric}:{self.limit:g}"
 
@@ -88,7 +88,7 @@ DEFAULT_THRESHOLDS = parse_thresholds([
     "step_time_ms_p50:10%", "tokens_per_s:10%",
     "init_total_s:25%", "init_grad_s:25%", "init_svd_s:25%",
     "peak_mem_bytes:5%", "init_peak_mem_bytes:5%",
-    "eval_accuracy:1pt",
+    "eval_accuracy:1pt", "eval_score:1pt",
 ])
 
 
