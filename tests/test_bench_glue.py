@@ -75,7 +75,7 @@ def test_stsb_regression_head_has_one_output_and_lora_lifts_pearson_above_half(d
     batch = next(setup.train_batches)
     assert batch["labels"].dtype == torch.float32 and batch["labels"].max() > 1.0  # kept as real values
     assert torch.isfinite(setup.model(**batch).loss)
-    result = lora_run(setup, steps=40)
+    result = lora_run(setup, steps=60)  # 40 steps reached 0.20 only: the decaying lr leaves too few full steps
     assert set(result.eval_scores) == {"pearson", "spearman"} and result.eval_accuracy is None
     assert result.eval_score > result.eval_score_before and result.eval_score > 0.5, result.curve
 
