@@ -43,7 +43,7 @@ class SweepConfig:
     # for this method's points, e.g. {"giva": {"train": {"lr": 0.02}}}).
     # LoRA's alpha defaults to 2 * r, the ratio of the GiVA paper's runs.
     method_options: dict = field(default_factory=dict)
-    task_options: dict = field(default_factory=dict)  # e.g. max_train_examples, max_eval_examples, k
+    task_options: dict = field(default_factory=dict)  # e.g. max_eval_examples, text_pair_column, label_type, metric, k
     train: dict = field(default_factory=dict)  # bench.train.TrainSettings fields: steps, lr, eval_every, ...
 
     def __post_init__(self):
@@ -65,7 +65,8 @@ class SweepConfig:
         for method in self.methods:
             for rank in self.ranks_for(method):
                 make_config(method, **self.adapter_options(method, rank))  # rank <= 0, unknown options, bad values
-        from .tasks import TASK_NAMES, TaskOptions
+        from .tasks import TASK_NAMES
+        from .taskspec import TaskOptions
         from .train import TrainSettings
 
         for task in self.tasks:

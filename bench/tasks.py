@@ -28,8 +28,7 @@ import torch.nn.functional as F
 from .metrics import check_metric, compute_metrics, default_metric, label_kind
 from .models import get_entry, load_model, load_tokenizer
 from .planted import planted_setup
-from .taskspec import (ENCODER_FAMILIES, TaskOptions, TaskSetup, head_modules, is_encoder, model_family,  # noqa: F401
-                       random_tokens)
+from .taskspec import TaskOptions, TaskSetup, head_modules, is_encoder, model_family, random_tokens
 from .textdata import DATASETS, TextData, load_text_data
 
 TEXT_DATASETS = (*DATASETS, "csv")

@@ -18,7 +18,7 @@ from giva.gradient import batch_loss
 from giva.targets import name_matches
 
 from .measure import StepTimer, synchronize
-from .tasks import TaskSetup
+from .taskspec import TaskSetup
 
 # Per-method learning rates. VeRA's and GiVA's vectors need a large step: the
 # GiVA authors used 1e-2 on every task (../shared/METHODS.md). LoRA's matrices
