@@ -31,7 +31,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--config", metavar="FILE", help="sweep file (TOML) with SweepConfig keys")
     parser.add_argument("--out", metavar="RUN_DIR", help="run directory; default reports/runs/NAME-COMMIT")
     parser.add_argument("--models", type=_csv_list(str), help="comma-separated model names, hub ids or paths")
-    parser.add_argument("--tasks", type=_csv_list(str), help="comma-separated tasks (profile, planted, sst2, ...)")
+    parser.add_argument("--tasks", type=_csv_list(str), help="comma-separated tasks (profile, planted, sst2, mrpc, "
+                        "stsb, csv, ...; `list tasks` names them all)")
     parser.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva and PEFT's as "
                         "peft:<name> (see `list methods`)")
     parser.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks (a method's own ranks win)")
@@ -40,7 +41,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seq-lens", type=_csv_list(int))
     parser.add_argument("--device", help="auto, cpu or cuda[:N]")
     parser.add_argument("--dtype", help="float32, bfloat16 or float16")
-    parser.add_argument("--data-dir", help="folder with sst2/, trec/, emotion/, agnews/ (e.g. ../shared/data)")
+    parser.add_argument("--data-dir", help="folder with sst2/, trec/, emotion/, agnews/, mrpc/, stsb/ (e.g. "
+                        "../shared/data); empty: the datasets by name from the Hugging Face hub")
     parser.add_argument("--steps", type=int, help="training steps per accuracy point")
     parser.add_argument("--threads", type=int, help="torch threads per point (0 = default)")
     parser.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")

@@ -8,7 +8,7 @@ bench/SCHEMA.md (results.py), typed reading (runs.py), what compare checks and h
     Column(name, unit, meaning, better=..., compare=..., threshold=..., history=..., table=..., progress=...)
 
 unit: "text" (not a number), "" (a plain number: rank, seed), "s", "ms", "bytes", "count", "FLOPs",
-"tokens/s", "fraction". compare: "exact" (any change is flagged), "noisy" (beyond `threshold` and the
+"tokens/s", "fraction", "score" (a task's metric: accuracy, F1, a correlation). compare: "exact" (any change is flagged), "noisy" (beyond `threshold` and the
 noise `floor`), "steps" (beyond `threshold` and significant by the raw step times), "accuracy" (a
 fraction; `threshold` in points), or "" (not compared).
 """
@@ -55,7 +55,7 @@ class Column:
             return f"{value / 1e9:.3g} GFLOPs"
         if self.unit in ("count", ""):
             return f"{value:,.0f}" if float(value).is_integer() else f"{value:.3g}"
-        if self.unit == "fraction":
+        if self.unit in ("fraction", "score"):
             return f"{value:.3f}"
         if self.unit == "ms":
             return f"{value:.2f} ms"
@@ -166,9 +166,21 @@ COLUMNS = [
            progress="tensors"),
     Column("cost_trace_s", "s", "wall time of the untimed FLOP and memory trace (init and step; in `estimate` the "
            "whole fake trace)"),
-    Column("eval_accuracy_before", "fraction", "eval accuracy of the adapted model before training (= base model)"),
+    Column("eval_metric", "text", "the task's own metric, what eval_score holds: accuracy, f1, matthews, pearson or "
+           "spearman (GLUE's convention per task: matthews for cola, pearson for stsb, else accuracy; or task option "
+           "metric)"),
+    Column("eval_score_before", "score", "eval_metric of the adapted model before training (= base model)"),
+    Column("eval_score", "score", "eval_metric after the last step", better="higher", compare="accuracy", threshold="1pt",
+           history=True, table="eval score"),
+    Column("eval_score_best", "score", "best eval_metric over the evaluations"),
+    Column("eval_scores", "text", "JSON {metric: value} after the last step, every metric that fits the task "
+           "(binary: accuracy, f1, matthews; multiclass: accuracy, matthews; regression: pearson, spearman)"),
+    Column("eval_examples", "count", "eval examples scored at each evaluation (planted: predictions compared, tokens "
+           "for decoders)"),
+    Column("eval_accuracy_before", "fraction", "eval accuracy of the adapted model before training (= base model); "
+           "empty where accuracy does not fit the task (regression)"),
     Column("eval_accuracy", "fraction", "eval accuracy after the last step", better="higher", compare="accuracy",
-           threshold="1pt", history=True, table="eval accuracy"),
+           threshold="1pt", history=True),  # the summary shows it as eval_score (the task's metric)
     Column("eval_accuracy_best", "fraction", "best eval accuracy over the evaluations"),
     Column("eval_loss", "", "eval loss after the last step"),
     Column("train_steps", "count", "training steps run in all (warmup and timed included)"),

@@ -188,6 +188,8 @@ def compare_point(b: dict, k: dict, limits: dict[str, Threshold], one_sided: Cou
     ci = step_time_ci(b["step_times_ms"], k["step_times_ms"])
     for col in COMPARED:
         metric = col.name
+        if metric == "eval_score" and k.get("eval_metric") == "accuracy":
+            continue  # the same number as eval_accuracy: compared once, as that
         old, new = b.get(metric, math.nan), k.get(metric, math.nan)
         if math.isnan(old) or math.isnan(new):
             if math.isnan(old) != math.isnan(new):

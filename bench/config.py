@@ -47,7 +47,7 @@ class SweepConfig:
     # for this method's points, e.g. {"giva": {"train": {"lr": 0.02}}}).
     # A method's harness defaults apply where the sweep sets nothing (giva.methods: LoRA's alpha = 2 * r).
     method_options: dict = field(default_factory=dict)
-    task_options: dict = field(default_factory=dict)  # e.g. max_train_examples, max_eval_examples, k
+    task_options: dict = field(default_factory=dict)  # e.g. max_eval_examples, text_pair_column, label_type, metric, k
     train: dict = field(default_factory=dict)  # bench.train.TrainSettings fields: steps, lr, eval_every, ...
     # How points are run: bench.executors.ExecutorSettings fields (kind = local, pool, ray or slurm, ...). Not part
     # of the config hash: a run started on one executor resumes on another.
@@ -86,13 +86,14 @@ class SweepConfig:
                         check_targets(adapter, model)
                 else:
                     make_config(method, **self.adapter_options(method, rank))
-        from .tasks import TASK_NAMES, TaskOptions
+        from .tasks import TASK_NAMES
+        from .taskspec import TaskOptions
         from .train import TrainSettings, default_lr
 
         for task in self.tasks:
             if task not in TASK_NAMES:
                 raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASK_NAMES)}")
-        TaskOptions.from_dict(self.task_options)  # unknown names, wrong types, bad values
+        TaskOptions.from_dict(self.task_options)  # unknown names, bad values (label_type, metric, padding, ...)
         known_train = {f.name for f in fields(TrainSettings)}
         for method in self.methods:
             settings = self.train_for(method)
@@ -102,6 +103,14 @@ class SweepConfig:
             TrainSettings(**settings)  # bad values (steps <= 0, unknown schedule, ...)
             if settings.get("lr") is None:
                 default_lr(method)  # a PEFT method we have no default for
+
+    def check_task_data(self) -> None:
+        """Read each text task's data and check its columns, labels and metric (a pair column not in the file, a
+        regression label that is not a number, Pearson on a 3-class task): one error before any point runs."""
+        from .tasks import check_text_task
+
+        for task in self.tasks:
+            check_text_task(task, self.data_dir or None, self.task_options)
 
     def ranks_for(self, method: str) -> list[int]:
         ranks = self.method_options.get(method, {}).get("ranks", self.ranks)
@@ -227,6 +236,30 @@ PRESETS = {
                                                        "peft:eva"],
         ranks=[8], method_options={"vera": {"ranks": [256]}, "peft:vera": {"ranks": [256]}}, batch_sizes=[16],
         seq_lens=[64], warmup_steps=3, timed_steps=20, threads=1,
+    ),
+    # MiniLM on the sentence-pair tasks MRPC (accuracy, F1) and STS-B (regression: Pearson, Spearman), the same
+    # ranks as accuracy-quick; under 15 minutes on 2 idle CPU cores.
+    "glue-quick": dict(
+        models=["minilm"], tasks=["mrpc", "stsb"], methods=["lora", "vera", "giva"], ranks=[2, 8, 32],
+        method_options={"vera": {"ranks": [16, 64, 256]}, "lora": {"ranks": [8, 16, 64]}}, batch_sizes=[16],
+        seq_lens=[128], warmup_steps=3, train={"steps": 100, "eval_every": 50},
+        task_options={"max_eval_examples": 400}, data_dir="../shared/data",
+    ),
+    # The GiVA paper's GLUE recipe (../shared/METHODS.md): RoBERTa-base, targets query/key/value/dense (the
+    # family's default), AdamW with weight decay 0.01, 6% warmup then linear decay, batch 64, max length 128;
+    # GiVA r 8 at lr 1e-2 (and below, for the rank curve), LoRA r 4 (alpha 8), VeRA r 1024 (d_initial 0.1) at
+    # lr 1e-2. The paper trains 10 epochs per task; one step count serves every task here: 2000 steps of 64 are
+    # 10 epochs of CoLA's 8.5k examples, more for RTE/MRPC/STS-B, about 2 of SST-2 and 1.2 of QNLI. The GLUE
+    # tasks come by name from the hub (data_dir ""). For a GPU; the README says how long it takes.
+    "paper-glue": dict(
+        models=["FacebookAI/roberta-base"], tasks=["cola", "sst2", "mrpc", "qnli", "rte", "stsb"],
+        methods=["lora", "vera", "giva"], ranks=[1, 2, 4, 8], seeds=[0, 1, 2],
+        method_options={"vera": {"ranks": [1024], "d_initial": 0.1},
+                        "lora": {"ranks": [4], "train": {"lr": 4e-4}}},  # LoRA's RoBERTa-base GLUE lr (Hu et al.)
+        batch_sizes=[64], seq_lens=[128], device="cuda", warmup_steps=10,
+        train={"steps": 2000, "eval_every": 500, "weight_decay": 0.01, "warmup_ratio": 0.06, "schedule": "linear",
+               "lr": 1e-2},
+        task_options={"max_eval_examples": 100_000, "eval_batch_size": 256}, data_dir="",
     ),
     "paper-gpu": dict(  # ranks 1..1024, 3 seeds, several tasks; hours on one GPU
         models=["minilm", "smollm2-135m"], tasks=["sst2", "trec", "emotion", "agnews"],

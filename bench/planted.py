@@ -16,7 +16,8 @@ import torch.nn as nn
 from giva.targets import find_targets, linear_shape
 
 from .models import load_model
-from .tasks import TaskSetup, is_encoder, random_tokens
+from .taskspec import TaskSetup, is_encoder, random_tokens
+
 
 def plant_change(layer: nn.Module, k: int, scale: float, generator: torch.Generator) -> None:
     """W += scale * s_rms * U V^T with U (out, k), V (in, k) random orthonormal; s_rms = ||W||_F / sqrt(min(out, in))."""
@@ -105,4 +106,7 @@ def planted_setup(entry, opts, *, batch_size, seq_len, seed, device, dtype) -> T
             loss_sum += relative_mse(logits, target).item()
         return {"accuracy": agree / len(eval_batches), "loss": loss_sum / len(eval_batches)}
 
-    return TaskSetup(student, batches(), loss_fn, evaluate, [], batch_size * seq_len)
+    # agreement is scored per prediction: one per example (encoders) or per token (decoders)
+    scored = batch_size * opts.eval_batches * (1 if encoder else seq_len)
+    return TaskSetup(student, batches(), loss_fn, evaluate, [], batch_size * seq_len, num_eval_examples=scored,
+                     metric="accuracy")

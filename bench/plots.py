@@ -26,7 +26,11 @@ MIB = 2**20
 STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
          "legend.fontsize": 9, "figure.titlesize": 12, "svg.fonttype": "none", "svg.hashsalt": "giva-bench"}
 FIGSIZE_IN = (7.0, 4.5)
-ACCURACY_LABEL = "eval accuracy (fraction correct)"
+SCORE_LABELS = {  # y-axis label per task metric (eval_metric)
+    "accuracy": "eval accuracy (fraction correct)", "f1": "eval F1 (positive class)",
+    "matthews": "eval Matthews correlation", "pearson": "eval Pearson correlation",
+    "spearman": "eval Spearman correlation",
+}
 
 
 class NoData(Exception):
@@ -120,30 +124,37 @@ def series(rows: pd.DataFrame):
         yield dict(label=label, color=color, linestyle=linestyle, marker=marker), group
 
 
-def accuracy_figure(data: pd.DataFrame, columns: list[str], title: str, caption: str):
-    """Rows with accuracy (and `columns`), one panel per model and task, and the figure: (rows, panels, figure)."""
-    rows = ok_rows(data, ["eval_accuracy", *columns], "a profiling-only run has no accuracy")
+def score_figure(data: pd.DataFrame, columns: list[str], title: str, caption: str):
+    """Rows with a task score (and `columns`), one panel per model and task, and the figure: (rows, panels, figure).
+    Each task is scored by its own metric (eval_metric), named on its panel's y axis."""
+    rows = ok_rows(data, ["eval_score", *columns], "a profiling-only run has no task score")
     rows = rows.assign(panel=rows["model"] + " · " + rows["task"])
     panels = panel_order(rows, "panel")
     return rows, panels, new_figure(title, caption, len(panels))
 
 
-def plot_rank_accuracy(data: pd.DataFrame, caption: str) -> Figure:
-    rows, panels, (fig, body, axes) = accuracy_figure(
-        data, [], "Eval accuracy vs rank (mean; band: min-max over seeds)", caption)
+def score_label(rows: pd.DataFrame) -> str:
+    """The y-axis label of a panel: its task's metric (several metrics in one panel: all named)."""
+    metrics = sorted(set(rows["eval_metric"]) - {""}) or ["accuracy"]
+    return SCORE_LABELS.get(metrics[0], f"eval {metrics[0]}") if len(metrics) == 1 else "eval " + " / ".join(metrics)
+
+
+def plot_rank_score(data: pd.DataFrame, caption: str) -> Figure:
+    rows, panels, (fig, body, axes) = score_figure(
+        data, [], "Task metric vs rank (mean; band: min-max over seeds)", caption)
     for ax, panel in zip(axes, panels):
         here = rows[rows["panel"] == panel]
         for style, group in series(here):
-            stats = group.groupby("rank")["eval_accuracy"].agg(["mean", "min", "max"])
+            stats = group.groupby("rank")["eval_score"].agg(["mean", "min", "max"])
             ax.plot(stats.index, stats["mean"], **style)
             ax.fill_between(stats.index, stats["min"], stats["max"], color=style["color"], alpha=0.2, linewidth=0)
         rank_axis(ax, here["rank"])
-        label_axes(ax, panel, ACCURACY_LABEL)
+        label_axes(ax, panel, score_label(here))
     return finish(fig, body, axes)
 
 
 def pareto_front(params: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
-    """Indices of the points no other point beats on both (fewer parameters, higher accuracy), by params."""
+    """Indices of the points no other point beats on both (fewer parameters, higher score), by params."""
     order = np.lexsort((-accuracy, params))
     front, best = [], -np.inf
     for i in order:
@@ -153,34 +164,35 @@ def pareto_front(params: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
     return np.array(front, dtype=int)
 
 
-def plot_params_accuracy(data: pd.DataFrame, caption: str) -> Figure:
-    rows, panels, (fig, body, axes) = accuracy_figure(
-        data, ["trainable_params"], "Eval accuracy vs trainable parameters (mean over seeds)", caption)
+def plot_params_score(data: pd.DataFrame, caption: str) -> Figure:
+    rows, panels, (fig, body, axes) = score_figure(
+        data, ["trainable_params"], "Task metric vs trainable parameters (mean over seeds)", caption)
     for ax, panel in zip(axes, panels):
         here = rows[rows["panel"] == panel]
         points = []
         for style, group in series(here):
-            stats = group.groupby("rank")[["trainable_params", "eval_accuracy"]].mean()
-            ax.plot(stats["trainable_params"], stats["eval_accuracy"], **{**style, "linestyle": "none"})
+            stats = group.groupby("rank")[["trainable_params", "eval_score"]].mean()
+            ax.plot(stats["trainable_params"], stats["eval_score"], **{**style, "linestyle": "none"})
             points.append(stats)
         points = pd.concat(points)
-        front = pareto_front(points["trainable_params"].to_numpy(), points["eval_accuracy"].to_numpy())
+        front = pareto_front(points["trainable_params"].to_numpy(), points["eval_score"].to_numpy())
         front_points = points.iloc[front]
-        ax.plot(front_points["trainable_params"], front_points["eval_accuracy"], color="black", linewidth=1,
+        ax.plot(front_points["trainable_params"], front_points["eval_score"], color="black", linewidth=1,
                 drawstyle="steps-post", marker="o", markersize=11, markerfacecolor="none", label="Pareto front")
         count_axis(ax)
-        label_axes(ax, panel, ACCURACY_LABEL, "trainable parameters (count, log scale)")
+        label_axes(ax, panel, score_label(here), "trainable parameters (count, log scale)")
     return finish(fig, body, axes)
 
 
-def plot_time_accuracy(data: pd.DataFrame, caption: str) -> Figure:
-    rows, panels, (fig, body, axes) = accuracy_figure(
-        data, ["train_time_s"], "Eval accuracy vs training wall time (mean over seeds)", caption)
+def plot_time_score(data: pd.DataFrame, caption: str) -> Figure:
+    rows, panels, (fig, body, axes) = score_figure(
+        data, ["train_time_s"], "Task metric vs training wall time (mean over seeds)", caption)
     for ax, panel in zip(axes, panels):
-        for style, group in series(rows[rows["panel"] == panel]):
-            stats = group.groupby("rank")[["train_time_s", "eval_accuracy"]].mean()
-            ax.plot(stats["train_time_s"], stats["eval_accuracy"], **style)
-        label_axes(ax, panel, ACCURACY_LABEL, "training wall time, evaluation excluded (s)")
+        here = rows[rows["panel"] == panel]
+        for style, group in series(here):
+            stats = group.groupby("rank")[["train_time_s", "eval_score"]].mean()
+            ax.plot(stats["train_time_s"], stats["eval_score"], **style)
+        label_axes(ax, panel, score_label(here), "training wall time, evaluation excluded (s)")
     return finish(fig, body, axes)
 
 
@@ -348,9 +360,9 @@ def plot_init_overhead(data: pd.DataFrame, caption: str) -> Figure:
 
 
 PLOTS = [  # (file name, title in summary.md, function)
-    ("rank_accuracy", "Eval accuracy vs rank", plot_rank_accuracy),
-    ("params_accuracy", "Eval accuracy vs trainable parameters (Pareto front)", plot_params_accuracy),
-    ("time_accuracy", "Eval accuracy vs training wall time", plot_time_accuracy),
+    ("rank_score", "Task metric vs rank", plot_rank_score),
+    ("params_score", "Task metric vs trainable parameters (Pareto front)", plot_params_score),
+    ("time_score", "Task metric vs training wall time", plot_time_score),
     ("step_time_rank", "Step time vs rank", plot_step_time),
     ("memory_rank", "Peak memory vs rank", plot_memory),
     ("init_overhead", "Init overhead by phase vs model size", plot_init_overhead),

@@ -144,6 +144,9 @@ def measure_point(point: Point, run_dir: str) -> dict:
         peak_mem_bytes=mem.peak_bytes, mem_growth_bytes=mem.growth_bytes, peak_mem_source=mem.source,
         peak_rss_bytes=mem.peak_rss_bytes, cuda_max_allocated_bytes=mem.cuda_max_allocated_bytes,
         cuda_max_reserved_bytes=mem.cuda_max_reserved_bytes, nvml_peak_used_bytes=mem.nvml_peak_used_bytes,
+        eval_metric=result.eval_metric, eval_score_before=result.eval_score_before, eval_score=result.eval_score,
+        eval_score_best=result.eval_score_best, eval_scores=json.dumps(result.eval_scores) if result.eval_scores else "",
+        eval_examples=setup.num_eval_examples if setup.evaluate is not None else None,
         eval_accuracy_before=result.eval_accuracy_before, eval_accuracy=result.eval_accuracy,
         eval_accuracy_best=result.eval_accuracy_best, eval_loss=result.eval_loss,
         train_steps=result.train_steps, train_time_s=result.train_time_s, lr=result.lr, head_lr=result.head_lr,
@@ -190,7 +193,7 @@ def write_curve(run_dir: str, point_id: str, curve: list[dict]) -> None:
 
     os.makedirs(os.path.join(run_dir, "curves"), exist_ok=True)
     with open(os.path.join(run_dir, "curves", f"{point_id}.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "eval_accuracy", "eval_loss"])
+        writer = csv.DictWriter(f, fieldnames=list(curve[0]))  # step, eval_<metric>..., eval_loss
         writer.writeheader()
         writer.writerows(curve)
 

@@ -13,6 +13,7 @@ import os
 import textwrap
 
 import matplotlib
+import numpy as np
 import pandas as pd
 
 from .columns import TABLE, Column, column
@@ -76,6 +77,9 @@ def prepare(runs: list[Run], labels: list[str]) -> pd.DataFrame:
         frame["variant"] = variant_names(frame)
         frames.append(frame)
     data = pd.concat(frames, ignore_index=True)
+    from_accuracy = data["eval_score"].isna() & data["eval_accuracy"].notna()  # a CSV written without eval_score
+    data.loc[from_accuracy, "eval_score"] = data.loc[from_accuracy, "eval_accuracy"]
+    data.loc[from_accuracy, "eval_metric"] = "accuracy"
     data["label"] = data["variant"] if len(runs) == 1 else data["variant"] + " · " + data["run"]
     several_tasks = data.loc[data["status"] == "ok", "task"].nunique() > 1  # profile and planted: other workloads
     data["panel"] = data["model"] + (" · " + data["task"] if several_tasks else "")
@@ -140,12 +144,12 @@ def make_caption(runs: list[Run], labels: list[str]) -> str:
 # --- summary.md ---------------------------------------------------------------
 
 def format_value(values: pd.Series, col: Column) -> str:
-    """Mean over seeds in the column's unit; a fraction (accuracy) as mean ± std where there are several."""
+    """Mean over seeds in the column's unit; a score (accuracy, F1, correlation) as mean ± std where there are several."""
     values = values.dropna()
     if values.empty:
         return "–"
     text = col.format(values.mean())
-    return text + (f" ± {values.std():.3f}" if col.unit == "fraction" and len(values) > 1 else "")
+    return text + (f" ± {values.std():.3f}" if col.unit in ("fraction", "score") and len(values) > 1 else "")
 
 
 def md_cell(text) -> str:
@@ -156,18 +160,28 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
     out = ["# Benchmark report", "", "Read from results.csv and meta.json alone (`run_bench.py report`).", ""]
     for run, label in zip(runs, labels):
         out += format_run_section(run, label)
-    out += ["## Results", "", "Mean over seeds; accuracy as mean ± std where there are several seeds.", ""]
+    out += ["## Results", "", "Mean over seeds; scores as mean ± std where there are several seeds. Each task is "
+            "scored by its own metric (named in its heading and first score column); the other metrics that fit "
+            "the task follow it.", ""]
     ok = data[data["status"] == "ok"]
     for (run, model, task), group in ok.groupby(["run", "model", "task"], sort=False):
         title = f"{model} · task {task}" + (f" · run {run}" if len(runs) > 1 else "")
-        before = group["eval_accuracy_before"].dropna()
+        metric = task_metric(group)
+        before = group["eval_score_before"].dropna()
         if not before.empty:  # the base model's, the same for every method of a seed
-            shown = f"{before.iloc[0]:.3f}" if before.nunique() == 1 else format_value(before, column("eval_accuracy_before"))
-            title += f" (eval accuracy before training: {shown})"
-        out += [f"### {title}", "", "| method | rank | seeds | " + " | ".join(c.table for c in TABLE) + " |",
-                "|---|---:|---:|" + "---:|" * len(TABLE)]
+            shown = f"{before.iloc[0]:.3f}" if before.nunique() == 1 else format_value(before, column("eval_score_before"))
+            title += f" ({metric} before training: {shown})"
+        # eval_score's heading names the task's metric; the other metrics the task has (eval_scores) follow it
+        scores = group["eval_scores"].map(parse_options)
+        others = sorted({name for s in scores for name in s} - {metric, "options"})
+        table = [(c.name, f"eval {metric}" if c.name == "eval_score" else c.table, c) for c in TABLE]
+        at = [name for name, _, _ in table].index("eval_score") + 1
+        table[at:at] = [(name, f"eval {name}", column("eval_score")) for name in others]
+        group = group.assign(**{name: scores.map(lambda s, name=name: s.get(name, np.nan)) for name in others})
+        out += [f"### {title}", "", "| method | rank | seeds | " + " | ".join(h for _, h, _ in table) + " |",
+                "|---|---:|---:|" + "---:|" * len(table)]
         for (variant, rank), point in group.groupby(["variant", "rank"]):
-            cells = [format_value(point[c.name], c) for c in TABLE]
+            cells = [format_value(point[name].astype(float), col) for name, _, col in table]
             out.append(f"| {md_cell(variant)} | {rank} | {point['seed'].nunique()} | " + " | ".join(cells) + " |")
         out.append("")
     if ok.empty:
@@ -202,19 +216,26 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
 CLAIM_RANK_FACTOR = 8
 
 
+def task_metric(group: pd.DataFrame) -> str:
+    """The metric of one task's rows (eval_metric); 'score' if they disagree (runs of different task options)."""
+    metrics = set(group["eval_metric"]) - {""}
+    return metrics.pop() if len(metrics) == 1 else "score"
+
+
 def format_claim_check(ok: pd.DataFrame, several_runs: bool) -> list[str]:
     """Per model and task: each GiVA rank r against VeRA and LoRA at 8r and LoRA at r, where the runs have them."""
-    rows = ok.dropna(subset=["eval_accuracy"])
+    rows = ok.dropna(subset=["eval_score"])
     if "giva" not in set(rows["method"]):
         return []
     f = CLAIM_RANK_FACTOR
     out = ["## Claim check: GiVA at rank r against VeRA and LoRA at rank 8r", "",
-           "Eval accuracy, mean over seeds; in brackets GiVA minus the other, in points. Step time is GiVA's over "
-           "LoRA's at the same rank; init is GiVA's init time in its own training steps. '–': not in the runs. "
-           "With one seed, differences of a few points are within the noise of a small eval split.", ""]
+           "Each task's own metric (named in its heading), mean over seeds; in brackets GiVA minus the other, in "
+           "points (x100). Step time is GiVA's over LoRA's at the same rank; init is GiVA's init time in its own "
+           "training steps. '–': not in the runs. With one seed, differences of a few points are within the noise "
+           "of a small eval split.", ""]
     for (run, model, task), group in rows.groupby(["run", "model", "task"], sort=False):
         stats = group.groupby(["method", "variant", "rank"]).agg(
-            accuracy=("eval_accuracy", "mean"), step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"))
+            score=("eval_score", "mean"), step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"))
         variants = group.groupby("method")["variant"].unique()
         if "giva" not in variants:
             continue
@@ -229,16 +250,17 @@ def format_claim_check(ok: pd.DataFrame, several_runs: bool) -> list[str]:
         def against(mine, theirs) -> str:
             if theirs is None:
                 return "–"
-            return f"{theirs['accuracy']:.3f} ({100 * (mine['accuracy'] - theirs['accuracy']):+.1f})"
+            return f"{theirs['score']:.3f} ({100 * (mine['score'] - theirs['score']):+.1f})"
 
-        title = f"{model} · task {task}" + (f" · run {run}" if several_runs else "")
-        out += [f"### {title}", "", f"| GiVA | r | accuracy | VeRA at {f}r | LoRA at {f}r | LoRA at r | "
+        metric = task_metric(group)
+        title = f"{model} · task {task} · {metric}" + (f" · run {run}" if several_runs else "")
+        out += [f"### {title}", "", f"| GiVA | r | {metric} | VeRA at {f}r | LoRA at {f}r | LoRA at r | "
                 "step time vs LoRA at r | init (steps) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for (_, variant, rank), mine in stats.loc[["giva"]].iterrows():
             lora = other("lora", rank)
             step_ratio = f"{mine['step_ms'] / lora['step_ms']:.2f}x" if lora is not None else "–"
             init_steps = mine["init_s"] / (mine["step_ms"] / 1000.0)
-            out.append(f"| {md_cell(variant)} | {rank} | {mine['accuracy']:.3f} | {against(mine, other('vera', f * rank))} | "
+            out.append(f"| {md_cell(variant)} | {rank} | {mine['score']:.3f} | {against(mine, other('vera', f * rank))} | "
                        f"{against(mine, other('lora', f * rank))} | {against(mine, lora)} | {step_ratio} | "
                        f"{init_steps:.2g} |")
         out.append("")

@@ -33,6 +33,8 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
     `run_bench.py estimate`); a "cuda" device needs no GPU then.
     """
     settings = ExecutorSettings(kind="estimate") if estimated else ExecutorSettings.from_dict(config.executor)
+    if not estimated:
+        config.check_task_data()  # bad data or metric: one error before any point runs
     driver_device = resolve_device(config.device) if settings.kind in ("local", "pool") else config.device
     with lock_run_dir(run_dir):
         _refuse_pending_jobs(run_dir)
@@ -143,6 +145,6 @@ def summary_line(row: dict) -> str:
     if row["status"] != "ok":
         return f"{row['status']:7s} {label}: {row['error']}"
     parts = [f"{c.progress}={c.format(row[c.name]).replace(' ', '')}" for c in PROGRESS if row.get(c.name) is not None]
-    if row.get("eval_accuracy") is not None:
-        parts.append(f"acc={row['eval_accuracy_before']:.3f}->{row['eval_accuracy']:.3f}")
+    if row.get("eval_score") is not None:
+        parts.append(f"{row['eval_metric']}={row['eval_score_before']:.3f}->{row['eval_score']:.3f}")
     return f"ok      {label}: " + " ".join(parts)

@@ -22,7 +22,7 @@ from giva.targets import name_matches
 from .costs import Costs, trace_costs
 from .measure import StepTimer, synchronize
 from .peft_methods import is_peft_method, our_counterpart
-from .tasks import TaskSetup
+from .taskspec import TaskSetup
 
 # A freshly initialised classification head, whatever the adapter's lr: at 1e-3
 # GiVA r8 stayed at chance after 60 steps on SST-2, at 1e-2 it reached 68.5%.
@@ -70,10 +70,15 @@ class TrainSettings:
 class TrainResult:
     step_times_ms: list[float]  # one per step: forward, backward, clip, optimizer, scheduler (not the batch fetch)
     losses: list[float]
-    curve: list[dict] = field(default_factory=list)  # {step, eval_accuracy, eval_loss}; step 0 = before training
-    eval_accuracy_before: float | None = None
-    eval_accuracy: float | None = None  # after the last step
-    eval_accuracy_best: float | None = None  # best of the evaluations during and after training
+    curve: list[dict] = field(default_factory=list)  # {step, eval_loss, eval_<metric>...}; step 0 = before training
+    eval_metric: str = ""  # the task's own metric (setup.metric): what eval_score* hold
+    eval_score_before: float | None = None
+    eval_score: float | None = None  # after the last step
+    eval_score_best: float | None = None  # best of the evaluations during and after training
+    eval_scores: dict = field(default_factory=dict)  # every metric that fits the task, after the last step
+    eval_accuracy_before: float | None = None  # the eval_accuracy* fields: where accuracy fits the task
+    eval_accuracy: float | None = None
+    eval_accuracy_best: float | None = None
     eval_loss: float | None = None  # after the last step
     train_steps: int = 0
     train_time_s: float = 0.0  # wall time of the loop, batch fetches included, evaluation excluded
@@ -171,7 +176,7 @@ def train(model: nn.Module, setup: TaskSetup, settings: TrainSettings, *, method
         nonlocal eval_s
         start = time.perf_counter()
         metrics = setup.evaluate(model)
-        result.curve.append({"step": step, "eval_accuracy": metrics["accuracy"], "eval_loss": metrics["loss"]})
+        result.curve.append({"step": step, **{f"eval_{name}": value for name, value in metrics.items()}})
         eval_s += time.perf_counter() - start
 
     synchronize(device)
@@ -208,8 +213,13 @@ def train(model: nn.Module, setup: TaskSetup, settings: TrainSettings, *, method
     result.optimizer_state_bytes = sum(t.numel() * t.element_size() for state in opt.optimizer.state.values()
                                        for t in state.values() if isinstance(t, torch.Tensor))
     if result.curve:
-        result.eval_accuracy_before = result.curve[0]["eval_accuracy"]
-        result.eval_accuracy = result.curve[-1]["eval_accuracy"]
+        result.eval_metric = setup.metric
         result.eval_loss = result.curve[-1]["eval_loss"]
-        result.eval_accuracy_best = max(point["eval_accuracy"] for point in result.curve[1:])
+        result.eval_scores = {k.removeprefix("eval_"): v for k, v in result.curve[-1].items() if k not in ("step", "eval_loss")}
+        for name, metric in (("score", setup.metric), ("accuracy", "accuracy")):
+            key = f"eval_{metric}"
+            if key in result.curve[0]:
+                setattr(result, f"eval_{name}_before", result.curve[0][key])
+                setattr(result, f"eval_{name}", result.curve[-1][key])
+                setattr(result, f"eval_{name}_best", max(point[key] for point in result.curve[1:]))
     return result

@@ -168,7 +168,8 @@ def snapshot():
 
 # The real datasets of ../shared/DATA.md, beside the repository (CI has them there too).
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA_DIR = os.path.join(REPO_ROOT, "..", "shared", "data")
+# GIVA_BENCH_DATA_DIR names them elsewhere (a git worktree one level deeper: /work/shared/data).
+DATA_DIR = os.environ.get("GIVA_BENCH_DATA_DIR") or os.path.join(REPO_ROOT, "..", "shared", "data")
 
 
 @pytest.fixture(scope="session")

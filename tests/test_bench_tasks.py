@@ -153,8 +153,8 @@ def test_hf_dataset_conversion_matches_the_local_reader(tmp_path):
     assert data.train_texts == ["good film", "bad film", "great", "awful"] and data.train_labels == [1, 0, 1, 0]
     assert data.eval_labels == [1, 0]
     # Same rows through the generic file reader: the same TextData.
-    local = to_text_data([("good film", "positive"), ("bad film", "negative"), ("great", "positive"),
-                          ("awful", "negative")], [("fine", "positive"), ("poor", "negative")], None, "local")
+    local = to_text_data([("good film", None, "positive"), ("bad film", None, "negative"), ("great", None, "positive"),
+                          ("awful", None, "negative")], [("fine", None, "positive"), ("poor", None, "negative")], None, "local")
     assert local == data
 
 

@@ -92,6 +92,9 @@ def test_result_fields_curve_and_optimizer_state(planted_llama):
     assert result.eval_accuracy_before == result.curve[0]["eval_accuracy"]
     assert result.eval_accuracy == result.curve[-1]["eval_accuracy"] and result.eval_loss == result.curve[-1]["eval_loss"]
     assert result.eval_accuracy_best == max(p["eval_accuracy"] for p in result.curve[1:])
+    assert result.eval_metric == "accuracy" and result.eval_scores == {"accuracy": result.eval_accuracy}  # planted
+    assert (result.eval_score_before, result.eval_score, result.eval_score_best) == (
+        result.eval_accuracy_before, result.eval_accuracy, result.eval_accuracy_best)
     assert 0 < result.train_time_s
     assert result.lr == default_lr("lora") and result.head_lr is None  # the planted task trains no head
     # AdamW keeps exp_avg and exp_avg_sq (fp32) and a 4-byte step count per parameter tensor.
@@ -105,6 +108,7 @@ def test_profile_has_no_evaluation():
     model = adapt(setup, "vera", 16)
     result = train(model, setup, TrainSettings(steps=3), method="vera", device="cpu")
     assert result.curve == [] and result.eval_accuracy is None and result.eval_accuracy_before is None
+    assert result.eval_score is None and result.eval_metric == "" and result.eval_scores == {}
     assert len(result.step_times_ms) == 3 and all(math.isfinite(x) for x in result.losses)
 
 

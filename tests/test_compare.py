@@ -207,6 +207,29 @@ def test_accuracy_and_memory_use_their_thresholds(timed_runs, tmp_path):
     assert any(w.startswith("eval_accuracy measured in the baseline run only") for w in one_sided.warnings)
 
 
+def test_a_task_metric_other_than_accuracy_is_compared_in_points_and_accuracy_once(timed_runs, tmp_path):
+    """eval_score (e.g. STS-B's Pearson) drops beyond 1 point are regressions; where the task's metric is
+    accuracy, eval_score equals eval_accuracy and a drop is flagged once, as eval_accuracy."""
+    baseline = copy_run(timed_runs["baseline"], tmp_path / "base")
+    rewrite_rows(baseline, lambda rows: [{**r, "eval_metric": "pearson" if i % 2 else "accuracy", "eval_score": "0.8",
+                                          "eval_accuracy": "" if i % 2 else "0.8"} if r["status"] == "ok" else r
+                                         for i, r in enumerate(rows)])
+    worse = copy_run(baseline, tmp_path / "worse")
+
+    def degrade(rows):
+        for r in rows:
+            if r["status"] == "ok":
+                r["eval_score"] = "0.77"
+                r["eval_accuracy"] = "0.77" if r["eval_metric"] == "accuracy" else ""
+        return rows
+
+    rewrite_rows(worse, degrade)
+    regressions = compare_runs(baseline, worse).regressions
+    rows = [r for r in read_rows(os.path.join(baseline, RESULTS_FILE)) if r["status"] == "ok"]
+    expected = {(r["point_id"], "eval_score" if r["eval_metric"] == "pearson" else "eval_accuracy") for r in rows}
+    assert {(ch.point_id, ch.metric) for ch in regressions} == expected and len(regressions) == len(rows)
+
+
 def test_single_shot_init_and_rss_changes_count_only_beyond_their_noise_floor(timed_runs, tmp_path):
     """Init is timed once and RSS is noisy: +8% of 500 MiB RSS or +40 ms of init is noise, +150 MiB or +0.2 s is not.
     CUDA memory counters have no floor."""

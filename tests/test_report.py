@@ -28,15 +28,15 @@ def summary_table_lines(summary: str) -> set[tuple[str, str]]:
     return found
 
 
-ACCURACY_PLOTS = ["rank_accuracy", "params_accuracy", "time_accuracy"]
+SCORE_PLOTS = ["rank_score", "params_score", "time_score"]
 COST_PLOTS = ["memory_breakdown", "flops_overhead", "memory_size"]  # from the traced step (bench/costs.py)
-ALL_PLOTS = ACCURACY_PLOTS + ["step_time_rank", "memory_rank", "init_overhead"] + COST_PLOTS
+ALL_PLOTS = SCORE_PLOTS + ["step_time_rank", "memory_rank", "init_overhead"] + COST_PLOTS
 
 
 def expected_plots(rows: list[dict]) -> list[str]:
     """All plots for a run with accuracy, the profiling ones for a profiling-only run (a real `profile` sweep)."""
-    has_accuracy = any(r["status"] == "ok" and r.get("eval_accuracy") for r in rows)
-    return ALL_PLOTS if has_accuracy else [p for p in ALL_PLOTS if p not in ACCURACY_PLOTS]
+    has_accuracy = any(r["status"] == "ok" and r.get("eval_score") for r in rows)
+    return ALL_PLOTS if has_accuracy else [p for p in ALL_PLOTS if p not in SCORE_PLOTS]
 
 
 # --- tests --------------------------------------------------------------------
@@ -91,7 +91,7 @@ def test_claim_check_compares_giva_at_r_with_vera_and_lora_at_8r(small_run_dir, 
 
     section = summary.split("## Claim check", 1)[1].split("\n## ", 1)[0]
     for model in {r["model"] for r in rows}:
-        lines = section.split(f"### {model} · task planted", 1)[1].split("###", 1)[0].strip().splitlines()[2:]
+        lines = section.split(f"### {model} · task planted · accuracy\n", 1)[1].split("###", 1)[0].strip().splitlines()[2:]
         found = {line.split("|")[2].strip(): [c.strip() for c in line.strip("|").split("|")] for line in lines}
         assert set(found) == {"1", "8"}, lines
         for rank, cells in found.items():
@@ -105,7 +105,8 @@ def test_claim_check_compares_giva_at_r_with_vera_and_lora_at_8r(small_run_dir, 
 
 def test_profiling_only_run_with_failures_gets_the_plots_its_data_allows(small_run_dir, tmp_path):
     run_dir = copy_run(small_run_dir, tmp_path / "profile")
-    accuracy = ["eval_accuracy_before", "eval_accuracy", "eval_accuracy_best", "eval_loss", "train_time_s"]
+    accuracy = ["eval_accuracy_before", "eval_accuracy", "eval_accuracy_best", "eval_loss", "train_time_s",
+                "eval_metric", "eval_score_before", "eval_score", "eval_score_best", "eval_scores", "eval_examples"]
 
     def to_profile(rows):
         for row in rows:
@@ -127,10 +128,10 @@ def test_profiling_only_run_with_failures_gets_the_plots_its_data_allows(small_r
             assert_png_not_blank(path)
     summary = open(os.path.join(run_dir, "summary.md")).read()
     skipped = summary.split("## Plots skipped")[1].split("##")[0]
-    titles = ("Eval accuracy vs rank", "Eval accuracy vs trainable parameters", "Eval accuracy vs training wall time")
+    titles = ("Task metric vs rank", "Task metric vs trainable parameters", "Task metric vs training wall time")
     for title in titles:
         assert f"- **{title}" in skipped
-    assert "eval_accuracy" in skipped and "profiling-only" in skipped
+    assert "eval_score" in skipped and "profiling-only" in skipped
     assert "RuntimeError: out of memory on retry" in summary
     assert "## Claim check" not in summary and "before training" not in summary  # no accuracy, nothing to claim
 
@@ -140,7 +141,7 @@ def test_a_csv_without_accuracy_columns_at_all_still_reports(small_run_dir, tmp_
     keep = ["schema_version", "point_id", "status", "error", "model", "task", "method", "rank", "seed",
             "method_options", "step_time_ms_p50", "step_time_ms_p90"]
     rows = read_rows(os.path.join(run_dir, RESULTS_FILE))
-    stale = os.path.join(run_dir, "plots", "rank_accuracy.png")  # as if an earlier report had accuracy
+    stale = os.path.join(run_dir, "plots", "rank_score.png")  # as if an earlier report had accuracy
     os.makedirs(os.path.dirname(stale))
     open(stale, "wb").close()
     with open(os.path.join(run_dir, RESULTS_FILE), "w", newline="") as f:
