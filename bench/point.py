@@ -70,8 +70,7 @@ def measure_point(point: Point, run_dir: str) -> dict:
                        options=json.loads(point.task_options))
     model = setup.model
     model_params = sum(p.numel() for p in model.parameters())
-    config = make_config(point.method, r=point.rank, trainable_modules=setup.trainable_modules,
-                         **json.loads(point.adapter_options))
+    config = adapter_config(point, setup.trainable_modules)
 
     # The first batches are drawn before any clock runs (a task may compute targets
     # while drawing) and go back in front of the stream, so every method trains on
@@ -110,7 +109,8 @@ def measure_point(point: Point, run_dir: str) -> dict:
     capped = {k: v for k, v in stats["effective_ranks"].items() if v < point.rank}
     mem = train_mem.result
     return dict(
-        status="ok", error="", model_params=model_params,
+        status="ok", error="", adapter_seed=getattr(config, config.seed_option) if config.seed_option else "",
+        model_params=model_params,
         trainable_params=stats["trainable_params"], adapter_params=stats["adapter_params"],
         total_params=stats["total_params"], adapted_layers=stats["adapted_layers"], rank_min=stats["rank_min"],
         rank_max=stats["rank_max"], capped_layers=stats["capped_layers"],
@@ -129,6 +129,15 @@ def measure_point(point: Point, run_dir: str) -> dict:
         eval_accuracy_best=result.eval_accuracy_best, eval_loss=result.eval_loss,
         train_steps=result.train_steps, train_time_s=result.train_time_s, lr=result.lr, head_lr=result.head_lr,
     )
+
+
+def adapter_config(point: Point, trainable_modules: list[str]):
+    """The point's adapter config; the sweep seed seeds the adapter's random parts unless its options fix a seed."""
+    options = json.loads(point.adapter_options)
+    config = make_config(point.method, r=point.rank, trainable_modules=trainable_modules, **options)
+    if config.seed_option and config.seed_option not in options:
+        setattr(config, config.seed_option, point.seed)
+    return config
 
 
 def write_curve(run_dir: str, point_id: str, curve: list[dict]) -> None:

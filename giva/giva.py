@@ -19,11 +19,13 @@ from .layer import AdapterLayer, adapter_dtype, vector_delta
 BASES = ("Vr", "VrUr", "VrU2r", "VrUrand")
 SVD_KINDS = ("randomized", "exact")
 AUTOCAST_DTYPES = {None: None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+GRAD_MODES = ("train", "eval")
 
 
 @dataclass
 class GivaConfig(AdapterConfig):
     method = "giva"
+    seed_option = "seed"
     basis: str = "Vr"  # the variant the paper's experiments use
     num_grad_batches: int = 1  # batches averaged into G (the authors used 1)
     svd: str = "randomized"  # torch.svd_lowrank's algorithm with q = min(4r, min(out, in)); or "exact"
@@ -31,6 +33,9 @@ class GivaConfig(AdapterConfig):
     seed: int = 0  # randomized SVD and the random B of Vr / VrUrand
     autocast_dtype: str | None = None  # e.g. "bfloat16" for the gradient pass only
     grad_cache: str | None = None  # directory: reuse G from a previous run with the same data
+    # The module mode of the gradient pass: "train" (dropout on, as the authors take it) or "eval" (no dropout).
+    # The model's own modes are restored afterwards.
+    grad_mode: str = "train"
 
     def __post_init__(self):
         super().__post_init__()
@@ -40,6 +45,8 @@ class GivaConfig(AdapterConfig):
             raise ValueError(f"unknown svd {self.svd!r}; choose 'randomized' or 'exact'")
         if isinstance(self.num_grad_batches, bool) or not isinstance(self.num_grad_batches, int) or self.num_grad_batches < 1:
             raise ValueError(f"num_grad_batches={self.num_grad_batches!r} must be a positive integer")
+        if self.grad_mode not in GRAD_MODES:
+            raise ValueError(f"grad_mode={self.grad_mode!r}: use 'train' (dropout on, the paper's) or 'eval' (no dropout)")
         if self.autocast_dtype not in AUTOCAST_DTYPES:
             raise ValueError(f"autocast_dtype={self.autocast_dtype!r}: use None, 'bfloat16' or 'float16'")
 
@@ -130,5 +137,5 @@ def build_layers(config: GivaConfig, targets: dict[str, nn.Module], *, ranks: di
 
     estimate_gradients(model, targets, data, config.num_grad_batches, on_gradient, loss_fn=loss_fn,
                        autocast_dtype=AUTOCAST_DTYPES[config.autocast_dtype], cache_dir=config.grad_cache,
-                       timings=timings)
+                       train_mode=config.grad_mode == "train", timings=timings)
     return {name: GivaLinear(layer, *bases[name], config.dropout) for name, layer in targets.items()}

@@ -190,3 +190,38 @@ def test_run_dir_of_another_config_is_refused(tmp_path):
         run_sweep(tiny_sweep(methods=["lora"], ranks=[4]), str(tmp_path), ["test"], log=lambda *_: None)
     result = run_cli("run", "--preset", "profile-quick", "--out", str(tmp_path))
     assert result.returncode == 2 and "different config" in result.stderr
+
+
+def test_the_sweep_seed_seeds_the_adapters_random_parts_unless_fixed(tmp_path, tiny_llama, lm_batches):
+    """Sweep seeds 0, 1 give GiVA different random B (and VeRA different projections), the same seed the same;
+    a seed the sweep file sets is kept; the row records the seed used."""
+    import copy
+
+    import torch
+
+    from bench.config import expand_grid
+    from bench.point import adapter_config
+    from giva import apply_adapter
+
+    def built(**overrides):
+        points = expand_grid(tiny_sweep(methods=["giva", "vera"], ranks=[2], seeds=[0, 1, 0], **overrides), "cpu")
+        layers = {}
+        for point in points:
+            model = copy.deepcopy(tiny_llama)
+            apply_adapter(model, adapter_config(point, []), data=lm_batches)
+            layer = model.giva_adapter.layers["model.layers.0.self_attn.q_proj"]
+            layers.setdefault(point.method, []).append(layer.giva_B if point.method == "giva" else layer.vera_B)
+        return layers
+
+    seeded = built()
+    for B0, B1, B0_again in seeded.values():
+        assert torch.equal(B0, B0_again) and not torch.allclose(B0, B1)
+    fixed = built(method_options={"giva": {"seed": 5}, "vera": {"projection_seed": 5}})
+    for B0, B1, B0_again in fixed.values():
+        assert torch.equal(B0, B1) and torch.equal(B0, B0_again)
+
+    config = tiny_sweep(methods=["giva", "lora", "vera"], ranks=[2], seeds=[3],
+                        method_options={"vera": {"projection_seed": 9}})
+    run_sweep(config, str(tmp_path), ["test"], log=lambda *_: None)
+    rows = {r["method"]: r for r in read_rows(str(tmp_path / "results.csv"))}
+    assert [rows[m]["adapter_seed"] for m in ("giva", "vera", "lora")] == ["3", "9", ""]

@@ -142,7 +142,8 @@ def test_callable_data_is_called_n_times():
 @pytest.mark.parametrize("model_name", ["tiny_llama", "tiny_gpt2"])  # GPT-2's Conv1D stores W as (in, out)
 def test_cached_gradient_is_the_mean_over_batches(request, model_name, lm_batches, tmp_path):
     model = request.getfixturevalue(model_name)
-    apply_adapter(model, GivaConfig(r=4, num_grad_batches=2, grad_cache=str(tmp_path)), data=lm_batches)
+    config = GivaConfig(r=4, num_grad_batches=2, grad_cache=str(tmp_path), grad_mode="eval")  # the reference: no dropout
+    apply_adapter(model, config, data=lm_batches)
     layers = model.giva_adapter.layers
     unload_adapter(model)
     for batch in lm_batches:  # the reference: plain autograd, accumulated
@@ -158,7 +159,7 @@ def test_cached_gradient_is_the_mean_over_batches(request, model_name, lm_batche
     def no_data(m):
         raise AssertionError("the cache should have been used")
 
-    apply_adapter(model, GivaConfig(r=4, num_grad_batches=2, grad_cache=str(tmp_path)), data=no_data)
+    apply_adapter(model, config, data=no_data)
     for name, layer in model.giva_adapter.layers.items():
         assert torch.equal(layer.giva_A, layers[name].giva_A)
 
@@ -219,3 +220,35 @@ def test_a_failed_run_invalidates_the_cache(tiny_gpt2, lm_batches, tmp_path):
         apply_adapter(tiny_gpt2, GivaConfig(r=4, num_grad_batches=2, grad_cache=str(tmp_path)), data=lm_batches,
                       loss_fn=lambda output, batch: output.logits.sum() * float("nan"))
     assert not os.path.exists(tmp_path / "meta.json")  # so the next run computes G again
+
+
+@pytest.mark.parametrize("start_in_train_mode", [False, True])
+def test_grad_mode_train_takes_the_gradient_with_dropout_and_eval_without(tmp_path, start_in_train_mode):
+    """grad_mode="train" (the paper's) is the gradient of the model in train mode under torch's seed,
+    "eval" the gradient without dropout; either way every module's own mode comes back."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(16, IN, generator=generator)
+
+    def fresh():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Dropout(0.5), nn.Linear(IN, OUT, bias=False), nn.Dropout(0.1)).train(start_in_train_mode)
+
+    def reference(train: bool) -> torch.Tensor:
+        model = fresh().train(train)
+        torch.manual_seed(7)
+        return torch.autograd.grad(squared_sum(model(x), x), model[1].weight)[0]
+
+    expected = {"train": reference(True), "eval": reference(False)}
+    assert (expected["train"] - expected["eval"]).abs().max() > 0.1  # dropout does change the gradient
+    for mode in ("train", "eval"):
+        model = fresh()
+        cache = tmp_path / f"{mode}-{start_in_train_mode}"
+        torch.manual_seed(7)
+        apply_adapter(model, GivaConfig(r=3, svd="exact", grad_mode=mode, target_modules=["1"], grad_cache=str(cache)),
+                      data=[x], loss_fn=squared_sum)
+        torch.testing.assert_close(load_file(cache / "1.safetensors")["grad"], expected[mode], atol=1e-5, rtol=1e-5)
+        assert [m.training for m in model.modules()] == [start_in_train_mode] * len(list(model.modules()))
+
+
+def squared_sum(output, batch):
+    return output.pow(2).sum()
