@@ -16,7 +16,7 @@ else:  # pragma: no cover
 
 from giva import METHODS, make_config
 
-from .models import DTYPES, get_entry
+from .models import DTYPES, check_available, get_entry
 
 
 @dataclass
@@ -51,7 +51,7 @@ class SweepConfig:
             if not getattr(self, name):
                 raise ValueError(f"{name} is empty; give at least one value")
         for model in self.models:
-            get_entry(model)
+            check_available(get_entry(model))
         unknown = [m for m in list(self.methods) + list(self.method_options) if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")

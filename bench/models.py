@@ -55,12 +55,51 @@ REGISTRY = {
 
 
 def get_entry(name: str) -> ModelEntry:
-    """A registry name, or any transformers hub id / local checkpoint path."""
+    """A registry name, a local checkpoint folder (config.json + weights), or a hub id (org/name)."""
     if name in REGISTRY:
         return REGISTRY[name]
-    if os.path.isdir(name) or "/" in name:
-        return ModelEntry(name, family="", source="hub", note="transformers checkpoint", path=name)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)} or give a hub id / local path")
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise ValueError(f"model folder {name!r} has no config.json; give the folder save_pretrained wrote "
+                             "(config.json and the weights), or a hub id such as org/name")
+        return ModelEntry(name, family="", source="hub", note="transformers checkpoint", path=path)
+    if os.path.exists(path):
+        raise ValueError(f"model path {name!r} is a file; give the folder that holds its config.json and weights")
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+        raise ValueError(f"model path {name!r} does not exist; give an existing checkpoint folder "
+                         f"(config.json and the weights), a hub id such as org/name, or one of {', '.join(REGISTRY)}")
+    if name.count("/") == 1:
+        return ModelEntry(name, family="", source="hub", note="hub checkpoint", path=name)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)}, a checkpoint folder or a hub id (org/name)")
+
+
+def check_available(entry: ModelEntry) -> None:
+    """Once, before a sweep runs: a hub id must be in the local cache or the hub reachable (fails in seconds,
+    not after transformers' retries). Cached but unreachable: the points load from the cache (HF_HUB_OFFLINE=1)."""
+    if entry.source != "hub" or os.path.isdir(entry.path):
+        return
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(entry.path, "config.json"), str)
+    if constants.HF_HUB_OFFLINE:
+        if not cached:
+            raise ValueError(f"model {entry.name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; "
+                             "download it where the hub is reachable, or give a local checkpoint folder")
+        return
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)),
+                                 timeout=5).close()
+    except OSError as e:
+        if not cached:
+            raise ValueError(f"model {entry.name!r} is not a local folder nor in the Hugging Face cache, and the hub "
+                             f"({constants.ENDPOINT}) is unreachable ({e}); give a local checkpoint folder "
+                             "(config.json and the weights) or run where the hub is reachable") from None
+        os.environ["HF_HUB_OFFLINE"] = "1"  # the points (fresh processes) read the cache without waiting on the hub
 
 
 def _minilm_dir() -> str:

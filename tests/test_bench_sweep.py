@@ -225,3 +225,31 @@ def test_the_sweep_seed_seeds_the_adapters_random_parts_unless_fixed(tmp_path, t
     run_sweep(config, str(tmp_path), ["test"], log=lambda *_: None)
     rows = {r["method"]: r for r in read_rows(str(tmp_path / "results.csv"))}
     assert [rows[m]["adapter_seed"] for m in ("giva", "vera", "lora")] == ["3", "9", ""]
+
+
+def test_bad_model_paths_and_unreachable_hub_ids_fail_before_any_point(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    (tmp_path / "no_config").mkdir()
+    (tmp_path / "weights.safetensors").write_bytes(b"0")
+    cases = [(str(tmp_path / "missing"), "does not exist; give an existing checkpoint folder"),
+             ("./missing/model", "does not exist"),
+             (str(tmp_path / "no_config"), "has no config.json"),
+             (str(tmp_path / "weights.safetensors"), "is a file; give the folder"),
+             ("no-such-model", "unknown model 'no-such-model'")]
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    cases.append(("someorg/not-cached", r"the hub \(http://127.0.0.1:9\) is unreachable"))
+    for model, message in cases:
+        with pytest.raises(ValueError, match=message):
+            tiny_sweep(models=[model])
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
+        tiny_sweep(models=["someorg/not-cached"])
+
+    # The CLI: one line, exit 2, nothing run (before: every point waited ~30 s on the hub, then failed).
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run([sys.executable, "run_bench.py", "run", "--models", "someorg/not-cached", "--tasks", "profile",
+                             "--out", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "HF_HUB_OFFLINE" in result.stderr and not (tmp_path / "run").exists()
