@@ -141,6 +141,40 @@ def checkpoint_path(entry: ModelEntry) -> str | None:
     return entry.path
 
 
+def model_type(entry: ModelEntry) -> str:
+    """transformers' model_type: the registry's family, else the checkpoint's config.json."""
+    if entry.family:
+        return entry.family
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(checkpoint_path(entry)).model_type
+
+
+def choose_head(entry: ModelEntry, task: str, needs: str | None) -> str:
+    """The head to load for `task`, checked against transformers' auto mappings (the one place that decides).
+
+    needs: "seq_cls" (a task with class labels), "causal_lm" (an lm: task), or None (profile, planted: the body's
+    own head: seq_cls for an encoder, i.e. a type with a masked-LM head, causal_lm for a decoder).
+    """
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
+
+    kind = model_type(entry)
+    encoder = kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    head = needs or ("seq_cls" if encoder else "causal_lm")
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    if head == "causal_lm" and (encoder or kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
+        what = f"an encoder ({kind})" if encoder else f"of type {kind!r}, which has no causal-LM head in transformers"
+        raise ValueError(f"task {task!r} trains a causal LM but model {entry.name!r} is {what}; "
+                         "use a decoder such as smollm2-135m, or a classification task")
+    if head == "seq_cls" and kind not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise ValueError(f"task {task!r} needs a sequence-classification head, which transformers has not for model "
+                         f"{entry.name!r} ({kind}); use an lm:<dataset> task or another model")
+    return head
+
+
 def build_config(entry: ModelEntry, head: str, num_labels: int | None = None):
     from transformers import AutoConfig
 

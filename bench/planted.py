@@ -16,7 +16,7 @@ import torch.nn as nn
 from giva.targets import find_targets, linear_shape
 
 from .models import load_model
-from .tasks import TaskSetup, is_encoder, random_tokens
+from .tasks import TaskSetup, random_tokens, task_head
 
 def plant_change(layer: nn.Module, k: int, scale: float, generator: torch.Generator) -> None:
     """W += scale * s_rms * U V^T with U (out, k), V (in, k) random orthonormal; s_rms = ||W||_F / sqrt(min(out, in))."""
@@ -52,7 +52,7 @@ def planted_setup(entry, opts, *, batch_size, seq_len, seed, device, dtype) -> T
     student, so nothing of the student may train besides the adapter
     (trainable_modules is empty: a trained head would move the teacher's too).
     """
-    encoder = is_encoder(entry)
+    encoder = task_head("planted", entry) == "seq_cls"
     student = load_model(entry, "seq_cls" if encoder else "causal_lm", dtype=dtype, device=device,
                          num_labels=opts.num_labels, seed=seed)
     targets = find_targets(student, opts.target_modules)

@@ -51,14 +51,14 @@ def one_line(e: BaseException) -> str:
 
 
 def measure_point(point: Point, run_dir: str) -> dict:
-    from .tasks import setup_task
+    from .tasks import setup_task, task_head
     from .train import TrainSettings, train
 
     device = torch.device(point.device)
     if point.threads:
         torch.set_num_threads(point.threads)
     entry = get_entry(point.model)
-    head = "seq_cls" if entry.family == "bert" else "causal_lm"
+    head = task_head(point.task, entry)
     reason = check_fits(entry, head, point.dtype, device)
     if reason:
         raise SkipPoint(reason)

@@ -20,12 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models import ModelEntry, get_entry, load_model, load_tokenizer
+from .models import ModelEntry, choose_head, get_entry, load_model, load_tokenizer
 from .textdata import TextData, load_text_data
 
 TEXT_DATASETS = ("sst2", "trec", "emotion", "agnews", "csv")
 TASK_NAMES = ("profile", "planted", *TEXT_DATASETS, "sst2-lm", *(f"lm:{d}" for d in TEXT_DATASETS))
-ENCODER_FAMILIES = ("bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2")
 
 # Causal-LM variant: prompt and one word per label (in label-id order; a leading space keeps it one word).
 LM_PROMPTS = {
@@ -107,11 +106,8 @@ def setup_task(task: str, model_name: str, *, batch_size: int, seq_len: int, see
         from .planted import planted_setup  # planted.py builds on this module's TaskSetup and helpers
 
         return planted_setup(entry, opts, **common)
-    causal_lm = task == "sst2-lm" or task.startswith("lm:")
+    causal_lm = task_head(task, entry) == "causal_lm"  # raises where the model has no such head
     dataset = "sst2" if task == "sst2-lm" else task.removeprefix("lm:")
-    if causal_lm and is_encoder(entry):
-        raise ValueError(f"task {task!r} trains a causal LM but model {entry.name!r} is an encoder ({model_family(entry)}); "
-                         f"use a decoder such as smollm2-135m, or the classification task {dataset!r}")
     tokenizer = load_tokenizer(entry)  # random models have none: raises with the fix
     data = load_text_data(dataset, data_dir, opts)
     if causal_lm:
@@ -119,20 +115,19 @@ def setup_task(task: str, model_name: str, *, batch_size: int, seq_len: int, see
     return classification_setup(entry, tokenizer, data, opts, **common)
 
 
-def model_family(entry: ModelEntry) -> str:
-    if entry.family:
-        return entry.family
-    from transformers import AutoConfig
-    return AutoConfig.from_pretrained(entry.path).model_type
-
-
-def is_encoder(entry: ModelEntry) -> bool:
-    return model_family(entry) in ENCODER_FAMILIES
+def task_head(task: str, entry: ModelEntry) -> str:
+    """The head `task` loads on this model: class labels need seq_cls, lm: tasks causal_lm, profile and
+    planted the body's own (models.choose_head decides and checks)."""
+    if task in ("profile", "planted"):
+        return choose_head(entry, task, None)
+    return choose_head(entry, task, "causal_lm" if task == "sst2-lm" or task.startswith("lm:") else "seq_cls")
 
 
 def head_modules(model: nn.Module) -> list[str]:
-    """The new classification head of a seq_cls model: classifier (BERT family) or score (decoders)."""
-    return [name for name in ("classifier", "score") if isinstance(getattr(model, name, None), nn.Module)]
+    """The new head of a seq_cls model: every top-level part with parameters outside the pretrained body
+    (classifier for BERT, pre_classifier and classifier for DistilBERT, score for decoders)."""
+    return [name for name, child in model.named_children()
+            if name != model.base_model_prefix and any(True for _ in child.parameters())]
 
 
 # --- batches --------------------------------------------------------------------
@@ -161,7 +156,7 @@ def random_tokens(generator: torch.Generator, batch_size: int, seq_len: int, voc
 
 def profile_setup(entry, opts, *, batch_size, seq_len, seed, device, dtype) -> TaskSetup:
     """Random token batches: causal-LM loss (labels = ids) for decoders, random classes for encoders."""
-    encoder = is_encoder(entry)
+    encoder = task_head("profile", entry) == "seq_cls"
     model = load_model(entry, "seq_cls" if encoder else "causal_lm", dtype=dtype, device=device,
                        num_labels=opts.num_labels, seed=seed)
     vocab_size = model.config.vocab_size
