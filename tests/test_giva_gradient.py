@@ -252,3 +252,39 @@ def test_grad_mode_train_takes_the_gradient_with_dropout_and_eval_without(tmp_pa
 
 def squared_sum(output, batch):
     return output.pow(2).sum()
+
+
+def test_bases_are_the_authors_svd_lowrank_ones_on_minilm(minilm, minilm_batches, tmp_path, monkeypatch):
+    """Layers of one shape are decomposed together (in stacks); each layer's bases stay what the authors' definition
+    gives it alone: A spans the top right singular vectors as torch.svd_lowrank(G, q=4r, niter=4) finds them, and
+    Vr's B = the QR of a Gaussian drawn from the seed after the sketch. Stacks of one layer (a tiny STACK_BYTES)
+    give the same. Directions past a near-tie or at rounding level (a gradient of 8 sequences has rank <= 8 at
+    the last layers) are arbitrary for any SVD, so A is compared on the top-k part that is defined: k <= r, the
+    last index with sigma_k > 1e-3 sigma_1 and sigma_k > 1.05 sigma_(k+1)."""
+    import copy
+
+    import giva.giva as giva_module
+
+    r = 8
+    model = copy.deepcopy(minilm)
+    config = dict(r=r, num_grad_batches=2, grad_mode="eval")
+    apply_adapter(minilm, GivaConfig(**config, grad_cache=str(tmp_path)), data=minilm_batches)
+    monkeypatch.setattr(giva_module, "STACK_BYTES", 1)
+    apply_adapter(model, GivaConfig(**config), data=minilm_batches)
+    layers = minilm.giva_adapter.layers
+    compared = 0
+    for name, layer in layers.items():
+        G = load_file(tmp_path / f"{name}.safetensors")["grad"]
+        S = torch.linalg.svdvals(G)
+        k = max([i for i in range(1, r + 1) if S[i - 1] > 1e-3 * S[0] and S[i - 1] > 1.05 * S[i]], default=0)
+        compared += k
+        torch.manual_seed(0)
+        _, _, V = torch.svd_lowrank(G, q=4 * r, niter=4)
+        exact = torch.linalg.svd(G).Vh[:k].T
+        assert cosines(layer.giva_A.T, exact).min() > 0.9999 and cosines(V[:, :r], exact).min() > 0.9999, name
+        generator = torch.Generator().manual_seed(0)
+        torch.randn(G.shape[1], 4 * r, generator=generator)  # the sketch comes first
+        torch.testing.assert_close(layer.giva_B, torch.linalg.qr(torch.randn(G.shape[0], r, generator=generator)).Q)
+        alone = model.giva_adapter.layers[name]
+        assert cosines(alone.giva_A.T, exact).min() > 0.9999 and torch.equal(alone.giva_B, layer.giva_B)
+    assert len(layers) == 36 and compared > 36 * r // 2  # most of the directions are well defined
