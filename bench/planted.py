@@ -105,4 +105,5 @@ def planted_setup(entry, opts, *, batch_size, seq_len, seed, device, dtype) -> T
             loss_sum += relative_mse(logits, target).item()
         return {"accuracy": agree / len(eval_batches), "loss": loss_sum / len(eval_batches)}
 
-    return TaskSetup(student, batches(), loss_fn, evaluate, [], batch_size * seq_len)
+    predictions = len(eval_batches) * batch_size * (1 if encoder else seq_len)  # a class per sequence, or per token
+    return TaskSetup(student, batches(), loss_fn, evaluate, [], batch_size * seq_len, num_eval_examples=predictions)

@@ -125,6 +125,7 @@ def measure_point(point: Point, run_dir: str) -> dict:
         peak_mem_bytes=mem.peak_bytes, mem_growth_bytes=mem.growth_bytes, peak_mem_source=mem.source,
         peak_rss_bytes=mem.peak_rss_bytes, cuda_max_allocated_bytes=mem.cuda_max_allocated_bytes,
         cuda_max_reserved_bytes=mem.cuda_max_reserved_bytes, nvml_peak_used_bytes=mem.nvml_peak_used_bytes,
+        eval_examples=setup.num_eval_examples if setup.evaluate is not None else "",
         eval_accuracy_before=result.eval_accuracy_before, eval_accuracy=result.eval_accuracy,
         eval_accuracy_best=result.eval_accuracy_best, eval_loss=result.eval_loss,
         train_steps=result.train_steps, train_time_s=result.train_time_s, lr=result.lr, head_lr=result.head_lr,

@@ -9,6 +9,7 @@ joins the runs into one frame, styles it, and writes the summary.
 from __future__ import annotations
 
 import json
+import math
 import os
 import textwrap
 
@@ -139,6 +140,7 @@ def make_caption(runs: list[Run], labels: list[str]) -> str:
 TABLE = [  # (column, heading, format)
     ("trainable_params", "trainable params", "count"),
     ("eval_accuracy", "eval accuracy", "accuracy"),
+    ("eval_change", "change (pts)", "change"),
     ("init_total_s", "init total (s)", "seconds"),
     ("step_time_ms_p50", "step p50 (ms)", "ms"),
     ("peak_mem_bytes", "peak mem (MiB)", "mib"),
@@ -146,11 +148,30 @@ TABLE = [  # (column, heading, format)
 ]
 
 
-def format_value(values: pd.Series, kind: str) -> str:
+NOISE_MARK = "≈"
+NOISE_NOTE = (f"{NOISE_MARK}: smaller than the eval set's noise, the half-width of a 95% binomial interval "
+              "1.96 sqrt(p (1 - p) / n) for an accuracy p on n eval examples.")
+
+
+def noise_points(accuracy: float, examples: float) -> float:
+    """Half-width, in points, of the 95% binomial (normal approximation) interval of an accuracy on `examples`."""
+    if not examples or math.isnan(examples) or math.isnan(accuracy):
+        return math.nan
+    return 100 * 1.96 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / examples)
+
+
+def format_difference(points: float, noise: float) -> str:
+    """A difference in points, marked when it is smaller than the noise."""
+    return f"{points:+.1f}" + (f" {NOISE_MARK}" if abs(points) < noise else "")
+
+
+def format_value(values: pd.Series, kind: str, noise: float = math.nan) -> str:
     values = values.dropna()
     if values.empty:
         return "–"
     mean = values.mean()
+    if kind == "change":
+        return format_difference(100 * mean, noise)
     if kind == "count":
         return f"{mean:,.0f}"
     if kind == "accuracy":
@@ -168,18 +189,25 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
     out = ["# Benchmark report", "", "Read from results.csv and meta.json alone (`run_bench.py report`).", ""]
     for run, label in zip(runs, labels):
         out += format_run_section(run, label)
-    out += ["## Results", "", "Mean over seeds; accuracy as mean ± std where there are several seeds.", ""]
-    ok = data[data["status"] == "ok"]
+    ok = data[data["status"] == "ok"].assign(eval_change=lambda d: d["eval_accuracy"] - d["eval_accuracy_before"])
+    accuracy_note = (" Change: eval accuracy after minus before training, in points. " + NOISE_NOTE
+                     if ok["eval_change"].notna().any() else "")
+    out += ["## Results", "", "Mean over seeds; accuracy as mean ± std where there are several seeds." + accuracy_note, ""]
     for (run, model, task), group in ok.groupby(["run", "model", "task"], sort=False):
         title = f"{model} · task {task}" + (f" · run {run}" if len(runs) > 1 else "")
         before = group["eval_accuracy_before"].dropna()
         if not before.empty:  # the base model's, the same for every method of a seed
             shown = f"{before.iloc[0]:.3f}" if before.nunique() == 1 else format_value(before, "accuracy")
-            title += f" (eval accuracy before training: {shown})"
+            examples = group["eval_examples"].mean()
+            noise = noise_points(before.mean(), examples)
+            on = f" on {examples:,.0f} examples, noise ±{noise:.1f} points" if not math.isnan(noise) else ""
+            title += f" (eval accuracy before training: {shown}{on})"
         out += [f"### {title}", "", "| method | rank | seeds | " + " | ".join(h for _, h, _ in TABLE) + " |",
                 "|---|---:|---:|" + "---:|" * len(TABLE)]
         for (variant, rank), point in group.groupby(["variant", "rank"]):
-            cells = [format_value(point[c], kind) for c, _, kind in TABLE]
+            middle = (point["eval_accuracy"].mean() + point["eval_accuracy_before"].mean()) / 2
+            noise = noise_points(middle, point["eval_examples"].mean())
+            cells = [format_value(point[c], kind, noise) for c, _, kind in TABLE]
             out.append(f"| {md_cell(variant)} | {rank} | {point['seed'].nunique()} | " + " | ".join(cells) + " |")
         out.append("")
     if ok.empty:
@@ -222,10 +250,11 @@ def format_claim_check(ok: pd.DataFrame, several_runs: bool) -> list[str]:
     out = ["## Claim check: GiVA at rank r against VeRA and LoRA at rank 8r", "",
            "Eval accuracy, mean over seeds; in brackets GiVA minus the other, in points. Step time is GiVA's over "
            "LoRA's at the same rank; init is GiVA's init time in its own training steps. '–': not in the runs. "
-           "With one seed, differences of a few points are within the noise of a small eval split.", ""]
+           f"{NOISE_NOTE}", ""]
     for (run, model, task), group in rows.groupby(["run", "model", "task"], sort=False):
         stats = group.groupby(["method", "variant", "rank"]).agg(
-            accuracy=("eval_accuracy", "mean"), step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"))
+            accuracy=("eval_accuracy", "mean"), step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"),
+            examples=("eval_examples", "mean"))
         variants = group.groupby("method")["variant"].unique()
         if "giva" not in variants:
             continue
@@ -240,7 +269,8 @@ def format_claim_check(ok: pd.DataFrame, several_runs: bool) -> list[str]:
         def against(mine, theirs) -> str:
             if theirs is None:
                 return "–"
-            return f"{theirs['accuracy']:.3f} ({100 * (mine['accuracy'] - theirs['accuracy']):+.1f})"
+            noise = noise_points((mine["accuracy"] + theirs["accuracy"]) / 2, mine["examples"])
+            return f"{theirs['accuracy']:.3f} ({format_difference(100 * (mine['accuracy'] - theirs['accuracy']), noise)})"
 
         title = f"{model} · task {task}" + (f" · run {run}" if several_runs else "")
         out += [f"### {title}", "", f"| GiVA | r | accuracy | VeRA at {f}r | LoRA at {f}r | LoRA at r | "

@@ -67,6 +67,7 @@ COLUMNS = [
     ("cuda_max_allocated_bytes", "torch.cuda.max_memory_allocated during training"),
     ("cuda_max_reserved_bytes", "torch.cuda.max_memory_reserved during training"),
     ("nvml_peak_used_bytes", "device memory used (NVML, all processes), sampled peak during training"),
+    ("eval_examples", "number of examples the eval metric was computed on"),
     ("eval_accuracy_before", "eval accuracy of the adapted model before training (= base model)"),
     ("eval_accuracy", "eval accuracy after the last step"),
     ("eval_accuracy_best", "best eval accuracy over the evaluations"),

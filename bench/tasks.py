@@ -88,7 +88,7 @@ class TaskSetup:
     trainable_modules: list[str]  # trained in full beside the adapter (a classification head)
     tokens_per_batch: int  # batch_size * seq_len (an upper bound with padding="longest")
     label_names: list[str] = field(default_factory=list)  # classes of text tasks, in id order
-    num_eval_examples: int = 0
+    num_eval_examples: int = 0  # predictions the accuracy counts (planted: tokens of a decoder); 0 for profile
 
 
 def setup_task(task: str, model_name: str, *, batch_size: int, seq_len: int, seed: int, device="cpu",
