@@ -290,23 +290,21 @@ def test_bases_are_the_authors_svd_lowrank_ones_on_minilm(minilm, minilm_batches
     assert len(layers) == 36 and compared > 36 * r // 2  # most of the directions are well defined
 
 
-def test_the_decomposition_runs_on_one_thread_and_gives_the_callers_count_back():
+def test_the_decomposition_runs_on_one_thread_and_gives_the_callers_count_back(monkeypatch):
+    import giva.giva as giva_module
+
     model, batches, loss_fn, _, _ = planted_problem()
-    seen = []
+    seen, original = [], giva_module.stacked_bases
+
+    def spy(*args):
+        seen.append(torch.get_num_threads())
+        return original(*args)
+
+    monkeypatch.setattr(giva_module, "stacked_bases", spy)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        import giva.giva as giva_module
-
-        original = giva_module.stacked_bases
-
-        def spy(*args):
-            seen.append(torch.get_num_threads())
-            return original(*args)
-
-        giva_module.stacked_bases = spy
         apply_adapter(model, GivaConfig(r=2, target_modules=["0"]), data=batches, loss_fn=loss_fn)
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
-        giva_module.stacked_bases = original
         torch.set_num_threads(threads)
