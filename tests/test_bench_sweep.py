@@ -101,8 +101,10 @@ def test_too_large_model_is_skipped_with_reason(tmp_path):
 
 
 def test_isolated_point_crash_becomes_failed_row(tmp_path):
-    # A model path that does not exist fails inside the point's own process.
-    config = tiny_sweep(models=[str(tmp_path / "no-such-model"), "llama-2m"], methods=["lora"], ranks=[2],
+    # A checkpoint folder whose config.json names no architecture fails inside the point's own process.
+    (tmp_path / "broken-model").mkdir()
+    (tmp_path / "broken-model" / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    config = tiny_sweep(models=[str(tmp_path / "broken-model"), "llama-2m"], methods=["lora"], ranks=[2],
                         isolate=True)
     rows = run_sweep(config, str(tmp_path / "run"), ["test"], log=lambda *_: None)
     assert [r["status"] for r in rows] == ["failed", "ok"]
