@@ -161,7 +161,7 @@ PRESETS = {
     # Every point's accuracy moves beyond its eval set's binomial noise (tests/test_quick_preset.py), measured
     # here (k = 8, 8192 eval tokens, noise about ±1 point): LoRA r8 +9.2 points, GiVA r8 +2.3, VeRA r64 +1.3;
     # 200 steps add nothing for VeRA and GiVA (+1.3, +2.3; VeRA r256 +1.7).
-    # Not llama-2m (0.895 -> 0.893 at best, whatever the steps or lr), nor VeRA under r64 (r16: +0.0 to +0.9)
+    # Not llama-2m (0.895 -> 0.898 at best, whatever the steps or lr), nor VeRA under r64 (r16: +0.0 to +0.9)
     # or LoRA r2 in 60 steps (+1.3): a vector method recovers a rank-8 change slowly.
     "quick": dict(
         models=["gpt2-tiny"], tasks=["planted"], methods=["lora", "vera", "giva"], ranks=[8, 32],
