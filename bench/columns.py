@@ -86,7 +86,10 @@ COLUMNS = [
            "(bench/peft_methods.py)"),
     Column("rank", "", "configured rank r"),
     Column("method_options", "text", "JSON of the method's options (alpha, d_initial, basis, num_grad_batches, ...)"),
-    Column("seed", "", "seed of init, data order and GiVA's SVD"),
+    Column("seed", "", "the sweep seed: model init, data order, and the adapter's random parts unless its options fix "
+           "them"),
+    Column("adapter_seed", "", "seed of the adapter's random parts (GiVA's B and SVD sketch, VeRA's projections); empty "
+           "for LoRA and PEFT's methods"),
     Column("batch_size", "", "examples per step"),
     Column("seq_len", "", "tokens per example"),
     Column("dtype", "text", "model dtype"),

@@ -33,7 +33,7 @@ from .models import DTYPES, _auto_class, build_config, get_entry
 from .peft_methods import is_peft_method
 from .point import identity_columns, make_adapter, one_line
 from .results import utc_now
-from .tasks import TaskOptions, head_modules, is_encoder
+from .taskspec import TaskOptions, head_modules, is_encoder
 from .train import TrainSettings, make_optimizer, training_step
 
 LEARNED_POSITIONS = ("bert", "roberta", "distilbert", "gpt2", "opt")  # families that cannot go past their positions

@@ -59,12 +59,51 @@ REGISTRY = {
 
 
 def get_entry(name: str) -> ModelEntry:
-    """A registry name, or any transformers hub id / local checkpoint path."""
+    """A registry name, a local checkpoint folder (config.json + weights), or a hub id (org/name)."""
     if name in REGISTRY:
         return REGISTRY[name]
-    if os.path.isdir(name) or "/" in name:
-        return ModelEntry(name, family="", source="hub", note="transformers checkpoint", path=name)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)} or give a hub id / local path")
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise ValueError(f"model folder {name!r} has no config.json; give the folder save_pretrained wrote "
+                             "(config.json and the weights), or a hub id such as org/name")
+        return ModelEntry(name, family="", source="hub", note="transformers checkpoint", path=path)
+    if os.path.exists(path):
+        raise ValueError(f"model path {name!r} is a file; give the folder that holds its config.json and weights")
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+        raise ValueError(f"model path {name!r} does not exist; give an existing checkpoint folder "
+                         f"(config.json and the weights), a hub id such as org/name, or one of {', '.join(REGISTRY)}")
+    if name.count("/") == 1:
+        return ModelEntry(name, family="", source="hub", note="hub checkpoint", path=name)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)}, a checkpoint folder or a hub id (org/name)")
+
+
+def check_available(entry: ModelEntry) -> None:
+    """Once, before a sweep runs: a hub id must be in the local cache or the hub reachable (fails in seconds,
+    not after transformers' retries). Cached but unreachable: the points load from the cache (HF_HUB_OFFLINE=1)."""
+    if entry.source != "hub" or os.path.isdir(entry.path):
+        return
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(entry.path, "config.json"), str)
+    if constants.HF_HUB_OFFLINE:
+        if not cached:
+            raise ValueError(f"model {entry.name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; "
+                             "download it where the hub is reachable, or give a local checkpoint folder")
+        return
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)),
+                                 timeout=5).close()
+    except OSError as e:
+        if not cached:
+            raise ValueError(f"model {entry.name!r} is not a local folder nor in the Hugging Face cache, and the hub "
+                             f"({constants.ENDPOINT}) is unreachable ({e}); give a local checkpoint folder "
+                             "(config.json and the weights) or run where the hub is reachable") from None
+        os.environ["HF_HUB_OFFLINE"] = "1"  # the points (fresh processes) read the cache without waiting on the hub
 
 
 def _minilm_dir() -> str:
@@ -104,6 +143,40 @@ def checkpoint_path(entry: ModelEntry) -> str | None:
     if entry.name == "smollm2-135m":
         return _smollm2_dir()
     return entry.path
+
+
+def model_type(entry: ModelEntry) -> str:
+    """transformers' model_type: the registry's family, else the checkpoint's config.json."""
+    if entry.family:
+        return entry.family
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(checkpoint_path(entry)).model_type
+
+
+def choose_head(entry: ModelEntry, task: str, needs: str | None) -> str:
+    """The head to load for `task`, checked against transformers' auto mappings (the one place that decides).
+
+    needs: "seq_cls" (a task with class labels), "causal_lm" (an lm: task), or None (profile, planted: the body's
+    own head: seq_cls for an encoder, i.e. a type with a masked-LM head, causal_lm for a decoder).
+    """
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
+
+    kind = model_type(entry)
+    encoder = kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    head = needs or ("seq_cls" if encoder else "causal_lm")
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    if head == "causal_lm" and (encoder or kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
+        what = f"an encoder ({kind})" if encoder else f"of type {kind!r}, which has no causal-LM head in transformers"
+        raise ValueError(f"task {task!r} trains a causal LM but model {entry.name!r} is {what}; "
+                         "use a decoder such as smollm2-135m, or a classification task")
+    if head == "seq_cls" and kind not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise ValueError(f"task {task!r} needs a sequence-classification head, which transformers has not for model "
+                         f"{entry.name!r} ({kind}); use an lm:<dataset> task or another model")
+    return head
 
 
 def build_config(entry: ModelEntry, head: str, num_labels: int | None = None):

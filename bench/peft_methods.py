@@ -345,7 +345,7 @@ def check_targets(adapter: PeftAdapter, model_name: str) -> None:
     from peft import get_peft_model
 
     from .models import build_config, get_entry, _auto_class
-    from .tasks import is_encoder
+    from .taskspec import is_encoder
 
     entry = get_entry(model_name)
     try:

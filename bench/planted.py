@@ -16,7 +16,7 @@ import torch.nn as nn
 from giva.targets import find_targets, linear_shape
 
 from .models import load_model
-from .taskspec import TaskSetup, is_encoder, random_tokens
+from .taskspec import TaskSetup, random_tokens, task_head
 
 
 def plant_change(layer: nn.Module, k: int, scale: float, generator: torch.Generator) -> None:
@@ -53,7 +53,7 @@ def planted_setup(entry, opts, *, batch_size, seq_len, seed, device, dtype) -> T
     student, so nothing of the student may train besides the adapter
     (trainable_modules is empty: a trained head would move the teacher's too).
     """
-    encoder = is_encoder(entry)
+    encoder = task_head("planted", entry) == "seq_cls"
     student = load_model(entry, "seq_cls" if encoder else "causal_lm", dtype=dtype, device=device,
                          num_labels=opts.num_labels, seed=seed)
     targets = find_targets(student, opts.target_modules)
@@ -106,7 +106,6 @@ def planted_setup(entry, opts, *, batch_size, seq_len, seed, device, dtype) -> T
             loss_sum += relative_mse(logits, target).item()
         return {"accuracy": agree / len(eval_batches), "loss": loss_sum / len(eval_batches)}
 
-    # agreement is scored per prediction: one per example (encoders) or per token (decoders)
-    scored = batch_size * opts.eval_batches * (1 if encoder else seq_len)
-    return TaskSetup(student, batches(), loss_fn, evaluate, [], batch_size * seq_len, num_eval_examples=scored,
+    predictions = len(eval_batches) * batch_size * (1 if encoder else seq_len)  # a class per sequence, or per token
+    return TaskSetup(student, batches(), loss_fn, evaluate, [], batch_size * seq_len, num_eval_examples=predictions,
                      metric="accuracy")

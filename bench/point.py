@@ -67,14 +67,14 @@ def one_line(e: BaseException) -> str:
 
 
 def measure_point(point: Point, run_dir: str) -> dict:
-    from .tasks import setup_task
+    from .tasks import setup_task, task_head
     from .train import TrainSettings, train
 
     device = torch.device(resolve_device(point.device))
     if point.threads:
         torch.set_num_threads(point.threads)
     entry = get_entry(point.model)
-    head = "seq_cls" if entry.family == "bert" else "causal_lm"
+    head = task_head(point.task, entry)
     reason = check_fits(entry, head, point.dtype, device)
     if reason:
         raise SkipPoint(reason)
@@ -129,7 +129,8 @@ def measure_point(point: Point, run_dir: str) -> dict:
     capped = {k: v for k, v in stats["effective_ranks"].items() if v < point.rank}
     mem = train_mem.result
     return dict(
-        status="ok", error="", model_params=model_params,
+        status="ok", error="", adapter_seed=getattr(adapter, "seed", ""),
+        model_params=model_params,
         trainable_params=stats["trainable_params"], adapter_params=stats["adapter_params"],
         total_params=stats["total_params"], adapted_layers=stats["adapted_layers"], rank_min=stats["rank_min"],
         rank_max=stats["rank_max"], capped_layers=stats["capped_layers"],
@@ -161,6 +162,11 @@ class OurAdapter:
     config: AdapterConfig
 
     @property
+    def seed(self) -> int | str:
+        """The seed of the adapter's random parts (GiVA's B and SVD sketch, VeRA's projections); "" for none."""
+        return getattr(self.config, self.config.seed_option) if self.config.seed_option else ""
+
+    @property
     def init_batches(self) -> int:
         return get_method(self.config.method).init_batches(self.config)
 
@@ -183,7 +189,10 @@ def make_adapter(point: Point, trainable_modules: list[str]):
     options = json.loads(point.adapter_options)
     if is_peft_method(point.method):
         return make_peft_adapter(point.method, point.rank, options, trainable_modules=trainable_modules)
-    return OurAdapter(make_config(point.method, r=point.rank, trainable_modules=trainable_modules, **options))
+    config = make_config(point.method, r=point.rank, trainable_modules=trainable_modules, **options)
+    if config.seed_option and config.seed_option not in options:  # the sweep seed seeds the adapter's random parts
+        setattr(config, config.seed_option, point.seed)
+    return OurAdapter(config)
 
 
 def write_curve(run_dir: str, point_id: str, curve: list[dict]) -> None:

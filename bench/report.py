@@ -9,6 +9,7 @@ joins the runs into one frame, styles it, and writes the summary.
 from __future__ import annotations
 
 import json
+import math
 import os
 import textwrap
 
@@ -143,6 +144,24 @@ def make_caption(runs: list[Run], labels: list[str]) -> str:
 
 # --- summary.md ---------------------------------------------------------------
 
+NOISE_MARK = "≈"
+NOISE_NOTE = (f"{NOISE_MARK}: smaller than the eval set's noise, the half-width of a 95% binomial interval "
+              "1.96 sqrt(p (1 - p) / n) for an accuracy p on n eval examples (accuracy tasks only).")
+
+
+def noise_points(metric: str, score: float, examples: float) -> float:
+    """Half-width, in points, of the 95% binomial (normal approximation) interval of an accuracy on `examples`;
+    NaN for other metrics (a correlation has no binomial interval) or where the count is unknown."""
+    if metric != "accuracy" or not examples or math.isnan(examples) or math.isnan(score):
+        return math.nan
+    return 100 * 1.96 * math.sqrt(max(score * (1 - score), 0.0) / examples)
+
+
+def format_difference(points: float, noise: float) -> str:
+    """A difference in points, marked when it is smaller than the noise."""
+    return f"{points:+.1f}" + (f" {NOISE_MARK}" if abs(points) < noise else "")
+
+
 def format_value(values: pd.Series, col: Column) -> str:
     """Mean over seeds in the column's unit; a score (accuracy, F1, correlation) as mean ± std where there are several."""
     values = values.dropna()
@@ -160,28 +179,40 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
     out = ["# Benchmark report", "", "Read from results.csv and meta.json alone (`run_bench.py report`).", ""]
     for run, label in zip(runs, labels):
         out += format_run_section(run, label)
+    ok = data[data["status"] == "ok"].assign(eval_change=lambda d: d["eval_score"] - d["eval_score_before"])
+    change_note = (" Change: the task's metric after minus before training, in points. " + NOISE_NOTE
+                   if ok["eval_change"].notna().any() else "")
     out += ["## Results", "", "Mean over seeds; scores as mean ± std where there are several seeds. Each task is "
             "scored by its own metric (named in its heading and first score column); the other metrics that fit "
-            "the task follow it.", ""]
-    ok = data[data["status"] == "ok"]
+            "the task follow it." + change_note, ""]
     for (run, model, task), group in ok.groupby(["run", "model", "task"], sort=False):
         title = f"{model} · task {task}" + (f" · run {run}" if len(runs) > 1 else "")
         metric = task_metric(group)
         before = group["eval_score_before"].dropna()
         if not before.empty:  # the base model's, the same for every method of a seed
             shown = f"{before.iloc[0]:.3f}" if before.nunique() == 1 else format_value(before, column("eval_score_before"))
-            title += f" ({metric} before training: {shown})"
-        # eval_score's heading names the task's metric; the other metrics the task has (eval_scores) follow it
+            examples = group["eval_examples"].mean()
+            noise = noise_points(metric, before.mean(), examples)
+            on = f" on {examples:,.0f} examples" if not math.isnan(examples) else ""
+            on += f", noise ±{noise:.1f} points" if not math.isnan(noise) else ""
+            title += f" ({metric} before training: {shown}{on})"
+        # eval_score's heading names the task's metric; its change in training, then the task's other metrics
+        # (eval_scores) follow it
         scores = group["eval_scores"].map(parse_options)
         others = sorted({name for s in scores for name in s} - {metric, "options"})
         table = [(c.name, f"eval {metric}" if c.name == "eval_score" else c.table, c) for c in TABLE]
         at = [name for name, _, _ in table].index("eval_score") + 1
-        table[at:at] = [(name, f"eval {name}", column("eval_score")) for name in others]
+        table[at:at] = [("eval_change", "change (pts)", None)] + [(name, f"eval {name}", column("eval_score"))
+                                                                   for name in others]
         group = group.assign(**{name: scores.map(lambda s, name=name: s.get(name, np.nan)) for name in others})
         out += [f"### {title}", "", "| method | rank | seeds | " + " | ".join(h for _, h, _ in table) + " |",
                 "|---|---:|---:|" + "---:|" * len(table)]
         for (variant, rank), point in group.groupby(["variant", "rank"]):
-            cells = [format_value(point[name].astype(float), col) for name, _, col in table]
+            middle = (point["eval_score"].mean() + point["eval_score_before"].mean()) / 2
+            noise = noise_points(metric, middle, point["eval_examples"].mean())
+            cells = [format_value(point[name].astype(float), col) if col is not None
+                     else "–" if point[name].isna().all() else format_difference(100 * point[name].mean(), noise)
+                     for name, _, col in table]
             out.append(f"| {md_cell(variant)} | {rank} | {point['seed'].nunique()} | " + " | ".join(cells) + " |")
         out.append("")
     if ok.empty:
@@ -231,11 +262,11 @@ def format_claim_check(ok: pd.DataFrame, several_runs: bool) -> list[str]:
     out = ["## Claim check: GiVA at rank r against VeRA and LoRA at rank 8r", "",
            "Each task's own metric (named in its heading), mean over seeds; in brackets GiVA minus the other, in "
            "points (x100). Step time is GiVA's over LoRA's at the same rank; init is GiVA's init time in its own "
-           "training steps. '–': not in the runs. With one seed, differences of a few points are within the noise "
-           "of a small eval split.", ""]
+           f"training steps. '–': not in the runs. {NOISE_NOTE}", ""]
     for (run, model, task), group in rows.groupby(["run", "model", "task"], sort=False):
         stats = group.groupby(["method", "variant", "rank"]).agg(
-            score=("eval_score", "mean"), step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"))
+            score=("eval_score", "mean"), step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"),
+            examples=("eval_examples", "mean"))
         variants = group.groupby("method")["variant"].unique()
         if "giva" not in variants:
             continue
@@ -250,7 +281,8 @@ def format_claim_check(ok: pd.DataFrame, several_runs: bool) -> list[str]:
         def against(mine, theirs) -> str:
             if theirs is None:
                 return "–"
-            return f"{theirs['score']:.3f} ({100 * (mine['score'] - theirs['score']):+.1f})"
+            noise = noise_points(metric, (mine["score"] + theirs["score"]) / 2, mine["examples"])
+            return f"{theirs['score']:.3f} ({format_difference(100 * (mine['score'] - theirs['score']), noise)})"
 
         metric = task_metric(group)
         title = f"{model} · task {task} · {metric}" + (f" · run {run}" if several_runs else "")

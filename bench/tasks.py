@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .metrics import check_metric, compute_metrics, default_metric, label_kind
 from .models import get_entry, load_model, load_tokenizer
 from .planted import planted_setup
-from .taskspec import TaskOptions, TaskSetup, head_modules, is_encoder, model_family, random_tokens
+from .taskspec import TaskOptions, TaskSetup, head_modules, random_tokens, task_head
 from .textdata import DATASETS, TextData, load_text_data
 
 TEXT_DATASETS = (*DATASETS, "csv")
@@ -60,9 +60,7 @@ def setup_task(task: str, model_name: str, *, batch_size: int, seq_len: int, see
         return profile_setup(entry, opts, **common)
     if task == "planted":
         return planted_setup(entry, opts, **common)
-    if causal_lm and is_encoder(entry):
-        raise ValueError(f"task {task!r} trains a causal LM but model {entry.name!r} is an encoder ({model_family(entry)}); "
-                         f"use a decoder such as smollm2-135m, or the classification task {dataset!r}")
+    causal_lm = task_head(task, entry) == "causal_lm"  # raises where the model has no such head
     tokenizer = load_tokenizer(entry)  # random models have none: raises with the fix
     data = load_text_data(dataset, data_dir, opts)
     metric = task_metric(task, data, opts)
@@ -121,7 +119,7 @@ def endless(num_examples: int, batch_size: int, seed: int, make_batch: Callable[
 
 def profile_setup(entry, opts, *, batch_size, seq_len, seed, device, dtype) -> TaskSetup:
     """Random token batches: causal-LM loss (labels = ids) for decoders, random classes for encoders."""
-    encoder = is_encoder(entry)
+    encoder = task_head("profile", entry) == "seq_cls"
     model = load_model(entry, "seq_cls" if encoder else "causal_lm", dtype=dtype, device=device,
                        num_labels=opts.num_labels, seed=seed)
     vocab_size = model.config.vocab_size

@@ -15,9 +15,8 @@ import torch.nn as nn
 from giva.config import check_field_types
 
 from .metrics import METRICS
-from .models import ModelEntry
+from .models import ModelEntry, choose_head
 
-ENCODER_FAMILIES = ("bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2")
 LABEL_TYPES = ("classification", "regression")
 
 
@@ -87,20 +86,24 @@ class TaskSetup:
     metric: str = ""  # the task's own metric, a key of evaluate()'s dict ("" for profile)
 
 
-def model_family(entry: ModelEntry) -> str:
-    if entry.family:
-        return entry.family
-    from transformers import AutoConfig
-    return AutoConfig.from_pretrained(entry.path).model_type
+def task_head(task: str, entry: ModelEntry) -> str:
+    """The head `task` loads on this model: class labels need seq_cls, lm: tasks causal_lm, profile and
+    planted the body's own (models.choose_head decides and checks)."""
+    if task in ("profile", "planted"):
+        return choose_head(entry, task, None)
+    return choose_head(entry, task, "causal_lm" if task == "sst2-lm" or task.startswith("lm:") else "seq_cls")
 
 
 def is_encoder(entry: ModelEntry) -> bool:
-    return model_family(entry) in ENCODER_FAMILIES
+    """A model whose own head is a classifier (a masked-LM type: BERT, RoBERTa, MPNet, ...), not a causal LM."""
+    return task_head("profile", entry) == "seq_cls"
 
 
 def head_modules(model: nn.Module) -> list[str]:
-    """The new classification head of a seq_cls model: classifier (BERT family) or score (decoders)."""
-    return [name for name in ("classifier", "score") if isinstance(getattr(model, name, None), nn.Module)]
+    """The new head of a seq_cls model: every top-level part with parameters outside the pretrained body
+    (classifier for BERT, pre_classifier and classifier for DistilBERT, score for decoders)."""
+    return [name for name, child in model.named_children()
+            if name != model.base_model_prefix and any(True for _ in child.parameters())]
 
 
 def random_tokens(generator: torch.Generator, batch_size: int, seq_len: int, vocab_size: int, device) -> dict:

@@ -11,6 +11,8 @@ from typing import ClassVar
 @dataclass
 class AdapterConfig:
     method: ClassVar[str]
+    # The option that seeds the adapter's random parts (GiVA's seed, VeRA's projection_seed); None: no such option.
+    seed_option: ClassVar[str | None] = None
     r: int = 8
     # Exact names or dotted suffixes (a list), or one regex matched against the
     # whole module name (a string). None: the model family's default.

@@ -49,7 +49,7 @@ def batch_loss(model: nn.Module, batch, loss_fn: Callable | None) -> torch.Tenso
 
 def estimate_gradients(model: nn.Module, targets: dict[str, nn.Module], data, num_batches: int,
                        on_gradient: Callable[[str, torch.Tensor], None], *, loss_fn=None, autocast_dtype=None,
-                       cache_dir: str | None = None, timings: dict | None = None) -> None:
+                       cache_dir: str | None = None, train_mode: bool = True, timings: dict | None = None) -> None:
     """Call on_gradient(name, G) once per target, G (out, in) fp32 = mean of dLoss/dW over exactly num_batches.
 
     `data` is an iterable of batches, or a callable train_step(model) -> loss called
@@ -57,11 +57,15 @@ def estimate_gradients(model: nn.Module, targets: dict[str, nn.Module], data, nu
     are restored after). On the last batch each layer's gradient is handed over from a
     post-accumulate-grad hook as soon as it is complete and freed right after, so with
     one batch no two full target gradients need to be alive at once.
+
+    train_mode: the pass runs with every module in train mode (dropout on, as the GiVA
+    authors take the gradient; the draw follows torch's global seed) or, if False, in
+    eval mode. Each module's own mode is restored after.
     """
     timings = {} if timings is None else timings
     timings.update(grad_s=0.0, svd_s=0.0)
     device = next(model.parameters()).device
-    if cache_dir and _cache_matches(cache_dir, targets, num_batches):
+    if cache_dir and _cache_matches(cache_dir, targets, num_batches, train_mode):
         for name in targets:
             start = time.perf_counter()
             on_gradient(name, load_file(os.path.join(cache_dir, f"{name}.safetensors"))["grad"].to(device))
@@ -71,6 +75,7 @@ def estimate_gradients(model: nn.Module, targets: dict[str, nn.Module], data, nu
 
     weights = {name: layer.weight for name, layer in targets.items()}
     flags = {p: p.requires_grad for p in model.parameters()}
+    modes = {module: module.training for module in model.modules()}
     old_grads = {name: w.grad for name, w in weights.items()}
     handed_over: set[str] = set()
     last_batch = False
@@ -96,6 +101,7 @@ def estimate_gradients(model: nn.Module, targets: dict[str, nn.Module], data, nu
     synchronize(device)
     start = time.perf_counter()
     try:
+        model.train(train_mode)
         for p in model.parameters():
             p.requires_grad_(False)
         for name, weight in weights.items():
@@ -131,6 +137,8 @@ def estimate_gradients(model: nn.Module, targets: dict[str, nn.Module], data, nu
             hook.remove()
         for p, flag in flags.items():
             p.requires_grad_(flag)
+        for module, training in modes.items():
+            module.training = training
         for name, weight in weights.items():
             weight.grad = old_grads[name]
     synchronize(device)
@@ -138,15 +146,16 @@ def estimate_gradients(model: nn.Module, targets: dict[str, nn.Module], data, nu
     if cache_dir:
         shapes = {name: list(linear_shape(layer)) for name, layer in targets.items()}
         with open(os.path.join(cache_dir, "meta.json"), "w") as f:
-            json.dump({"num_batches": num_batches, "layers": shapes}, f)
+            json.dump({"num_batches": num_batches, "train_mode": train_mode, "layers": shapes}, f)
 
 
-def _cache_matches(cache_dir: str, targets: dict[str, nn.Module], num_batches: int) -> bool:
-    """A cache is used only when complete and made for the same layers, shapes and batch count."""
+def _cache_matches(cache_dir: str, targets: dict[str, nn.Module], num_batches: int, train_mode: bool) -> bool:
+    """A cache is used only when complete and made for the same layers, shapes, batch count and mode."""
     try:
         with open(os.path.join(cache_dir, "meta.json")) as f:
             meta = json.load(f)
     except (OSError, ValueError):
         return False
     shapes = {name: list(linear_shape(layer)) for name, layer in targets.items()}
-    return meta.get("num_batches") == num_batches and meta.get("layers") == shapes
+    return (meta.get("num_batches") == num_batches and meta.get("train_mode") == train_mode
+            and meta.get("layers") == shapes)

@@ -66,6 +66,7 @@ def apply_adapter(model: nn.Module, config: AdapterConfig, data=None, loss_fn=No
     requires_grad_before = {n: p.requires_grad for n, p in model.named_parameters()}
     for name, layer in layers.items():
         parent_name, _, child = name.rpartition(".")
+        layer.train(layer.base_layer.training)  # the mode of the layer it replaces (eval stays eval)
         setattr(model.get_submodule(parent_name), child, layer)
     for param_name, param in model.named_parameters():
         module_name = param_name.rpartition(".")[0]

@@ -46,14 +46,19 @@ def name_matches(name: str, patterns: str | list[str]) -> bool:
 
 
 def default_targets(model: nn.Module) -> str | list[str]:
+    """The family's entry in DEFAULT_TARGETS; for another family every linear layer inside the repeated blocks
+    (the children of the largest nn.ModuleList holding linear layers), which leaves heads and embeddings out."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type in DEFAULT_TARGETS:
         return DEFAULT_TARGETS[model_type]
-    linear_names = [n for n, m in model.named_modules() if is_linear(m)][:6]
-    raise ValueError(
-        f"no default target modules for model type {model_type!r}; pass target_modules=[...], "
-        f"for example some of its linear layers: {linear_names}"
-    )
+    blocks = [(name, module) for name, module in model.named_modules()
+              if isinstance(module, nn.ModuleList) and len(module) > 1 and any(is_linear(m) for m in module.modules())]
+    if not blocks:
+        linear_names = sorted({n.rpartition(".")[2] for n, m in model.named_modules() if is_linear(m)})
+        raise ValueError(f"no default target modules for model type {model_type!r} and no repeated blocks of linear "
+                         f"layers; pass target_modules=[...] from its linear layers: {linear_names}")
+    prefix, layers = max(blocks, key=lambda block: len(block[1]))
+    return [f"{prefix}.{name}" for name, m in layers.named_modules() if is_linear(m)]
 
 
 def find_targets(model: nn.Module, patterns: str | list[str] | None, exclude: list[str] = ()) -> dict[str, nn.Module]:

@@ -20,6 +20,7 @@ from .targets import linear_shape
 @dataclass
 class VeraConfig(AdapterConfig):
     method = "vera"
+    seed_option = "projection_seed"
     r: int = 256
     d_initial: float = 0.1  # lambda_d's start (PEFT default; the GiVA authors used 1.0 for generation)
     projection_seed: int = 0  # PEFT's projection_prng_key

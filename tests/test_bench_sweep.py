@@ -101,8 +101,10 @@ def test_too_large_model_is_skipped_with_reason(tmp_path):
 
 
 def test_isolated_point_crash_becomes_failed_row(tmp_path):
-    # A model path that does not exist fails inside the point's own process.
-    config = tiny_sweep(models=[str(tmp_path / "no-such-model"), "llama-2m"], methods=["lora"], ranks=[2],
+    # A checkpoint folder whose config.json names no architecture fails inside the point's own process.
+    (tmp_path / "broken-model").mkdir()
+    (tmp_path / "broken-model" / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    config = tiny_sweep(models=[str(tmp_path / "broken-model"), "llama-2m"], methods=["lora"], ranks=[2],
                         isolate=True)
     rows = run_sweep(config, str(tmp_path / "run"), ["test"], log=lambda *_: None)
     assert [r["status"] for r in rows] == ["failed", "ok"]
@@ -190,3 +192,66 @@ def test_run_dir_of_another_config_is_refused(tmp_path):
         run_sweep(tiny_sweep(methods=["lora"], ranks=[4]), str(tmp_path), ["test"], log=lambda *_: None)
     result = run_cli("run", "--preset", "profile-quick", "--out", str(tmp_path))
     assert result.returncode == 2 and "different config" in result.stderr
+
+
+def test_the_sweep_seed_seeds_the_adapters_random_parts_unless_fixed(tmp_path, tiny_llama, lm_batches):
+    """Sweep seeds 0, 1 give GiVA different random B (and VeRA different projections), the same seed the same;
+    a seed the sweep file sets is kept; the row records the seed used."""
+    import copy
+
+    import torch
+
+    from bench.config import expand_grid
+    from bench.point import adapter_config
+    from giva import apply_adapter
+
+    def built(**overrides):
+        points = expand_grid(tiny_sweep(methods=["giva", "vera"], ranks=[2], seeds=[0, 1, 0], **overrides), "cpu")
+        layers = {}
+        for point in points:
+            model = copy.deepcopy(tiny_llama)
+            apply_adapter(model, adapter_config(point, []), data=lm_batches)
+            layer = model.giva_adapter.layers["model.layers.0.self_attn.q_proj"]
+            layers.setdefault(point.method, []).append(layer.giva_B if point.method == "giva" else layer.vera_B)
+        return layers
+
+    seeded = built()
+    for B0, B1, B0_again in seeded.values():
+        assert torch.equal(B0, B0_again) and not torch.allclose(B0, B1)
+    fixed = built(method_options={"giva": {"seed": 5}, "vera": {"projection_seed": 5}})
+    for B0, B1, B0_again in fixed.values():
+        assert torch.equal(B0, B1) and torch.equal(B0, B0_again)
+
+    config = tiny_sweep(methods=["giva", "lora", "vera"], ranks=[2], seeds=[3],
+                        method_options={"vera": {"projection_seed": 9}})
+    run_sweep(config, str(tmp_path), ["test"], log=lambda *_: None)
+    rows = {r["method"]: r for r in read_rows(str(tmp_path / "results.csv"))}
+    assert [rows[m]["adapter_seed"] for m in ("giva", "vera", "lora")] == ["3", "9", ""]
+
+
+def test_bad_model_paths_and_unreachable_hub_ids_fail_before_any_point(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    (tmp_path / "no_config").mkdir()
+    (tmp_path / "weights.safetensors").write_bytes(b"0")
+    cases = [(str(tmp_path / "missing"), "does not exist; give an existing checkpoint folder"),
+             ("./missing/model", "does not exist"),
+             (str(tmp_path / "no_config"), "has no config.json"),
+             (str(tmp_path / "weights.safetensors"), "is a file; give the folder"),
+             ("no-such-model", "unknown model 'no-such-model'")]
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    cases.append(("someorg/not-cached", r"the hub \(http://127.0.0.1:9\) is unreachable"))
+    for model, message in cases:
+        with pytest.raises(ValueError, match=message):
+            tiny_sweep(models=[model])
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
+        tiny_sweep(models=["someorg/not-cached"])
+
+    # The CLI: one line, exit 2, nothing run (before: every point waited ~30 s on the hub, then failed).
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run([sys.executable, "run_bench.py", "run", "--models", "someorg/not-cached", "--tasks", "profile",
+                             "--out", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "HF_HUB_OFFLINE" in result.stderr and not (tmp_path / "run").exists()

@@ -42,6 +42,7 @@ def squared(output, batch):
     (lambda: GivaConfig(svd="full"), "unknown svd 'full'"),
     (lambda: GivaConfig(num_grad_batches=0), "num_grad_batches=0 must be a positive integer"),
     (lambda: GivaConfig(autocast_dtype="fp8"), "autocast_dtype='fp8'"),
+    (lambda: GivaConfig(grad_mode="training"), "grad_mode='training': use 'train'"),
     (lambda: VeraConfig(dropout=1.0), r"dropout=1.0 must be in \[0, 1\)"),
 ])
 def test_bad_config(make, match):

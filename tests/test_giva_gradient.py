@@ -142,7 +142,8 @@ def test_callable_data_is_called_n_times():
 @pytest.mark.parametrize("model_name", ["tiny_llama", "tiny_gpt2"])  # GPT-2's Conv1D stores W as (in, out)
 def test_cached_gradient_is_the_mean_over_batches(request, model_name, lm_batches, tmp_path):
     model = request.getfixturevalue(model_name)
-    apply_adapter(model, GivaConfig(r=4, num_grad_batches=2, grad_cache=str(tmp_path)), data=lm_batches)
+    config = GivaConfig(r=4, num_grad_batches=2, grad_cache=str(tmp_path), grad_mode="eval")  # the reference: no dropout
+    apply_adapter(model, config, data=lm_batches)
     layers = model.giva_adapter.layers
     unload_adapter(model)
     for batch in lm_batches:  # the reference: plain autograd, accumulated
@@ -158,7 +159,7 @@ def test_cached_gradient_is_the_mean_over_batches(request, model_name, lm_batche
     def no_data(m):
         raise AssertionError("the cache should have been used")
 
-    apply_adapter(model, GivaConfig(r=4, num_grad_batches=2, grad_cache=str(tmp_path)), data=no_data)
+    apply_adapter(model, config, data=no_data)
     for name, layer in model.giva_adapter.layers.items():
         assert torch.equal(layer.giva_A, layers[name].giva_A)
 
@@ -219,3 +220,91 @@ def test_a_failed_run_invalidates_the_cache(tiny_gpt2, lm_batches, tmp_path):
         apply_adapter(tiny_gpt2, GivaConfig(r=4, num_grad_batches=2, grad_cache=str(tmp_path)), data=lm_batches,
                       loss_fn=lambda output, batch: output.logits.sum() * float("nan"))
     assert not os.path.exists(tmp_path / "meta.json")  # so the next run computes G again
+
+
+@pytest.mark.parametrize("start_in_train_mode", [False, True])
+def test_grad_mode_train_takes_the_gradient_with_dropout_and_eval_without(tmp_path, start_in_train_mode):
+    """grad_mode="train" (the paper's) is the gradient of the model in train mode under torch's seed,
+    "eval" the gradient without dropout; either way every module's own mode comes back."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(16, IN, generator=generator)
+
+    def fresh():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Dropout(0.5), nn.Linear(IN, OUT, bias=False), nn.Dropout(0.1)).train(start_in_train_mode)
+
+    def reference(train: bool) -> torch.Tensor:
+        model = fresh().train(train)
+        torch.manual_seed(7)
+        return torch.autograd.grad(squared_sum(model(x), x), model[1].weight)[0]
+
+    expected = {"train": reference(True), "eval": reference(False)}
+    assert (expected["train"] - expected["eval"]).abs().max() > 0.1  # dropout does change the gradient
+    for mode in ("train", "eval"):
+        model = fresh()
+        cache = tmp_path / f"{mode}-{start_in_train_mode}"
+        torch.manual_seed(7)
+        apply_adapter(model, GivaConfig(r=3, svd="exact", grad_mode=mode, target_modules=["1"], grad_cache=str(cache)),
+                      data=[x], loss_fn=squared_sum)
+        torch.testing.assert_close(load_file(cache / "1.safetensors")["grad"], expected[mode], atol=1e-5, rtol=1e-5)
+        assert [m.training for m in model.modules()] == [start_in_train_mode] * len(list(model.modules()))
+
+
+def squared_sum(output, batch):
+    return output.pow(2).sum()
+
+
+def test_bases_are_the_authors_svd_lowrank_ones_on_minilm(minilm, minilm_batches, tmp_path, monkeypatch):
+    """Layers of one shape are decomposed together (in stacks); each layer's bases stay what the authors' definition
+    gives it alone: A spans the top right singular vectors as torch.svd_lowrank(G, q=4r, niter=4) finds them, and
+    Vr's B = the QR of a Gaussian drawn from the seed after the sketch. Stacks of one layer (a tiny STACK_BYTES)
+    give the same. Directions past a near-tie or at rounding level (a gradient of 8 sequences has rank <= 8 at
+    the last layers) are arbitrary for any SVD, so A is compared on the top-k part that is defined: k <= r, the
+    last index with sigma_k > 1e-3 sigma_1 and sigma_k > 1.05 sigma_(k+1)."""
+    import copy
+
+    import giva.giva as giva_module
+
+    r = 8
+    model = copy.deepcopy(minilm)
+    config = dict(r=r, num_grad_batches=2, grad_mode="eval")
+    apply_adapter(minilm, GivaConfig(**config, grad_cache=str(tmp_path)), data=minilm_batches)
+    monkeypatch.setattr(giva_module, "STACK_BYTES", 1)
+    apply_adapter(model, GivaConfig(**config), data=minilm_batches)
+    layers = minilm.giva_adapter.layers
+    compared = 0
+    for name, layer in layers.items():
+        G = load_file(tmp_path / f"{name}.safetensors")["grad"]
+        S = torch.linalg.svdvals(G)
+        k = max([i for i in range(1, r + 1) if S[i - 1] > 1e-3 * S[0] and S[i - 1] > 1.05 * S[i]], default=0)
+        compared += k
+        torch.manual_seed(0)
+        _, _, V = torch.svd_lowrank(G, q=4 * r, niter=4)
+        exact = torch.linalg.svd(G).Vh[:k].T
+        assert cosines(layer.giva_A.T, exact).min() > 0.9999 and cosines(V[:, :r], exact).min() > 0.9999, name
+        generator = torch.Generator().manual_seed(0)
+        torch.randn(G.shape[1], 4 * r, generator=generator)  # the sketch comes first
+        torch.testing.assert_close(layer.giva_B, torch.linalg.qr(torch.randn(G.shape[0], r, generator=generator)).Q)
+        alone = model.giva_adapter.layers[name]
+        assert cosines(alone.giva_A.T, exact).min() > 0.9999 and torch.equal(alone.giva_B, layer.giva_B)
+    assert len(layers) == 36 and compared > 36 * r // 2  # most of the directions are well defined
+
+
+def test_the_decomposition_runs_on_one_thread_and_gives_the_callers_count_back(monkeypatch):
+    import giva.giva as giva_module
+
+    model, batches, loss_fn, _, _ = planted_problem()
+    seen, original = [], giva_module.stacked_bases
+
+    def spy(*args):
+        seen.append(torch.get_num_threads())
+        return original(*args)
+
+    monkeypatch.setattr(giva_module, "stacked_bases", spy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        apply_adapter(model, GivaConfig(r=2, target_modules=["0"]), data=batches, loss_fn=loss_fn)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -225,3 +225,27 @@ def test_load_run_keeps_the_latest_row_of_a_retried_point(small_run_dir, tmp_pat
     row = run.rows.set_index("point_id").loc[rows[0]["point_id"]]
     assert row["status"] == "ok" and row["trainable_params"] == float(rows[0]["trainable_params"])
     assert np.isnan(run.rows["cuda_max_allocated_bytes"]).all()  # empty cells read as NaN
+
+
+@pytest.mark.parametrize("examples", [1, 10**9])
+def test_differences_within_the_eval_sets_binomial_noise_are_marked(small_run_dir, tmp_path, examples):
+    """With 1 eval example (noise ±59 to ±98 points) every accuracy difference of the small run is marked ≈;
+    with 10^9 (noise < 0.01 points) none is, in the results table's change column and in the claim check."""
+    from bench.report import NOISE_MARK, noise_points
+
+    assert noise_points(0.5, 10) == pytest.approx(100 * 1.96 * 0.5 / 10**0.5)
+    run_dir = copy_run(small_run_dir, tmp_path / "noise")
+    rewrite_rows(run_dir, lambda rows: [{**r, "eval_examples": str(examples)} for r in rows])
+    build_report([run_dir])
+    summary = open(os.path.join(run_dir, "summary.md")).read()
+    results = summary.split("## Results", 1)[1].split("## Claim check", 1)
+    changes = [line.split("|")[6].strip() for line in results[0].splitlines() if line.startswith("| ") and "|" in line[2:]
+               and line.split("|")[2].strip().isdigit()]
+    claims = [cell.strip() for line in results[1].split("\n## ", 1)[0].splitlines() if line.startswith("| giva")
+              for cell in line.split("|")[4:7] if "(" in cell]
+    assert changes and claims
+    moved = [c for c in changes + claims if not c.replace("(", "").replace(")", "").split()[-1] in ("+0.0", "-0.0")]
+    if examples == 1:
+        assert all(NOISE_MARK in c for c in moved), moved
+    else:
+        assert not any(NOISE_MARK in c for c in changes + claims), changes + claims

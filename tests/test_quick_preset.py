@@ -1,0 +1,29 @@
+"""The quick preset (`make bench`) shows learning: every method's accuracy moves beyond its eval set's noise."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.config import make_sweep_config
+from bench.report import noise_points
+from bench.results import read_rows
+from bench.sweep import run_sweep
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_every_method_of_the_quick_preset_learns_beyond_the_eval_noise(tmp_path):
+    """Each method at its smallest rank in the preset (the hardest to move), with the preset's model, task and
+    train settings: eval accuracy after minus before beyond the 95% binomial half-width of its eval set."""
+    quick = make_sweep_config("quick")
+    options = {m: {**quick.method_options.get(m, {}), "ranks": [min(quick.ranks_for(m))]} for m in quick.methods}
+    config = make_sweep_config("quick", overrides=dict(method_options=options, threads=1, isolate=False))
+    run_sweep(config, str(tmp_path), ["test"], log=lambda *_: None)
+    rows = read_rows(str(tmp_path / "results.csv"))
+    assert len(rows) == len(quick.models) * len(quick.methods)
+    for row in rows:
+        assert row["status"] == "ok", row["error"]
+        before, after, examples = float(row["eval_accuracy_before"]), float(row["eval_accuracy"]), int(row["eval_examples"])
+        change_points = 100 * (after - before)
+        noise = noise_points((before + after) / 2, examples)
+        assert change_points > noise, (row["model"], row["method"], row["rank"], before, after, noise)
