@@ -18,7 +18,7 @@ else:  # pragma: no cover
 
 from giva import METHODS, get_method, make_config
 
-from .models import DTYPES, check_available, get_entry
+from .models import DTYPES, check_adapter_fits, check_available, get_entry
 from .peft_methods import check_targets, is_peft_method, make_peft_adapter
 from .peft_methods import harness_defaults as peft_harness_defaults
 
@@ -58,7 +58,7 @@ class SweepConfig:
             if not getattr(self, name):
                 raise ValueError(f"{name} is empty; give at least one value")
         for model in self.models:
-            check_available(get_entry(model))
+            get_entry(model)
         for method, options in self.method_options.items():
             if not isinstance(options, dict):
                 raise ValueError(f"method_options.{method} must be a table of options, e.g. "
@@ -104,13 +104,23 @@ class SweepConfig:
             if settings.get("lr") is None:
                 default_lr(method)  # a PEFT method we have no default for
 
-    def check_task_data(self) -> None:
-        """Read each text task's data and check its columns, labels and metric (a pair column not in the file, a
-        regression label that is not a number, Pearson on a 3-class task): one error before any point runs."""
+    def check_inputs(self, read_data: bool = True) -> None:
+        """What needs the models or the data, checked once before any point runs (each a one-line error): a hub id
+        neither cached nor reachable, a rank too large or targets that match no layer of a model (on the model
+        built without weights), and with read_data each text task's data (a pair column not in the file, a
+        regression label that is not a number, Pearson on a 3-class task)."""
         from .tasks import check_text_task
 
-        for task in self.tasks:
-            check_text_task(task, self.data_dir or None, self.task_options)
+        for model in self.models:
+            check_available(get_entry(model))
+            for method in self.methods:
+                if is_peft_method(method):
+                    continue  # checked on the meta model at validation (peft_methods.check_targets)
+                for rank in self.ranks_for(method):
+                    check_adapter_fits(make_config(method, **self.adapter_options(method, rank)), model)
+        if read_data:
+            for task in self.tasks:
+                check_text_task(task, self.data_dir or None, self.task_options)
 
     def ranks_for(self, method: str) -> list[int]:
         ranks = self.method_options.get(method, {}).get("ranks", self.ranks)

@@ -203,10 +203,33 @@ def _auto_class(head: str):
 
 def count_params(entry: ModelEntry, head: str = "causal_lm") -> int:
     """Exact parameter count without allocating weights (built on the meta device)."""
-    config = build_config(entry, head)
+    return sum(p.numel() for p in meta_model(entry, head).parameters())
+
+
+def meta_model(entry: ModelEntry, head: str) -> nn.Module:
+    """The model with `head`, built on the meta device: its layers and shapes, no weights, no memory."""
     with torch.device("meta"):
-        model = _auto_class(head).from_config(config)
-    return sum(p.numel() for p in model.parameters())
+        return _auto_class(head).from_config(build_config(entry, head))
+
+
+def check_adapter_fits(config, model_name: str) -> None:
+    """Resolve the adapter's targets and ranks on the model built without weights: a rank above a layer's limit
+    (LoRA: min(out, in)) or targets that match no layer fail here, once, instead of in every point."""
+    from giva.targets import find_targets, linear_shape
+
+    from .taskspec import task_head
+
+    entry = get_entry(model_name)
+    try:
+        model = meta_model(entry, task_head("profile", entry))
+    except (OSError, ValueError):
+        return  # a checkpoint this machine cannot read: check_available or the point itself says why
+    try:
+        targets = find_targets(model, config.target_modules, exclude=config.trainable_modules)
+        for name, layer in targets.items():
+            config.check_layer_rank(name, *linear_shape(layer))
+    except ValueError as e:
+        raise ValueError(f"model {model_name}: {e}") from None
 
 
 def check_fits(entry: ModelEntry, head: str, dtype: str, device: torch.device) -> str | None:

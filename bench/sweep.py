@@ -33,8 +33,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
     `run_bench.py estimate`); a "cuda" device needs no GPU then.
     """
     settings = ExecutorSettings(kind="estimate") if estimated else ExecutorSettings.from_dict(config.executor)
-    if not estimated:
-        config.check_task_data()  # bad data or metric: one error before any point runs
+    config.check_inputs(read_data=not estimated)  # models, ranks, targets, data: one error before any point runs
     driver_device = resolve_device(config.device) if settings.kind in ("local", "pool") else config.device
     with lock_run_dir(run_dir):
         _refuse_pending_jobs(run_dir)

@@ -49,6 +49,31 @@ def test_a_bad_sweep_file_value_is_one_line_exit_2_and_nothing_runs(tmp_path, ex
     assert not out.exists()  # refused before the run directory was made
 
 
+TINY = """
+models = ["llama-2m"]
+tasks = ["profile"]
+batch_sizes = [2]
+seq_lens = [8]
+"""
+
+
+@pytest.mark.parametrize("sweep_text, message", [
+    (TINY + 'methods = ["lora"]\nranks = [200]\n', "model llama-2m: LoRA rank r=200 exceeds min(out, in)=128"),
+    (TINY + 'methods = ["giva"]\nranks = [2]\n[method_options.giva]\ntarget_modules = ["nope"]\n',
+     "model llama-2m: target_modules=['nope'] matched no layer"),
+])
+def test_a_rank_or_targets_that_do_not_fit_the_model_are_refused_before_any_point(tmp_path, sweep_text, message):
+    """Known once the model's shapes are (built on the meta device, no weights): one line, nothing run."""
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(sweep_text)
+    out = tmp_path / "run"
+    result = run_cli("run", "--config", str(sweep), "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (out / "results.csv").exists()
+
+
 def test_an_empty_out_is_refused_rather_than_writing_to_the_default_folder(tmp_path):
     result = run_cli("run", "--preset", "quick", "--out", "")
     assert result.returncode == 2 and "--out is empty" in result.stderr.strip(), result.stderr
