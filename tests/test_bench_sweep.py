@@ -202,15 +202,15 @@ def test_the_sweep_seed_seeds_the_adapters_random_parts_unless_fixed(tmp_path, t
     import torch
 
     from bench.config import expand_grid
-    from bench.point import adapter_config
+    from bench.point import make_adapter
     from giva import apply_adapter
 
     def built(**overrides):
-        points = expand_grid(tiny_sweep(methods=["giva", "vera"], ranks=[2], seeds=[0, 1, 0], **overrides), "cpu")
+        points = expand_grid(tiny_sweep(methods=["giva", "vera"], ranks=[2], seeds=[0, 1, 0], **overrides))
         layers = {}
         for point in points:
             model = copy.deepcopy(tiny_llama)
-            apply_adapter(model, adapter_config(point, []), data=lm_batches)
+            apply_adapter(model, make_adapter(point, []).config, data=lm_batches)
             layer = model.giva_adapter.layers["model.layers.0.self_attn.q_proj"]
             layers.setdefault(point.method, []).append(layer.giva_B if point.method == "giva" else layer.vera_B)
         return layers
@@ -243,10 +243,10 @@ def test_bad_model_paths_and_unreachable_hub_ids_fail_before_any_point(tmp_path,
     cases.append(("someorg/not-cached", r"the hub \(http://127.0.0.1:9\) is unreachable"))
     for model, message in cases:
         with pytest.raises(ValueError, match=message):
-            tiny_sweep(models=[model])
+            tiny_sweep(models=[model]).check_inputs(read_data=False)  # paths fail at validation already
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ValueError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
-        tiny_sweep(models=["someorg/not-cached"])
+        tiny_sweep(models=["someorg/not-cached"]).check_inputs(read_data=False)
 
     # The CLI: one line, exit 2, nothing run (before: every point waited ~30 s on the hub, then failed).
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
