@@ -70,7 +70,8 @@ def test_giva_init_flops_are_the_hand_count():
     gradient = 2 * TOKENS * IN * OUT + 2 * TOKENS * OUT * IN  # forward, and dW = dy^T x
     sketch = 2 * OUT * IN * q + qr(OUT, q)  # Q = qr(G omega)
     power = config.svd_niter * (2 * IN * OUT * q + qr(IN, q) + 2 * OUT * IN * q + qr(OUT, q))
-    small_svd = 2 * q * OUT * IN + (4 * IN * IN * q + 8 * IN * q * q + 9 * q**3) + 2 * OUT * q * q  # svd(Q^T G), Q U
+    # svd(Q^T G) through (Q^T G)^T = Q2 R and the SVD of R^T (q, q); then Q U_small and Q2 W
+    small_svd = 2 * IN * OUT * q + qr(IN, q) + (4 + 8 + 9) * q**3 + 2 * OUT * q * q + 2 * IN * q * q
     basis_b = qr(OUT, R)  # Vr: B is a random orthonormal (out, r)
     assert costs.flops == gradient + sketch + power + small_svd + basis_b
 
@@ -109,7 +110,7 @@ def profile_points(tmp_path, **overrides):
     config = make_sweep_config(None, overrides={"models": ["llama-2m"], "tasks": ["profile"], "ranks": [R],
                                                 "batch_sizes": [4], "seq_lens": [32], "warmup_steps": 1,
                                                 "timed_steps": 2, "threads": 1, "isolate": False, **overrides})
-    return config, expand_grid(config, "cpu")
+    return config, expand_grid(config)
 
 
 def test_estimate_agrees_with_a_real_run_of_the_same_point(tmp_path):

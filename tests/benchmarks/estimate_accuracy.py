@@ -36,7 +36,7 @@ def main():
           f"{'ratio':>6s} {'init peak MiB real/est':>24s} {'ratio':>6s} {'wall s real/est':>16s}")
     worst = 0.0
     with tempfile.TemporaryDirectory() as run_dir:
-        for point in expand_grid(config, "cpu"):
+        for point in expand_grid(config):
             real, est = run_point(point, run_dir), estimate_point(point)
             if real["status"] != "ok" or est["status"] != "ok":
                 print(f"{point.label}: real {real['status']} {real['error']}; estimate {est['status']} {est['error']}")
