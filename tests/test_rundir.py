@@ -139,10 +139,13 @@ def test_a_run_dir_this_code_cannot_extend_is_refused_in_one_line(finished_run, 
 
 
 def test_a_sweep_where_no_point_succeeded_exits_1_and_says_so(tmp_path):
-    # LoRA r=256 exceeds min(out, in)=128 of every llama-2m layer: both points fail.
-    result = run_cli("run", "--models", "llama-2m", "--tasks", "profile", "--methods", "lora", "--ranks", "256,512",
-                     "--batch-sizes", "2", "--seq-lens", "16", "--threads", "1", "--in-process",
-                     "--out", str(tmp_path / "run"))
+    # A checkpoint folder whose config.json names no architecture passes the checks and fails in each point.
+    (tmp_path / "broken-model").mkdir()
+    (tmp_path / "broken-model" / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    (tmp_path / "sweep.toml").write_text(
+        f'models = ["{tmp_path / "broken-model"}"]\ntasks = ["profile"]\nmethods = ["lora"]\nranks = [2, 4]\n'
+        'batch_sizes = [2]\nseq_lens = [16]\nthreads = 1\n')
+    result = run_cli("run", "--config", str(tmp_path / "sweep.toml"), "--in-process", "--out", str(tmp_path / "run"))
     assert result.returncode == 1, result.stderr
     assert "no point succeeded (2 failed, 0 skipped)" in result.stderr.strip().splitlines()[-1]
     assert [r["status"] for r in read_rows(str(tmp_path / "run" / "results.csv"))] == ["failed", "failed"]
