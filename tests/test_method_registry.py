@@ -71,7 +71,7 @@ def test_a_method_registered_through_its_spec_alone_runs_a_point(out_scale, tmp_
     run_sweep(config, str(tmp_path), ["test"], log=lambda *_: None)
     [row] = read_rows(str(tmp_path / "results.csv"))
     assert row["status"] == "ok", row["error"]
-    assert SEEN_BATCHES == [2]  # init_batches reached the point
+    assert SEEN_BATCHES == [2, 2]  # init_batches reached the point: the timed init, then its untimed cost trace
     assert float(row["lr"]) == 3e-3  # default_lr reached the training loop
     assert json.loads(row["method_options"]) == {"start": 0.04}  # harness_defaults from the rank
     hidden, inter, layers = 128, 512, 2  # llama-2m: q, k, v, down (out 128) and up (out 512) per layer

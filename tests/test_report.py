@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 
 import numpy as np
 import pytest
 from small_run import assert_png_not_blank, assert_svg_parses, copy_run, rewrite_rows
 
-from bench.report import build_report
+from bench.report import build_report, format_difference, noise_points
 from bench.results import COLUMN_NAMES, META_FILE, RESULTS_FILE, SCHEMA_VERSION, latest_rows, read_rows
 from bench.runs import load_run
 
@@ -85,9 +86,12 @@ def test_claim_check_compares_giva_at_r_with_vera_and_lora_at_8r(small_run_dir, 
         values = [float(r[column]) for r in rows if (r["model"], r["method"], r["rank"]) == (model, method, str(rank))]
         return sum(values) / len(values) if values else None
 
-    def cell(model, giva, method, rank):
+    def cell(model, giva, method, rank, examples):
         theirs = mean(model, method, rank, "eval_accuracy")
-        return "–" if theirs is None else f"{theirs:.3f} ({100 * (giva - theirs):+.1f})"
+        if theirs is None:
+            return "–"
+        noise = noise_points("accuracy", (giva + theirs) / 2, examples)  # a difference within it is marked ≈
+        return f"{theirs:.3f} ({format_difference(100 * (giva - theirs), noise)})"
 
     section = summary.split("## Claim check", 1)[1].split("\n## ", 1)[0]
     for model in {r["model"] for r in rows}:
@@ -98,8 +102,10 @@ def test_claim_check_compares_giva_at_r_with_vera_and_lora_at_8r(small_run_dir, 
             giva = mean(model, "giva", rank, "eval_accuracy")
             lora_r = mean(model, "lora", rank, "step_time_ms_p50")
             step_ratio = "–" if lora_r is None else f"{mean(model, 'giva', rank, 'step_time_ms_p50') / lora_r:.2f}x"
-            assert cells[2:7] == [f"{giva:.3f}", cell(model, giva, "vera", 8 * int(rank)),
-                                  cell(model, giva, "lora", 8 * int(rank)), cell(model, giva, "lora", rank), step_ratio]
+            examples = mean(model, "giva", rank, "eval_examples")
+            assert cells[2:7] == [f"{giva:.3f}", cell(model, giva, "vera", 8 * int(rank), examples),
+                                  cell(model, giva, "lora", 8 * int(rank), examples),
+                                  cell(model, giva, "lora", rank, examples), step_ratio]
         assert found["1"][3] != "–" and found["1"][4] != "–" and found["8"][5] != "–"  # every comparison was made
 
 
@@ -231,15 +237,19 @@ def test_load_run_keeps_the_latest_row_of_a_retried_point(small_run_dir, tmp_pat
 def test_differences_within_the_eval_sets_binomial_noise_are_marked(small_run_dir, tmp_path, examples):
     """With 1 eval example (noise ±59 to ±98 points) every accuracy difference of the small run is marked ≈;
     with 10^9 (noise < 0.01 points) none is, in the results table's change column and in the claim check."""
-    from bench.report import NOISE_MARK, noise_points
+    from bench.report import NOISE_MARK
 
-    assert noise_points(0.5, 10) == pytest.approx(100 * 1.96 * 0.5 / 10**0.5)
+    assert noise_points("accuracy", 0.5, 10) == pytest.approx(100 * 1.96 * 0.5 / 10**0.5)
+    assert math.isnan(noise_points("pearson", 0.5, 10))  # no binomial interval for a correlation
     run_dir = copy_run(small_run_dir, tmp_path / "noise")
     rewrite_rows(run_dir, lambda rows: [{**r, "eval_examples": str(examples)} for r in rows])
     build_report([run_dir])
     summary = open(os.path.join(run_dir, "summary.md")).read()
     results = summary.split("## Results", 1)[1].split("## Claim check", 1)
-    changes = [line.split("|")[6].strip() for line in results[0].splitlines() if line.startswith("| ") and "|" in line[2:]
+    lines = results[0].splitlines()
+    header = next(line for line in lines if "change (pts)" in line)
+    at = [cell.strip() for cell in header.split("|")].index("change (pts)")
+    changes = [line.split("|")[at].strip() for line in lines if line.startswith("| ") and "|" in line[2:]
                and line.split("|")[2].strip().isdigit()]
     claims = [cell.strip() for line in results[1].split("\n## ", 1)[0].splitlines() if line.startswith("| giva")
               for cell in line.split("|")[4:7] if "(" in cell]
