@@ -94,7 +94,7 @@ def test_no_wait_then_collect_gathers_every_row_once(local_rows, tmp_path):
     (["--executor", "slurm"], "--executor slurm: no SLURM here ("),
     (["--executor", "pool", "--no-wait"], "--no-wait needs --executor slurm"),
     (["--executor", "pool", "--in-process"], "works with the local executor only"),
-    (["--tasks", "sst2", "--data-dir", "/no/such/data", "--executor", "pool"], "cannot read /no/such/data"),
+    (["--tasks", "sst2", "--data-dir", "/no/such/data", "--executor", "pool"], "data_dir /no/such/data does not exist"),
 ])
 def test_bad_executor_input_is_one_line_exit_2(tmp_path, args, message):
     if "SLURM" in message and subprocess.run(["sh", "-c", "command -v sbatch && command -v srun"]).returncode == 0:

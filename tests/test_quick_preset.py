@@ -25,5 +25,5 @@ def test_every_method_of_the_quick_preset_learns_beyond_the_eval_noise(tmp_path)
         assert row["status"] == "ok", row["error"]
         before, after, examples = float(row["eval_accuracy_before"]), float(row["eval_accuracy"]), int(row["eval_examples"])
         change_points = 100 * (after - before)
-        noise = noise_points((before + after) / 2, examples)
+        noise = noise_points("accuracy", (before + after) / 2, examples)
         assert change_points > noise, (row["model"], row["method"], row["rank"], before, after, noise)

@@ -56,8 +56,11 @@ def point_processes(seq_len):
 
 
 def test_ray_gives_the_local_rows_and_a_crashing_point_fails_alone(cluster, tmp_path):
-    # A model path that does not exist: the point's process fails on its Ray worker; the others run.
-    models = ["llama-2m", str(tmp_path / "no-such-model")]
+    # A checkpoint whose config.json names no architecture: the point's process fails on its Ray worker; the
+    # others run.
+    (tmp_path / "broken-model").mkdir()
+    (tmp_path / "broken-model" / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    models = ["llama-2m", str(tmp_path / "broken-model")]
     local = run_sweep(sweep(16, models=models, isolate=False), str(tmp_path / "local"), ["test"], log=print)
     on_ray = run_sweep(sweep(16, models=models, executor={"kind": "ray"}), str(tmp_path / "ray"), ["test"], log=print)
     assert sorted(map(key, on_ray)) == sorted(map(key, local))
