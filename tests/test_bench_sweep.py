@@ -85,11 +85,14 @@ def test_a_method_s_own_train_settings_override_the_sweep_s(tmp_path):
 
 
 def test_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path):
-    # LoRA r=256 exceeds min(out, in)=128 of llama-2m's layers: apply raises, the row says why.
-    config = tiny_sweep(methods=["lora"], ranks=[256, 2])
-    rows = run_sweep(config, str(tmp_path), ["test"], log=lambda *_: None)
+    # A checkpoint whose config.json names no architecture passes the checks before the run and fails in its
+    # point (in this process): the row says why and the next point runs.
+    (tmp_path / "broken-model").mkdir()
+    (tmp_path / "broken-model" / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    config = tiny_sweep(models=[str(tmp_path / "broken-model"), "llama-2m"], methods=["lora"], ranks=[2])
+    rows = run_sweep(config, str(tmp_path / "run"), ["test"], log=lambda *_: None)
     assert [r["status"] for r in rows] == ["failed", "ok"]
-    assert "exceeds min(out, in)" in rows[0]["error"]
+    assert "no-such-architecture" in rows[0]["error"]
 
 
 def test_too_large_model_is_skipped_with_reason(tmp_path):
