@@ -121,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+EXECUTOR_FLAGS = ("executor", "workers", "allow_shared_timing", "ray_address", "ray_num_cpus", "slurm_cluster",
+                  "slurm_partition", "slurm_gpus_per_task", "slurm_time_min", "slurm_array_parallelism", "no_wait")
+
+
 def sweep_config(args):
     """The SweepConfig of `run` or `estimate`: preset or file, then the command line; and its run directory."""
     from .config import load_sweep_file, make_sweep_config
@@ -133,12 +137,8 @@ def sweep_config(args):
     if getattr(args, "in_process", False):
         overrides["isolate"] = False
     file_values = load_sweep_file(args.config) if args.config else {}
-    executor_keys = dict(kind="executor", workers="workers", allow_shared_timing="allow_shared_timing",
-                         ray_address="ray_address", ray_num_cpus="ray_num_cpus", slurm_cluster="slurm_cluster",
-                         slurm_partition="slurm_partition", slurm_gpus_per_task="slurm_gpus_per_task",
-                         slurm_time_min="slurm_time_min", slurm_array_parallelism="slurm_array_parallelism",
-                         no_wait="no_wait")  # `run`'s executor flags; `estimate` has none
-    executor_flags = {key: getattr(args, flag) for key, flag in executor_keys.items()
+    # `run`'s executor flags (`estimate` has none), by ExecutorSettings field; --executor sets `kind`
+    executor_flags = {("kind" if flag == "executor" else flag): getattr(args, flag) for flag in EXECUTOR_FLAGS
                       if getattr(args, flag, None) is not None}
     if executor_flags:
         executor_table = file_values.get("executor", {})
