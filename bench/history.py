@@ -68,8 +68,8 @@ def read_history(history_csv: str) -> pd.DataFrame:
     history = pd.read_csv(history_csv, dtype={c: str for c in ("commit", "run_dir", "point_id", "date", "method_options")},
                           keep_default_na=False, na_values=[""])
     history["method_options"] = history["method_options"].fillna("")
-    for column in METRICS + ["rank", "seed", "batch_size", "seq_len"]:
-        history[column] = pd.to_numeric(history[column], errors="coerce")
+    for name in METRICS + ["rank", "seed", "batch_size", "seq_len"]:
+        history[name] = pd.to_numeric(history[name], errors="coerce")
     return history
 
 

@@ -344,14 +344,12 @@ def check_targets(adapter: PeftAdapter, model_name: str) -> None:
     the model's target layers fails here, before anything runs."""
     from peft import get_peft_model
 
-    from .models import build_config, get_entry, _auto_class
-    from .taskspec import is_encoder
+    from .models import get_entry, meta_model
+    from .taskspec import task_head
 
     entry = get_entry(model_name)
     try:
-        head = "seq_cls" if is_encoder(entry) else "causal_lm"
-        with torch.device("meta"):
-            model = _auto_class(head).from_config(build_config(entry, head))
+        model = meta_model(entry, task_head("profile", entry))
     except (OSError, ValueError):
         return  # a hub id this machine cannot read offline: the point itself will say so
     config = copy.deepcopy(adapter.config)

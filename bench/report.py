@@ -98,8 +98,8 @@ def variant_names(frame: pd.DataFrame) -> pd.Series:
     """
     settings = pd.DataFrame([{k: show(v) for k, v in parse_options(text).items()} for text in frame["method_options"]],
                             index=frame.index)
-    for column in VARIANT_COLUMNS:
-        settings[column] = frame[column].map(show)
+    for name in VARIANT_COLUMNS:
+        settings[name] = frame[name].map(show)
     settings = settings.fillna("-")
     names = frame["method"].copy()
     ok = frame["status"] == "ok"  # a skipped cuda point must not split the cpu line
