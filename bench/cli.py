@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from .config.executor import KINDS
+
 DEFAULT_PRESET = "quick"
 REPORTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reports")
 
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="append the run's results to a history file (default reports/history.csv)")
     ex = run.add_argument_group("executor", "where points run (also an [executor] table in the sweep file; "
                                 "README: Running on a cluster)")
-    ex.add_argument("--executor", choices=["local", "pool", "ray", "slurm"], help="local (default): one point at a "
+    ex.add_argument("--executor", choices=KINDS, help="local (default): one point at a "
                     "time here; pool: several at once here; ray: Ray tasks; slurm: a SLURM job array (submitit)")
     ex.add_argument("--workers", type=int, help="pool: points at once (default one per GPU, or cores // threads)")
     ex.add_argument("--allow-shared-timing", action="store_true", default=None,
@@ -127,8 +129,8 @@ EXECUTOR_FLAGS = ("executor", "workers", "allow_shared_timing", "ray_address", "
 
 def sweep_config(args):
     """The SweepConfig of `run` or `estimate`: preset or file, then the command line; and its run directory."""
-    from .config import load_sweep_file, make_sweep_config
-    from .results import git_info
+    from .config.presets import load_sweep_file, make_sweep_config
+    from .results.environment import git_info
 
     overrides = {k: v for k, v in dict(
         models=args.models, tasks=args.tasks, methods=args.methods, ranks=args.ranks, seeds=args.seeds,
@@ -158,7 +160,7 @@ def sweep_config(args):
 
 
 def cmd_run(args, argv) -> int:
-    from .sweep import run_sweep
+    from .run.sweep import run_sweep
 
     config, run_dir = sweep_config(args)
     rows = run_sweep(config, run_dir, ["run_bench.py", *argv], retry_failed=args.retry_failed)
@@ -169,7 +171,7 @@ def cmd_run(args, argv) -> int:
 
 
 def cmd_estimate(args, argv) -> int:
-    from .sweep import run_sweep
+    from .run.sweep import run_sweep
 
     config, run_dir = sweep_config(args)
     rows = run_sweep(config, run_dir, ["run_bench.py", *argv], estimated=True)
@@ -180,7 +182,7 @@ def cmd_estimate(args, argv) -> int:
 
 def finish_run(run_dir: str, args) -> int:
     """Report and history for a run with rows; exit 1 when no point of the run succeeded."""
-    from .results import RESULTS_FILE, latest_rows, read_rows
+    from .results.read import RESULTS_FILE, latest_rows, read_rows
 
     rows = latest_rows(read_rows(os.path.join(run_dir, RESULTS_FILE)))
     if not any(r["status"] == "ok" for r in rows):
@@ -194,13 +196,13 @@ def finish_run(run_dir: str, args) -> int:
         written = build_report([run_dir])
         print(f"report: {os.path.join(run_dir, 'summary.md')} ({len(written)} files)")
     if getattr(args, "history", None):
-        from .history import append_history
+        from .report.history import append_history
 
         print(f"history: {append_history(run_dir, args.history)} rows added to {args.history}")
 
 
 def cmd_collect(args, argv) -> int:
-    from .sweep import collect
+    from .run.sweep import collect
 
     rows = collect(args.run_dir)
     print(f"{len(rows)} rows collected into {os.path.join(args.run_dir, 'results.csv')}")
@@ -208,9 +210,8 @@ def cmd_collect(args, argv) -> int:
 
 
 def cmd_list(args, argv) -> int:
-    from giva import METHODS
-
-    from .config import PRESETS, make_sweep_config
+    from .adapters import method_names
+    from .config.presets import PRESETS, make_sweep_config
     from .models import REGISTRY, count_params
     from .tasks import TASK_NAMES
 
@@ -228,13 +229,12 @@ def cmd_list(args, argv) -> int:
             ranks = "; ".join(f"{m} r={','.join(map(str, config.ranks_for(m)))}" for m in config.methods)
             print(f"  {name:15s} models={','.join(config.models)} tasks={','.join(config.tasks)} {ranks}")
     if args.what in (None, "methods"):
-        print("methods: " + ", ".join(METHODS))
-        try:
-            from .peft_methods import PREFIX, peft_names
-
-            print("PEFT's methods: " + ", ".join(PREFIX + name for name in peft_names()))
-        except ImportError:
+        ours, peft = method_names()
+        print("methods: " + ", ".join(ours))
+        if peft is None:
             print("PEFT's methods (peft:<name>): install PEFT to list them (pip install -e \".[peft]\")")
+        else:
+            print("PEFT's methods: " + ", ".join(peft))
     return 0
 
 
@@ -247,7 +247,7 @@ def cmd_report(args, argv) -> int:
 
 
 def cmd_compare(args, argv) -> int:
-    from .compare import compare_runs, format_comparison, parse_thresholds
+    from .report.compare import compare_runs, format_comparison, parse_thresholds
 
     comparison = compare_runs(args.baseline, args.current, parse_thresholds(args.threshold))
     print(format_comparison(comparison))
@@ -255,7 +255,7 @@ def cmd_compare(args, argv) -> int:
 
 
 def cmd_history(args, argv) -> int:
-    from .history import append_history, plot_history
+    from .report.history import append_history, plot_history
 
     for run_dir in args.append:
         print(f"{append_history(run_dir, args.file)} rows added from {run_dir}")

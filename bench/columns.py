@@ -1,11 +1,13 @@
 """The one list of results.csv columns: name, unit, meaning, and how each is judged and shown.
 
 Everything that reads or writes results derives from COLUMNS: the CSV header and
-bench/SCHEMA.md (results.py), typed reading (runs.py), what compare checks and how
-(compare.py), what history keeps and plots (history.py), the summary table
-(report.py) and the progress line (sweep.py). Adding a column is one entry here.
+bench/SCHEMA.md (results/write.py), typed reading (results/read.py), a row's identity
+(run/rows.py), what compare checks and how (report/compare.py), what history keeps and
+plots (report/history.py), the summary table (report/summary.py) and the progress line
+(run/sweep.py). Adding a column is one entry here.
 
-    Column(name, unit, meaning, better=..., compare=..., threshold=..., history=..., table=..., progress=...)
+    Column(name, unit, meaning, better=..., compare=..., threshold=..., history=..., table=..., progress=...,
+           identity=...)
 
 unit: "text" (not a number), "" (a plain number: rank, seed), "s", "ms", "bytes", "count", "FLOPs",
 "tokens/s", "fraction", "score" (a task's metric: accuracy, F1, a correlation). compare: "exact" (any change is flagged), "noisy" (beyond `threshold` and the
@@ -36,6 +38,7 @@ class Column:
     history: bool = False  # kept in history.csv and plottable over commits
     table: str = ""  # heading in summary.md's method x rank table ("" = not shown)
     progress: str = ""  # label in the sweep's one-line progress output ("" = not shown)
+    identity: bool = False  # part of what the point is (its configuration), not of what was measured
 
     def __post_init__(self):
         if self.compare not in COMPARE_KINDS:
@@ -80,21 +83,21 @@ COLUMNS = [
     Column("error", "text", "one-line reason when failed or skipped"),
     Column("estimated", "", "1: predicted by `run_bench.py estimate` (a shapes-only trace, FakeTensorMode: FLOPs and "
            "tensor bytes, nothing timed); 0: measured"),
-    Column("model", "text", "model registry name"),
-    Column("task", "text", "'profile' (synthetic batches, timing only) or a task name"),
+    Column("model", "text", "model registry name", identity=True),
+    Column("task", "text", "'profile' (synthetic batches, timing only) or a task name", identity=True),
     Column("method", "text", "a registered method (giva.methods: lora, vera, giva, ...) or PEFT's as peft:<name> "
-           "(bench/peft_methods.py)"),
-    Column("rank", "", "configured rank r"),
-    Column("method_options", "text", "JSON of the method's options (alpha, d_initial, basis, num_grad_batches, ...)"),
+           "(bench/adapters/peft.py)", identity=True),
+    Column("rank", "", "configured rank r", identity=True),
+    Column("method_options", "text", "JSON of the method's options (alpha, d_initial, basis, num_grad_batches, ...)", identity=True),
     Column("seed", "", "the sweep seed: model init, data order, and the adapter's random parts unless its options fix "
-           "them"),
+           "them", identity=True),
     Column("adapter_seed", "", "seed of the adapter's random parts (GiVA's B and SVD sketch, VeRA's projections); empty "
            "for LoRA and PEFT's methods"),
-    Column("batch_size", "", "examples per step"),
-    Column("seq_len", "", "tokens per example"),
-    Column("dtype", "text", "model dtype"),
+    Column("batch_size", "", "examples per step", identity=True),
+    Column("seq_len", "", "tokens per example", identity=True),
+    Column("dtype", "text", "model dtype", identity=True),
     Column("device", "text", "the device the point ran on, resolved where it ran (cpu or cuda:N as its process saw "
-           "them)"),
+           "them)", identity=True),
     Column("host", "text", "host name of the machine the point ran on"),
     Column("executor", "text", "what ran the point: local, pool, ray or slurm; pool+shared-timing when "
            "--allow-shared-timing let timed points share cores"),
@@ -147,7 +150,7 @@ COLUMNS = [
     Column("cuda_max_allocated_bytes", "bytes", "torch.cuda.max_memory_allocated during training"),
     Column("cuda_max_reserved_bytes", "bytes", "torch.cuda.max_memory_reserved during training"),
     Column("nvml_peak_used_bytes", "bytes", "device memory used (NVML, all processes), sampled peak during training"),
-    # One extra, untimed training step after the timed ones (bench/costs.py), the same in `estimate`.
+    # One extra, untimed training step after the timed ones (bench/measure/counters.py), the same in `estimate`.
     Column("flops_per_step", "FLOPs", "FLOPs of one training step, forward and backward (torch.utils.flop_counter: "
            "matmuls, attention, convolutions; elementwise ops and the optimizer are not counted)", **_EXACT,
            history=True, table="FLOPs/step", progress="flops"),
@@ -201,6 +204,7 @@ COMPARED = [c for c in COLUMNS if c.compare]
 HISTORY_METRICS = [c.name for c in COLUMNS if c.history]
 TABLE = [c for c in COLUMNS if c.table]
 PROGRESS = [c for c in COLUMNS if c.progress]
+IDENTITY = [c.name for c in COLUMNS if c.identity]  # what a point is: its row's configuration columns
 TENSOR_CATEGORIES = [  # (column, category) of the memory breakdown, in stacking order
     ("tensor_params_bytes", "parameters"), ("tensor_buffers_bytes", "buffers"), ("tensor_grads_bytes", "gradients"),
     ("tensor_optimizer_bytes", "optimizer state"), ("tensor_activations_bytes", "activations"),

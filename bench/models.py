@@ -193,7 +193,18 @@ def build_config(entry: ModelEntry, head: str, num_labels: int | None = None):
     return config
 
 
-def _auto_class(head: str):
+def torch_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def own_head(entry: ModelEntry) -> str:
+    """The head of the body itself: seq_cls for an encoder (a type with a masked-LM head), causal_lm for a decoder."""
+    return choose_head(entry, "profile", None)
+
+
+def auto_class(head: str):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     if head not in HEADS:
@@ -206,30 +217,17 @@ def count_params(entry: ModelEntry, head: str = "causal_lm") -> int:
     return sum(p.numel() for p in meta_model(entry, head).parameters())
 
 
-def meta_model(entry: ModelEntry, head: str) -> nn.Module:
-    """The model with `head`, built on the meta device: its layers and shapes, no weights, no memory."""
+def build_model(entry: ModelEntry, head: str, dtype: str = "float32", num_labels: int | None = None) -> nn.Module:
+    """The model with `head` from its config, weights random (initialised in the current device context and
+    tensor mode: on the meta device for shapes, under FakeTensorMode for `estimate`)."""
+    return auto_class(head).from_config(build_config(entry, head, num_labels), dtype=torch_dtype(dtype))
+
+
+def meta_model(entry: ModelEntry, head: str | None = None) -> nn.Module:
+    """The model with `head` (default: the body's own), built on the meta device: its layers and shapes, no weights,
+    no memory."""
     with torch.device("meta"):
-        return _auto_class(head).from_config(build_config(entry, head))
-
-
-def check_adapter_fits(config, model_name: str) -> None:
-    """Resolve the adapter's targets and ranks on the model built without weights: a rank above a layer's limit
-    (LoRA: min(out, in)) or targets that match no layer fail here, once, instead of in every point."""
-    from giva.targets import find_targets, linear_shape
-
-    from .taskspec import task_head
-
-    entry = get_entry(model_name)
-    try:
-        model = meta_model(entry, task_head("profile", entry))
-    except (OSError, ValueError):
-        return  # a checkpoint this machine cannot read: check_available or the point itself says why
-    try:
-        targets = find_targets(model, config.target_modules, exclude=config.trainable_modules)
-        for name, layer in targets.items():
-            config.check_layer_rank(name, *linear_shape(layer))
-    except ValueError as e:
-        raise ValueError(f"model {model_name}: {e}") from None
+        return build_model(entry, head or own_head(entry))
 
 
 def check_fits(entry: ModelEntry, head: str, dtype: str, device: torch.device) -> str | None:
@@ -238,7 +236,7 @@ def check_fits(entry: ModelEntry, head: str, dtype: str, device: torch.device) -
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
     else:
-        from .measure import cgroup_memory_available
+        from .measure.memory import cgroup_memory_available
 
         free = psutil.virtual_memory().available
         cgroup_free = cgroup_memory_available()
@@ -251,15 +249,12 @@ def check_fits(entry: ModelEntry, head: str, dtype: str, device: torch.device) -
 def load_model(entry: ModelEntry, head: str, *, dtype: str = "float32", device: str | torch.device = "cpu",
                num_labels: int | None = None, seed: int = 0) -> nn.Module:
     """The model with the head a task needs, in eval mode, on `device`. Random models are seeded."""
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    auto = _auto_class(head)
-    config = build_config(entry, head, num_labels)
     torch.manual_seed(seed)  # random bodies and new heads start the same for a given seed
     if entry.source == "random":
-        model = auto.from_config(config, dtype=DTYPES[dtype])
+        model = build_model(entry, head, dtype, num_labels)
     else:
-        model = auto.from_pretrained(checkpoint_path(entry), config=config, dtype=DTYPES[dtype])
+        model = auto_class(head).from_pretrained(checkpoint_path(entry), config=build_config(entry, head, num_labels),
+                                                 dtype=torch_dtype(dtype))
     return model.to(device).eval()
 
 

@@ -38,7 +38,10 @@ class AdapterConfig:
         return self.r
 
     def to_dict(self) -> dict:
-        return {"method": self.method, **asdict(self)}
+        """The options a checkpoint keeps: every field but those marked field(metadata={"saved": False}) (run-time
+        settings such as GiVA's grad_cache, which say nothing about the adapter)."""
+        saved = {f.name for f in fields(self) if f.metadata.get("saved", True)}
+        return {"method": self.method, **{k: v for k, v in asdict(self).items() if k in saved}}
 
 
 def check_field_types(obj, what: str) -> None:

@@ -8,7 +8,7 @@ the basis variant (../shared/METHODS.md).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -36,7 +36,8 @@ class GivaConfig(AdapterConfig):
     svd_niter: int = 4
     seed: int = 0  # randomized SVD and the random B of Vr / VrUrand
     autocast_dtype: str | None = None  # e.g. "bfloat16" for the gradient pass only
-    grad_cache: str | None = None  # directory: reuse G from a previous run with the same data
+    # directory: reuse G from a previous run with the same data (a run-time setting: checkpoints do not keep it)
+    grad_cache: str | None = field(default=None, metadata={"saved": False})
     # The module mode of the gradient pass: "train" (dropout on, as the authors take it) or "eval" (no dropout).
     # The model's own modes are restored afterwards.
     grad_mode: str = "train"

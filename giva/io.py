@@ -1,4 +1,5 @@
-"""Adapter checkpoints: a folder with adapter.safetensors and adapter_config.json (or PEFT's layout: peft_format.py)."""
+"""Adapter checkpoints: a folder with adapter.safetensors and adapter_config.json, or PEFT's layout (the names and
+configs of which peft_format.py converts; the files are written and read here)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from .inject import STATE_ATTR, adapter_state, apply_adapter, unload_adapter
 from .methods import make_config, spec_for
-from .peft_format import is_peft_checkpoint, load_peft_adapter, save_peft_adapter
+from .peft_format import (PEFT_WEIGHTS_FILE, checkpoint_tensors, config_from_peft, is_peft_config, peft_config,
+                          peft_tensors)
 from .targets import is_linear, linear_shape
 
 FORMAT_VERSION = 1
@@ -48,9 +50,8 @@ def save_adapter(model: nn.Module, path: str, format: str = "giva") -> str:
     if format == "peft":
         return save_peft_adapter(model, path, state)
     os.makedirs(path, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in adapter_tensors(model).items()}
     weights_path = os.path.join(path, WEIGHTS_FILE)
-    save_file(tensors, weights_path)
+    save_file(cpu_copies(adapter_tensors(model)), weights_path)
     meta = {
         "format_version": FORMAT_VERSION,
         "config": state.config.to_dict(),
@@ -62,6 +63,24 @@ def save_adapter(model: nn.Module, path: str, format: str = "giva") -> str:
     return weights_path
 
 
+def save_peft_adapter(model: nn.Module, path: str, state) -> str:
+    """Write our adapter as PEFT writes its own (LoRA, VeRA); returns the weights file's path."""
+    conv1d = {layer.is_conv1d for layer in state.layers.values()}
+    if len(conv1d) > 1:
+        raise ValueError("PEFT's fan_in_fan_out holds for all layers of an adapter; this one mixes nn.Linear and Conv1D")
+    config = peft_config(state.config, list(state.layers), conv1d.pop())
+    tensors = cpu_copies(peft_tensors(model, state))
+    os.makedirs(path, exist_ok=True)
+    config.save_pretrained(path)
+    weights_path = os.path.join(path, PEFT_WEIGHTS_FILE)
+    save_file(tensors, weights_path, metadata={"format": "pt"})
+    return weights_path
+
+
+def cpu_copies(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+
 def load_adapter(model: nn.Module, path: str) -> nn.Module:
     """Apply the adapter saved at `path` (ours, or a PEFT LoRA / VeRA checkpoint) to a fresh copy of the same
     base model and return it."""
@@ -70,10 +89,10 @@ def load_adapter(model: nn.Module, path: str) -> nn.Module:
         raise FileNotFoundError(f"no {CONFIG_FILE} in {path!r}; give the folder that save_adapter wrote")
     if hasattr(model, STATE_ATTR):
         raise ValueError("the model already has an adapter; call unload_adapter(model) before loading another")
-    if is_peft_checkpoint(path):
-        return load_peft_adapter(model, path)
     with open(config_path) as f:
         meta = json.load(f)
+    if is_peft_config(meta):
+        return load_peft_adapter(model, path, meta)
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"adapter format version {meta.get('format_version')} is not {FORMAT_VERSION}; save it again with this version")
     modules = dict(model.named_modules())
@@ -86,7 +105,6 @@ def load_adapter(model: nn.Module, path: str) -> nn.Module:
     options = dict(meta["config"])
     method = options.pop("method")
     options["target_modules"] = list(meta["layers"])  # exactly the saved layers
-    options.pop("grad_cache", None)
     config = make_config(method, **options)
     tensors = load_file(os.path.join(path, WEIGHTS_FILE))
     apply_adapter(model, config, saved=tensors)
@@ -95,6 +113,23 @@ def load_adapter(model: nn.Module, path: str) -> nn.Module:
         unload_adapter(model)
         raise ValueError(f"checkpoint {path!r} does not fit its own config at {mismatched[:3]}; "
                          "it was edited or saved from another adapter")
+    return model
+
+
+def load_peft_adapter(model: nn.Module, path: str, config_json: dict) -> nn.Module:
+    """Apply the PEFT LoRA / VeRA checkpoint at `path` to `model` as our adapter layers."""
+    weights_path = os.path.join(path, PEFT_WEIGHTS_FILE)
+    if not os.path.exists(weights_path):
+        raise FileNotFoundError(f"no {PEFT_WEIGHTS_FILE} in {path!r}; PEFT checkpoints in .bin files are not read, "
+                                "save them again with safe_serialization=True")
+    tensors = load_file(weights_path)
+    config = config_from_peft(config_json, tensors, path)
+    apply_adapter(model, config)
+    mismatched = copy_tensors(peft_tensors(model, adapter_state(model)), checkpoint_tensors(config, tensors))
+    if mismatched:
+        unload_adapter(model)
+        raise ValueError(f"the PEFT checkpoint {path!r} does not fit this model at {mismatched[:3]}; "
+                         "load it onto the base model it was trained from")
     return model
 
 

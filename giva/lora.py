@@ -66,3 +66,16 @@ def build_layers(config: LoraConfig, targets: dict[str, nn.Module], **_) -> dict
         name: LoraLinear(layer, config.r, config.alpha, config.use_rslora, config.dropout)
         for name, layer in targets.items()
     }
+
+
+# PEFT's layout (giva/peft_format.py): our tensor name in a layer -> PEFT's key suffix, and the config both ways.
+PEFT_KEYS = {"lora_A": "lora_A.weight", "lora_B": "lora_B.weight"}
+
+
+def to_peft(config: LoraConfig) -> dict:
+    return dict(lora_alpha=config.alpha, use_rslora=config.use_rslora, lora_dropout=config.dropout)
+
+
+def from_peft(peft_config: dict) -> dict:
+    return dict(alpha=peft_config["lora_alpha"], use_rslora=peft_config.get("use_rslora", False),
+                dropout=peft_config.get("lora_dropout", 0.0))

@@ -8,7 +8,7 @@ all read the spec, so nothing else needs to learn the method's name.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from . import giva, lora, vera
 from .config import AdapterConfig
@@ -24,6 +24,17 @@ def _no_defaults(r: int) -> dict:
 
 def _saves_no_shared(config: AdapterConfig) -> bool:
     return False
+
+
+@dataclass(frozen=True)
+class PeftLayout:
+    """A method's checkpoints in PEFT's layout (giva/peft_format.py), for the methods PEFT has too."""
+
+    peft_type: str  # PEFT's PeftType value: "LORA"
+    layer_keys: dict[str, str]  # our tensor name in a layer -> PEFT's key suffix after base_model.model.<layer>.
+    to_peft: Callable[[AdapterConfig], dict]  # PEFT config fields beyond r, target_modules, modules_to_save, fan_in_fan_out
+    from_peft: Callable[[dict], dict]  # our options from PEFT's adapter_config.json
+    shared_keys: dict[str, str] = field(default_factory=dict)  # our shared tensor name -> PEFT's key (VeRA's pair)
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,8 @@ class MethodSpec:
     harness_defaults: Callable[[int], dict] = _no_defaults
     # Whether checkpoints hold the layers' shared frozen tensors (VeRA's pair, unless regenerated from its seed).
     saves_shared: Callable[[AdapterConfig], bool] = _saves_no_shared
+    # PEFT's checkpoint layout of the method; None: PEFT has no such type (GiVA), checkpoints stay in our format.
+    peft: PeftLayout | None = None
 
     def __post_init__(self):
         problems = []
@@ -59,6 +72,8 @@ class MethodSpec:
         for name in ("build_layers", "init_batches", "harness_defaults", "saves_shared"):
             if not callable(getattr(self, name)):
                 problems.append(f"{name} must be callable")
+        if self.peft is not None and not isinstance(self.peft, PeftLayout):
+            problems.append("peft must be a giva.methods.PeftLayout or None")
         if isinstance(self.default_lr, bool) or not isinstance(self.default_lr, (int, float)) or not self.default_lr > 0:
             problems.append(f"default_lr={self.default_lr!r} must be a positive number")
         if problems:
@@ -83,9 +98,11 @@ def register_method(spec: MethodSpec) -> MethodSpec:
 # Measured here (MiniLM, SST-2, 80 steps of batch 16, head at 1e-2, 200 dev examples, 54.5% before):
 # LoRA r8 1e-3 -> 82.5%, GiVA r8 1e-2 -> 75.0% (2e-2 -> 79.5%), VeRA r256 1e-2 -> 71.5%.
 register_method(MethodSpec("lora", "LoRA", lora.LoraConfig, lora.build_layers, default_lr=1e-3,
-                           harness_defaults=lambda r: {"alpha": 2 * r}))
+                           harness_defaults=lambda r: {"alpha": 2 * r},
+                           peft=PeftLayout("LORA", lora.PEFT_KEYS, lora.to_peft, lora.from_peft)))
 register_method(MethodSpec("vera", "VeRA", vera.VeraConfig, vera.build_layers, default_lr=1e-2,
-                           saves_shared=lambda config: config.save_projection))
+                           saves_shared=lambda config: config.save_projection,
+                           peft=PeftLayout("VERA", vera.PEFT_KEYS, vera.to_peft, vera.from_peft, vera.PEFT_SHARED_KEYS)))
 register_method(MethodSpec("giva", "GiVA", giva.GivaConfig, giva.build_layers, default_lr=1e-2,
                            init_batches=lambda config: config.num_grad_batches))
 

@@ -92,3 +92,18 @@ def build_layers(config: VeraConfig, targets: dict[str, nn.Module], **_) -> dict
     to = dict(device=first.weight.device, dtype=adapter_dtype(first))
     projections = VeraProjections(A.to(**to), B.to(**to))
     return {name: VeraLinear(layer, projections, config.d_initial, config.dropout) for name, layer in targets.items()}
+
+
+# PEFT's layout (giva/peft_format.py): a layer's vectors, the shared pair at base_model.vera_A / vera_B.
+PEFT_KEYS = {"lambda_d": "vera_lambda_d", "lambda_b": "vera_lambda_b"}
+PEFT_SHARED_KEYS = {"vera_A": "base_model.vera_A", "vera_B": "base_model.vera_B"}
+
+
+def to_peft(config: VeraConfig) -> dict:
+    return dict(d_initial=config.d_initial, projection_prng_key=config.projection_seed,
+                save_projection=config.save_projection, vera_dropout=config.dropout)
+
+
+def from_peft(peft_config: dict) -> dict:
+    return dict(d_initial=peft_config.get("d_initial", 0.1), projection_seed=peft_config.get("projection_prng_key", 0),
+                save_projection=peft_config.get("save_projection", True), dropout=peft_config.get("vera_dropout", 0.0))

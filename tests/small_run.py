@@ -22,10 +22,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from matplotlib.image import imread
 
-from bench.config import Point
-from bench.costs import cost_columns, trace_costs
-from bench.measure import MemoryMonitor, StepTimer, summarize_ms
-from bench.results import META_FILE, RESULTS_FILE, SCHEMA_VERSION, append_row, environment_info, utc_now, write_meta
+from bench.config.sweep import Point
+from bench.run.rows import cost_columns
+from bench.measure.counters import trace_costs
+from bench.measure.memory import MemoryMonitor
+from bench.measure.clocks import StepTimer, summarize_ms
+from bench.results.read import META_FILE, RESULTS_FILE
+from bench.columns import SCHEMA_VERSION
+from bench.results.write import append_row, write_meta
+from bench.results.environment import environment_info, utc_now
 from giva import adapter_stats, apply_adapter, get_method, make_config, save_adapter
 
 # --- a small real sweep -------------------------------------------------------

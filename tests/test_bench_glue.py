@@ -3,7 +3,6 @@ and real-valued labels, the hub conversion, the lm: prompt with two slots, and a
 
 from __future__ import annotations
 
-import ast
 import csv
 import itertools
 import os
@@ -12,10 +11,11 @@ import pytest
 import torch
 
 from bench.cli import main as cli_main
-from bench.tasks import check_text_task, setup_task
-from bench.textdata import load_text_data, text_data_from_hf, to_text_data
-from bench.taskspec import TaskOptions
-from bench.train import TrainSettings, train
+from bench.tasks import check_task, setup_task
+from bench.tasks.textdata import load_text_data, text_data_from_hf, to_text_data
+from bench.tasks.base import TaskOptions
+from bench.config.train import TrainSettings
+from bench.run.train import train
 from giva import LoraConfig, apply_adapter
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -221,22 +221,4 @@ def test_csv_single_class_is_refused_before_any_point(tmp_path, capsys):
     single.write_text("text,label\n" + "".join(f"t{i},pos\n" for i in range(12)))
     code = cli_main(["run", "--config", sweep_file(tmp_path, "csv", {"train_file": str(single)}), "--out", str(tmp_path / "r")])
     assert code == 2 and "single.csv: all 12 rows" in capsys.readouterr().err
-    check_text_task("profile", None, {})  # tasks without data pass the check
-
-
-# --- no import circle --------------------------------------------------------------------------------
-
-
-def test_tasks_planted_textdata_import_no_circle():
-    """tasks.py imports planted.py, textdata.py and taskspec.py; none of those imports tasks.py (or each other in a loop)."""
-    import bench
-
-    folder = os.path.dirname(bench.__file__)
-    graph = {}
-    for name in ("tasks", "planted", "textdata", "taskspec", "metrics"):
-        tree = ast.parse(open(os.path.join(folder, f"{name}.py")).read())
-        graph[name] = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
-    assert {"planted", "textdata", "taskspec"} <= graph["tasks"]
-    for name in ("planted", "textdata", "taskspec", "metrics"):
-        assert "tasks" not in graph[name], (name, graph[name])
-    assert "planted" not in graph["textdata"] | graph["taskspec"] and "textdata" not in graph["planted"] | graph["taskspec"]
+    check_task("profile", None, {})  # tasks without data pass the check

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.metrics import (accuracy, check_metric, compute_metrics, default_metric, f1_binary, label_kind, matthews,
-                           pearson, ranks, spearman)
+from bench.tasks.metrics import (accuracy, check_metric, compute_metrics, default_metric, f1_binary, label_kind,
+                                 matthews, pearson, ranks, spearman)
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 scipy_stats = pytest.importorskip("scipy.stats")

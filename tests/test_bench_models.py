@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bench.config import make_sweep_config
+from bench.config.presets import make_sweep_config
 from bench.models import choose_head, get_entry
-from bench.results import read_rows
-from bench.sweep import run_sweep
+from bench.results.read import read_rows
+from bench.run.sweep import run_sweep
 from giva.targets import DEFAULT_TARGETS, default_targets
 
 pytestmark = pytest.mark.usefixtures("single_thread")

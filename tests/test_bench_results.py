@@ -4,8 +4,10 @@ import os
 
 import pytest
 
-from bench.columns import COLUMN_NAMES, schema_markdown
-from bench.results import append_row, done_point_ids, drop_failed_rows, read_rows
+from bench.columns import COLUMN_NAMES, SCHEMA_VERSION, schema_markdown
+from bench.results.read import done_point_ids, read_results, read_rows
+from bench.results.rundir import repair_torn_tail
+from bench.results.write import append_row, drop_failed_rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,11 +26,16 @@ def test_required_columns_are_in_the_schema():
 
 
 def test_torn_last_line_is_cut_before_the_next_append(tmp_path):
-    append_row(str(tmp_path), {"point_id": "a", "status": "ok", "error": "x, with a comma"})
+    """What a kill -9 mid-write can leave: the run directory's repair (run at every sweep's start) moves it out."""
+    append_row(str(tmp_path), {"point_id": "a", "status": "ok", "error": "x, with a comma", "method": "lora", "rank": 2})
     path = tmp_path / "results.csv"
     with open(path, "a") as f:
-        f.write("1,b,ok,partial line without newl")  # what a kill -9 mid-write could leave
-    append_row(str(tmp_path), {"point_id": "c", "status": "failed", "error": "boom"})
+        f.write(f"{SCHEMA_VERSION},b,ok,partial line without newl")
+    assert read_results(str(path)).torn_line == 3
+    messages = []
+    repair_torn_tail(str(path), messages.append)
+    assert "cut short" in messages[0] and read_results(str(path)).torn_line is None
+    append_row(str(tmp_path), {"point_id": "c", "status": "failed", "error": "boom", "method": "lora", "rank": 2})
     rows = read_rows(str(path))
     assert [r["point_id"] for r in rows] == ["a", "c"]
     assert rows[0]["error"] == "x, with a comma"
@@ -41,3 +48,16 @@ def test_unknown_column_is_refused(tmp_path):
     with pytest.raises(ValueError, match="outside the schema"):
         append_row(str(tmp_path), {"point_id": "a", "step_time": 3})
     assert not (tmp_path / "results.csv").exists()
+
+
+def test_the_checked_in_baselines_keep_their_point_ids():
+    """Point's fields and the point_id hash are what resume and compare match on: the presets still make the points
+    the baselines in reports/baselines/ hold."""
+    from bench.config.grid import expand_grid
+    from bench.config.presets import make_sweep_config
+    from bench.results.read import latest_rows
+
+    for preset, folder in (("quick", "quick-cpu"), ("accuracy-quick", "accuracy-quick-cpu")):
+        rows = latest_rows(read_rows(os.path.join(REPO, "reports", "baselines", folder, "results.csv")))
+        assert {p.point_id for p in expand_grid(make_sweep_config(preset))} == {r["point_id"] for r in rows}, preset
+

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from bench.config import make_sweep_config
-from bench.results import COLUMN_NAMES, SCHEMA_VERSION, read_rows
-from bench.sweep import run_sweep
+from bench.config.presets import make_sweep_config
+from bench.columns import COLUMN_NAMES, SCHEMA_VERSION
+from bench.results.read import read_rows
+from bench.run.sweep import run_sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -141,7 +142,7 @@ def test_sigkilled_sweep_resumes_with_every_point_once(tmp_path):
 
 
 def test_list_names_every_model_task_preset_and_a_preset_s_own_ranks():
-    from bench.config import PRESETS
+    from bench.config.presets import PRESETS
     from bench.models import REGISTRY
     from bench.tasks import TASK_NAMES
 
@@ -201,11 +202,12 @@ def test_the_sweep_seed_seeds_the_adapters_random_parts_unless_fixed(tmp_path, t
     """Sweep seeds 0, 1 give GiVA different random B (and VeRA different projections), the same seed the same;
     a seed the sweep file sets is kept; the row records the seed used."""
     import copy
+    import json
 
     import torch
 
-    from bench.config import expand_grid
-    from bench.point import make_adapter
+    from bench.config.grid import expand_grid
+    from bench.adapters import make_adapter
     from giva import apply_adapter
 
     def built(**overrides):
@@ -213,7 +215,8 @@ def test_the_sweep_seed_seeds_the_adapters_random_parts_unless_fixed(tmp_path, t
         layers = {}
         for point in points:
             model = copy.deepcopy(tiny_llama)
-            apply_adapter(model, make_adapter(point, []).config, data=lm_batches)
+            adapter = make_adapter(point.method, point.rank, json.loads(point.adapter_options), seed=point.seed)
+            apply_adapter(model, adapter.config, data=lm_batches)
             layer = model.giva_adapter.layers["model.layers.0.self_attn.q_proj"]
             layers.setdefault(point.method, []).append(layer.giva_B if point.method == "giva" else layer.vera_B)
         return layers
@@ -235,6 +238,8 @@ def test_the_sweep_seed_seeds_the_adapters_random_parts_unless_fixed(tmp_path, t
 def test_bad_model_paths_and_unreachable_hub_ids_fail_before_any_point(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
+    from bench.run.checks import check_inputs
+
     (tmp_path / "no_config").mkdir()
     (tmp_path / "weights.safetensors").write_bytes(b"0")
     cases = [(str(tmp_path / "missing"), "does not exist; give an existing checkpoint folder"),
@@ -246,10 +251,10 @@ def test_bad_model_paths_and_unreachable_hub_ids_fail_before_any_point(tmp_path,
     cases.append(("someorg/not-cached", r"the hub \(http://127.0.0.1:9\) is unreachable"))
     for model, message in cases:
         with pytest.raises(ValueError, match=message):
-            tiny_sweep(models=[model]).check_inputs(read_data=False)  # paths fail at validation already
+            check_inputs(tiny_sweep(models=[model]), read_data=False)  # paths fail at validation already
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ValueError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
-        tiny_sweep(models=["someorg/not-cached"]).check_inputs(read_data=False)
+        check_inputs(tiny_sweep(models=["someorg/not-cached"]), read_data=False)
 
     # The CLI: one line, exit 2, nothing run (before: every point waited ~30 s on the hub, then failed).
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}

@@ -8,8 +8,9 @@ import json
 import pytest
 import torch
 
-from bench.tasks import TASK_NAMES, TaskOptions, setup_task
-from bench.textdata import LABEL_NAMES, load_text_data, text_data_from_hf, to_text_data
+from bench.tasks import TASK_NAMES, setup_task
+from bench.tasks.base import TaskOptions
+from bench.tasks.textdata import LABEL_NAMES, load_text_data, text_data_from_hf, to_text_data
 
 
 def write(path, text: str, encoding="utf-8") -> str:

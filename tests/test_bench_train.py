@@ -1,4 +1,4 @@
-"""bench.train: real fine-tuning raises SST-2 accuracy with each method, the planted change is
+"""bench.run.train: real fine-tuning raises SST-2 accuracy with each method, the planted change is
 recovered, runs repeat exactly, and the loop's schedule, groups, accounting and errors."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from bench.tasks import setup_task
-from bench.train import (DEFAULT_HEAD_LR, NonFiniteLoss, TrainSettings, default_lr, lr_factor, param_groups,
-                         train)
+from bench.config.train import DEFAULT_HEAD_LR, TrainSettings
+from bench.run.train import NonFiniteLoss, lr_factor, param_groups, train
+from bench.adapters import default_lr
 from giva import GivaConfig, LoraConfig, VeraConfig, apply_adapter
 
 def adapt(setup, method: str, r: int, seed: int = 0):
@@ -161,7 +162,9 @@ def test_bad_settings_and_nothing_to_train():
                             ({"warmup_ratio": 1.0}, r"warmup_ratio=1.0 must be in \[0, 1\)")]:
         with pytest.raises(ValueError, match=message):
             TrainSettings(**kwargs)
-    with pytest.raises(ValueError, match="no default learning rate for method 'dora'"):
+    with pytest.raises(ValueError, match="no default learning rate for method 'peft:fourierft'"):
+        default_lr("peft:fourierft")
+    with pytest.raises(ValueError, match="unknown method 'dora'; choose from lora, vera, giva or peft:<name>"):
         default_lr("dora")
     setup = setup_task("profile", "llama-2m", batch_size=2, seq_len=8, seed=0)
     setup.model.requires_grad_(False)

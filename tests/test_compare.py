@@ -19,10 +19,11 @@ import pytest
 import torch
 from small_run import assert_png_not_blank, assert_svg_parses, copy_run, rewrite_rows
 
-from bench.compare import (DEFAULT_THRESHOLDS, Threshold, bootstrap_ratio_ci, compare_and_print, compare_runs,
-                           exit_code, format_comparison, parse_threshold, parse_thresholds)
-from bench.history import HISTORY_COLUMNS, append_history, plot_history, plot_metric, read_history
-from bench.results import RESULTS_FILE, SCHEMA_VERSION, latest_rows, read_rows
+from bench.report.compare import (DEFAULT_THRESHOLDS, Threshold, bootstrap_ratio_ci, compare_and_print, compare_runs,
+                                  exit_code, format_comparison, parse_threshold, parse_thresholds)
+from bench.report.history import HISTORY_COLUMNS, append_history, plot_history, plot_metric, read_history
+from bench.results.read import RESULTS_FILE, latest_rows, read_rows
+from bench.columns import SCHEMA_VERSION
 
 SAMPLES = 30
 MIB = 2**20

@@ -1,4 +1,4 @@
-"""FLOPs and tensor bytes (bench/costs.py), `estimate` (bench/estimate.py), and compare on them.
+"""FLOPs and tensor bytes (bench/measure/counters.py), `estimate` (bench/run/estimate.py), and compare on them.
 
 Hand counts use FLOPs = 2 x multiply-adds. Models are tiny (one Linear, llama-2m), one thread.
 """
@@ -14,15 +14,17 @@ import torch.nn as nn
 
 import giva.inject
 from bench.columns import COLUMNS
-from bench.compare import compare_runs
-from bench.config import expand_grid, make_sweep_config
-from bench.costs import FrozenSafeMemTracker, trace_costs
-from bench.estimate import estimate_point
-from bench.point import run_point
-from bench.results import RESULTS_FILE, read_rows
-from bench.sweep import run_sweep
+from bench.report.compare import compare_runs
+from bench.config.grid import expand_grid
+from bench.config.presets import make_sweep_config
+from bench.measure.counters import FrozenSafeMemTracker, trace_costs
+from bench.run.estimate import estimate_point
+from bench.run.point import run_point
+from bench.results.read import RESULTS_FILE, read_rows
+from bench.run.sweep import run_sweep
 from bench.tasks import setup_task
-from bench.train import TrainSettings, make_optimizer, training_step
+from bench.config.train import TrainSettings
+from bench.run.train import make_optimizer, training_step
 from giva import apply_adapter, make_config
 from giva.gradient import batch_loss
 

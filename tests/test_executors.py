@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from bench.config import make_sweep_config
-from bench.results import read_rows
-from bench.sweep import run_sweep
+from bench.config.presets import make_sweep_config
+from bench.results.read import read_rows
+from bench.run.sweep import run_sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORES = len(os.sched_getaffinity(0))
@@ -55,9 +55,11 @@ def test_pool_workers_times_threads_beyond_the_cores_is_refused_unless_allowed(t
     assert (f"{CORES} pool workers x 2 threads need {2 * CORES} cores and this machine has {CORES}: timings of points "
             "that share cores are not comparable") in result.stderr
     assert not (tmp_path / "run" / "results.csv").exists()
-    from bench.executors.local import PoolExecutor
+    from bench.config.executor import ExecutorSettings
+    from bench.run.executors.pool import PoolExecutor
 
-    assert PoolExecutor(60, CORES, "cpu", 2, allow_shared_timing=True).name == "pool+shared-timing"
+    settings = ExecutorSettings(kind="pool", workers=CORES, allow_shared_timing=True)
+    assert PoolExecutor(settings, sweep(device="cpu", threads=2), str(tmp_path)).name == "pool+shared-timing"
 
 
 def test_submitit_local_jobs_give_the_local_rows(local_rows, tmp_path):
@@ -119,14 +121,16 @@ def test_a_job_preempted_twice_is_requeued_once_then_recorded_failed_with_the_re
     import signal
 
     psutil = pytest.importorskip("psutil")
-    from bench.config import expand_grid
-    from bench.executors.slurm_executor import SlurmExecutor, job_payload
+    from bench.config.executor import ExecutorSettings
+    from bench.config.grid import expand_grid
+    from bench.run.executors.slurm import SlurmExecutor, job_payload
+    from bench.run.executors.worker import run_point_payload
 
-    executor = SlurmExecutor(str(tmp_path), timeout_s=600, cluster="local", partition="", gpus_per_task=0,
-                             time_min=0, array_parallelism=1, threads=1, no_wait=False)
+    settings = ExecutorSettings(kind="slurm", slurm_cluster="local", slurm_array_parallelism=1)
+    executor = SlurmExecutor(settings, sweep(point_timeout_s=600), str(tmp_path))
     point = expand_grid(sweep())[0]
-    executor.submit([point])
-    job, point_dict = executor.pending[point.point_id]
+    executor.submit([point], run_point_payload)
+    job, point_dict = executor.running[point.point_id]
 
     def signal_task(not_pid=None):
         """Once a task (not the one signalled before) runs its point process, its signal handler is in place."""
@@ -134,7 +138,7 @@ def test_a_job_preempted_twice_is_requeued_once_then_recorded_failed_with_the_re
         while time.time() < deadline:
             for task in psutil.Process(int(job.job_id)).children():
                 try:
-                    running = task.pid != not_pid and any("bench.point" in c.cmdline() for c in task.children())
+                    running = task.pid != not_pid and any("bench.run.point" in c.cmdline() for c in task.children())
                 except psutil.NoSuchProcess:
                     continue
                 if running:

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from bench.config import make_sweep_config
-from bench.measure import cgroup_memory_available
-from bench.results import read_meta
+from bench.config.presets import make_sweep_config
+from bench.measure.memory import cgroup_memory_available
+from bench.results.read import read_meta
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 
 import giva.methods
-from bench.config import make_sweep_config
-from bench.results import read_rows
-from bench.sweep import run_sweep
+from bench.config.presets import make_sweep_config
+from bench.results.read import read_rows
+from bench.run.sweep import run_sweep
 from giva import MethodSpec, register_method
 from giva.config import AdapterConfig
 from giva.layer import AdapterLayer

@@ -10,10 +10,11 @@ import sys
 import pytest
 import torch
 
-from bench.config import make_sweep_config
-from bench.report import build_report
-from bench.results import COLUMN_NAMES, read_meta, read_rows
-from bench.sweep import run_sweep
+from bench.config.presets import make_sweep_config
+from bench.report.summary import build_report
+from bench.columns import COLUMN_NAMES
+from bench.results.read import read_meta, read_rows
+from bench.run.sweep import run_sweep
 
 peft = pytest.importorskip("peft")
 pytestmark = pytest.mark.filterwarnings("ignore")  # PEFT's and transformers' deprecation chatter
@@ -84,9 +85,15 @@ def test_a_sweep_of_ours_and_peft_s_methods_writes_complete_rows(tmp_path):
     (["peft:fourierft"], {}, "no default learning rate for method 'peft:fourierft'; set one"),
     (["peft:dora"], {"peft:dora": {"r": 4}}, "peft:dora: set the rank through the sweep's ranks, not r"),
 ])
-def test_bad_peft_methods_fail_at_validation(methods, options, message):
+def test_bad_peft_methods_fail_before_any_point(methods, options, message):
+    """At validation (names, options, learning rate), or in the checks before any point runs (layers of the model
+    built without weights)."""
+    from bench.run.checks import check_inputs
+
     with pytest.raises(ValueError) as error:
-        make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=methods, method_options=options))
+        config = make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=methods,
+                                              method_options=options))
+        check_inputs(config, read_data=False)
     assert message in str(error.value) and "\n" not in str(error.value)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.config import make_sweep_config
-from bench.report import noise_points
-from bench.results import read_rows
-from bench.sweep import run_sweep
+from bench.config.presets import make_sweep_config
+from bench.report.tables import noise_points
+from bench.results.read import read_rows
+from bench.run.sweep import run_sweep
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

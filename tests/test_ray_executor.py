@@ -12,9 +12,9 @@ import pytest
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 psutil = pytest.importorskip("psutil")
 
-from bench.config import make_sweep_config  # noqa: E402
-from bench.results import read_rows  # noqa: E402
-from bench.sweep import run_sweep  # noqa: E402
+from bench.config.presets import make_sweep_config  # noqa: E402
+from bench.results.read import read_rows  # noqa: E402
+from bench.run.sweep import run_sweep  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,9 +44,9 @@ def point_processes(seq_len):
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info["cmdline"] or []
-        if "bench.point" in cmd and len(cmd) > cmd.index("bench.point") + 1:
+        if "bench.run.point" in cmd and len(cmd) > cmd.index("bench.run.point") + 1:
             try:
-                with open(cmd[cmd.index("bench.point") + 1]) as f:
+                with open(cmd[cmd.index("bench.run.point") + 1]) as f:
                     point = json.load(f)
             except (OSError, ValueError):
                 continue

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 from small_run import assert_png_not_blank, assert_svg_parses, copy_run, rewrite_rows
 
-from bench.report import build_report, format_difference, noise_points
-from bench.results import COLUMN_NAMES, META_FILE, RESULTS_FILE, SCHEMA_VERSION, latest_rows, read_rows
-from bench.runs import load_run
+from bench.report.summary import build_report
+from bench.report.tables import format_difference, noise_points
+from bench.columns import COLUMN_NAMES, SCHEMA_VERSION
+from bench.results.read import META_FILE, RESULTS_FILE, latest_rows, read_rows
+from bench.results.read import load_run
 
 def summary_table_lines(summary: str) -> set[tuple[str, str]]:
     """(method, rank) of every results-table line in summary.md."""
@@ -30,7 +32,7 @@ def summary_table_lines(summary: str) -> set[tuple[str, str]]:
 
 
 SCORE_PLOTS = ["rank_score", "params_score", "time_score"]
-COST_PLOTS = ["memory_breakdown", "flops_overhead", "memory_size"]  # from the traced step (bench/costs.py)
+COST_PLOTS = ["memory_breakdown", "flops_overhead", "memory_size"]  # from the traced step (bench/measure/counters.py)
 ALL_PLOTS = SCORE_PLOTS + ["step_time_rank", "memory_rank", "init_overhead"] + COST_PLOTS
 
 
@@ -237,7 +239,7 @@ def test_load_run_keeps_the_latest_row_of_a_retried_point(small_run_dir, tmp_pat
 def test_differences_within_the_eval_sets_binomial_noise_are_marked(small_run_dir, tmp_path, examples):
     """With 1 eval example (noise ±59 to ±98 points) every accuracy difference of the small run is marked ≈;
     with 10^9 (noise < 0.01 points) none is, in the results table's change column and in the claim check."""
-    from bench.report import NOISE_MARK
+    from bench.report.tables import NOISE_MARK
 
     assert noise_points("accuracy", 0.5, 10) == pytest.approx(100 * 1.96 * 0.5 / 10**0.5)
     assert math.isnan(noise_points("pearson", 0.5, 10))  # no binomial interval for a correlation

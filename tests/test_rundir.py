@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from bench.config import make_sweep_config
-from bench.results import COLUMN_NAMES, SCHEMA_VERSION, read_rows
-from bench.rundir import lock_run_dir
-from bench.sweep import run_sweep
+from bench.config.presets import make_sweep_config
+from bench.columns import COLUMN_NAMES, SCHEMA_VERSION
+from bench.results.read import read_rows
+from bench.results.rundir import lock_run_dir
+from bench.run.sweep import run_sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = ('models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["lora", "vera"]\nranks = [2, 4]\n'

@@ -13,9 +13,10 @@ import tempfile
 
 import torch
 
-from bench.config import expand_grid, make_sweep_config
-from bench.estimate import estimate_point
-from bench.point import run_point
+from bench.config.grid import expand_grid
+from bench.config.presets import make_sweep_config
+from bench.run.estimate import estimate_point
+from bench.run.point import run_point
 
 
 def main():

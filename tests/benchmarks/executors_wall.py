@@ -19,7 +19,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from bench.results import read_rows  # noqa: E402
+from bench.results.read import read_rows  # noqa: E402
 
 
 def main() -> None:

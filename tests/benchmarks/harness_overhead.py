@@ -1,4 +1,4 @@
-"""How much the harness's training loop adds to a step: bench.train.train versus a bare loop.
+"""How much the harness's training loop adds to a step: bench.run.train.train versus a bare loop.
 
     .venv/bin/python tests/benchmarks/harness_overhead.py [--model minilm --task sst2 --data-dir ../shared/data]
 
@@ -16,7 +16,8 @@ import time
 import torch
 
 from bench.tasks import setup_task
-from bench.train import TrainSettings, train
+from bench.config.train import TrainSettings
+from bench.run.train import train
 from giva import apply_adapter, make_config
 from giva.gradient import batch_loss
 

@@ -23,7 +23,7 @@ the allocator reuses what its gradient pass freed, so GiVA's training grows RSS 
 
 import sys
 
-from bench.runs import load_run
+from bench.results.read import load_run
 
 MIB = 2**20
 

@@ -1,0 +1,148 @@
+"""A sweep's settings, validated (SweepConfig), and one point of its grid (Point).
+
+Validation needs no model weights and no data (so `run_bench.py list` works offline): names, types and values.
+What needs the models or the data is checked once before any point runs (bench/run/checks.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+
+from .. import adapters
+from ..models import DTYPES, get_entry
+from ..tasks import TaskOptions, get_task
+from .executor import ExecutorSettings
+from .train import TrainSettings
+
+
+@dataclass
+class SweepConfig:
+    """Everything a sweep varies or fixes. A sweep file (TOML) sets these keys at top level."""
+
+    models: list[str] = field(default_factory=lambda: ["llama-2m"])
+    tasks: list[str] = field(default_factory=lambda: ["profile"])  # "profile" = synthetic batches, timing only
+    methods: list[str] = field(default_factory=lambda: ["lora", "vera", "giva"])
+    ranks: list[int] = field(default_factory=lambda: [8])  # a method's own "ranks" option overrides these
+    seeds: list[int] = field(default_factory=lambda: [0])
+    batch_sizes: list[int] = field(default_factory=lambda: [8])
+    seq_lens: list[int] = field(default_factory=lambda: [64])
+    dtype: str = "float32"
+    device: str = "auto"  # auto: cuda when the machine that runs the point has it, else cpu
+    warmup_steps: int = 3  # steps run before timing (allocator, caches, lazy init)
+    timed_steps: int = 10  # profile task: steps timed after warmup (accuracy tasks time every step after warmup)
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    data_dir: str = ""  # folder of the datasets (../shared/data here); "" = load by name from the hub
+    isolate: bool = True  # each point in a fresh process: clean peak memory, a crash loses one point
+    point_timeout_s: int = 3600
+    # Per-method options, e.g. {"vera": {"ranks": [256], "d_initial": 0.1}, "lora": {"alpha": 16}}: the
+    # adapter's options, plus "ranks" (the method's own ranks) and "train" (TrainSettings over `train`
+    # for this method's points, e.g. {"giva": {"train": {"lr": 0.02}}}).
+    # A method's harness defaults apply where the sweep sets nothing (giva.methods: LoRA's alpha = 2 * r).
+    method_options: dict = field(default_factory=dict)
+    task_options: dict = field(default_factory=dict)  # e.g. max_eval_examples, text_pair_column, label_type, metric, k
+    train: dict = field(default_factory=dict)  # bench.config.train.TrainSettings fields: steps, lr, eval_every, ...
+    # How points are run: bench.config.executor.ExecutorSettings fields (kind = local, pool, ray or slurm, ...). Not part
+    # of the config hash: a run started on one executor resumes on another.
+    executor: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("models", "tasks", "methods", "ranks", "seeds", "batch_sizes", "seq_lens"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} is empty; give at least one value")
+        for model in self.models:
+            get_entry(model)
+        for method, options in self.method_options.items():
+            if not isinstance(options, dict):
+                raise ValueError(f"method_options.{method} must be a table of options, e.g. "
+                                 f"[method_options.{method}] ranks = [8]; got {options!r}")
+        for method in [*self.methods, *self.method_options]:
+            adapters.check_method(method)
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"unknown device {self.device!r}; use auto, cpu or cuda[:N]")
+        ExecutorSettings.from_dict(self.executor)  # unknown keys, bad values
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+        for name in ("batch_sizes", "seq_lens"):
+            if any(not isinstance(v, int) or v <= 0 for v in getattr(self, name)):
+                raise ValueError(f"{name} must be positive integers, got {getattr(self, name)}")
+        if self.warmup_steps < 0 or self.timed_steps < 1:
+            raise ValueError("warmup_steps must be >= 0 and timed_steps >= 1")
+        for method in self.methods:  # rank <= 0, unknown options, bad values
+            for rank in self.ranks_for(method):
+                adapters.make_adapter(method, rank, self.adapter_options(method, rank))
+        for task in self.tasks:
+            get_task(task)
+        TaskOptions.from_dict(self.task_options)  # unknown names, bad values (label_type, metric, padding, ...)
+        known_train = {f.name for f in fields(TrainSettings)}
+        for method in self.methods:
+            settings = self.train_for(method)
+            bad = [k for k in settings if k not in known_train]
+            if bad:
+                raise ValueError(f"unknown train setting {bad[0]!r}; known: {', '.join(sorted(known_train))}")
+            TrainSettings(**settings)  # bad values (steps <= 0, unknown schedule, ...)
+            if settings.get("lr") is None:
+                adapters.default_lr(method)  # a PEFT method we have no default for
+
+    def ranks_for(self, method: str) -> list[int]:
+        ranks = self.method_options.get(method, {}).get("ranks", self.ranks)
+        if not isinstance(ranks, list) or not ranks or any(isinstance(r, bool) or not isinstance(r, int) or r <= 0
+                                                           for r in ranks):
+            where = f"method_options.{method}.ranks" if "ranks" in self.method_options.get(method, {}) else "ranks"
+            raise ValueError(f"{where}={ranks!r} must be a list of positive integers, e.g. [8, 16]")
+        return list(ranks)
+
+    def train_for(self, method: str) -> dict:
+        """The TrainSettings overrides of a method's points: `train`, then the method's own "train" option."""
+        own = self.method_options.get(method, {}).get("train", {})
+        if not isinstance(own, dict):
+            raise ValueError(f"method_options.{method}.train must be a table of train settings, e.g. {{lr = 0.02}}")
+        return {**self.train, **own}
+
+    def adapter_options(self, method: str, rank: int) -> dict:
+        """The method's options at `rank` (the rank itself not among them), with the harness's defaults."""
+        options = {k: v for k, v in self.method_options.get(method, {}).items() if k not in ("ranks", "train")}
+        return adapters.harness_options(method, rank, options)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def config_hash(self) -> str:
+        """What decides the points; resuming a run dir needs the same hash."""
+        relevant = {k: v for k, v in self.to_dict().items() if k not in ("isolate", "point_timeout_s", "executor")}
+        return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One cell of the grid: everything needed to produce one results row."""
+
+    model: str
+    task: str
+    method: str
+    rank: int
+    seed: int
+    batch_size: int
+    seq_len: int
+    dtype: str
+    device: str
+    warmup_steps: int
+    timed_steps: int
+    threads: int
+    data_dir: str
+    adapter_options: str  # canonical JSON of the make_config options
+    task_options: str  # canonical JSON
+    train: str  # canonical JSON of TrainSettings overrides
+
+    @property
+    def point_id(self) -> str:
+        identity = {k: v for k, v in asdict(self).items() if k not in ("data_dir", "threads")}
+        return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}/{self.task}/{self.method}/r{self.rank}/s{self.seed}/b{self.batch_size}x{self.seq_len}"
+
+

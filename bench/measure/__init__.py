@@ -1,0 +1,1 @@
+"""Measuring a point: clocks (synchronized step timing), memory (per-phase peaks), counters (FLOPs and tensor bytes)."""

@@ -1,0 +1,336 @@
+"""Compare two runs point by point: ratios, noise-aware timing regressions, exact counts.
+
+    c = compare_runs("reports/runs/base", "reports/runs/new", parse_thresholds(["step_time_ms_p50:5%"]))
+    print(format_comparison(c)); exit_code(c)  # 1 when c.regressions, else 0
+
+Points are matched by point_id (a hash of the point's whole configuration);
+points in one run only are listed as added or removed, rows that are not ok are
+listed, never compared. The rule for timings, as asv's: a step-time change counts
+only when it is both larger than its threshold and significant. Concretely, the
+99% bootstrap confidence interval (2000 resamples, fixed seed) of the ratio of
+median step times, current / baseline, computed from the raw per-step times in
+step_times_ms, must lie entirely beyond 1 + threshold (a slowdown) or 1 - threshold
+(a speed-up). Single-shot timings (init) and memory use their threshold, and count only
+beyond a noise floor (64 MiB for memory read as process RSS); counts (parameters,
+adapter sizes, FLOPs, tracked tensor bytes) must not change at all. Which column is
+judged how is its entry in bench/columns.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..columns import BY_NAME, COMPARED, MIB, column
+from ..results.read import Run, load_run
+
+EXACT = [c.name for c in COMPARED if c.compare == "exact"]
+BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.99
+MIN_SAMPLES = 5  # fewer step times per side: threshold only, noted
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """How far a metric may move the wrong way: a fraction (relative) or an amount in the metric's unit."""
+
+    metric: str
+    limit: float
+    relative: bool
+
+    def __str__(self) -> str:
+        if self.relative:
+            return f"{self.metric}:{self.limit * 100:g}%"
+        if BY_NAME[self.metric].compare == "accuracy":
+            return f"{self.metric}:{self.limit * 100:g}pt"
+        return f"{self.metric}:{self.limit:g}"
+
+
+def parse_threshold(text: str) -> Threshold:
+    """'step_time_ms_p50:10%' (relative), 'eval_accuracy:1pt' (0.01 absolute), 'init_total_s:0.5' (metric's unit)."""
+    match = re.fullmatch(r"\s*(\w+)\s*:\s*([0-9]*\.?[0-9]+)\s*(%|pt)?\s*", text)
+    if not match:
+        raise ValueError(f"threshold {text!r} is not METRIC:LIMIT; write e.g. step_time_ms_p50:10%, "
+                         "eval_accuracy:1pt or init_total_s:0.5")
+    metric, number, unit = match.group(1), float(match.group(2)), match.group(3)
+    if metric in EXACT:
+        raise ValueError(f"{metric} is compared exactly (any change is flagged); it takes no threshold")
+    with_threshold = [c.name for c in COMPARED if c.threshold]
+    if metric not in with_threshold:
+        raise ValueError(f"no threshold for unknown metric {metric!r}; choose one of {', '.join(with_threshold)}")
+    if unit == "%":
+        return Threshold(metric, number / 100.0, relative=True)
+    if unit == "pt":
+        return Threshold(metric, number / 100.0, relative=False)
+    return Threshold(metric, number, relative=False)
+
+
+def parse_thresholds(rules: list[str]) -> dict[str, Threshold]:
+    """Text rules (the CLI's --threshold, repeatable) -> {metric: Threshold}; the last rule per metric wins."""
+    return {t.metric: t for t in map(parse_threshold, rules)}
+
+
+DEFAULT_THRESHOLDS = parse_thresholds([f"{c.name}:{c.threshold}" for c in COMPARED if c.threshold])
+
+
+@dataclass
+class MetricChange:
+    """One metric of one matched point."""
+
+    point_id: str
+    point: str  # "model task method r=8 seed=0"
+    metric: str
+    baseline: float
+    current: float
+    ratio: float  # current / baseline; nan when the baseline is 0
+    better: str  # "lower", "higher" or "exact"
+    verdict: str  # "worse", "better", "same" or "changed" (an exact metric moved)
+    ci: tuple[float, float] | None = None  # confidence interval of the ratio, timings with raw steps
+    note: str = ""
+
+
+@dataclass
+class Comparison:
+    baseline: str  # results.csv paths
+    current: str
+    thresholds: dict[str, Threshold]
+    changes: list[MetricChange]
+    added: list[str] = field(default_factory=list)  # points only in current
+    removed: list[str] = field(default_factory=list)  # points only in baseline
+    not_compared: list[str] = field(default_factory=list)  # matched points with a failed or skipped row
+    warnings: list[str] = field(default_factory=list)
+    baseline_meta: dict = field(default_factory=dict)
+    current_meta: dict = field(default_factory=dict)
+
+    @property
+    def regressions(self) -> list[MetricChange]:
+        return [c for c in self.changes if c.verdict in ("worse", "changed")]
+
+    @property
+    def improvements(self) -> list[MetricChange]:
+        return [c for c in self.changes if c.verdict == "better"]
+
+
+def compare_runs(baseline: str, current: str, thresholds: dict | None = None) -> Comparison:
+    """Match the two runs' points by configuration and judge every metric both measured."""
+    limits = {**DEFAULT_THRESHOLDS, **resolve_thresholds(thresholds or {})}
+    base_run, cur_run = load_run(baseline), load_run(current)
+    base = {r["point_id"]: r for r in base_run.rows.to_dict("records")}
+    cur = {r["point_id"]: r for r in cur_run.rows.to_dict("records")}
+    common = [pid for pid in base if pid in cur]
+    if not common:
+        hashes = (base_run.meta.get("config_hash"), cur_run.meta.get("config_hash"))
+        raise ValueError(f"no configuration in common: {base_run.csv_path} ({len(base)} points, config "
+                         f"{hashes[0]}) and {cur_run.csv_path} ({len(cur)} points, config {hashes[1]}) share no "
+                         "point_id; compare two runs of the same sweep (same preset or config file)")
+    c = Comparison(base_run.csv_path, cur_run.csv_path, limits, [], baseline_meta=base_run.meta,
+                   current_meta=cur_run.meta, warnings=machine_warnings(base_run, cur_run))
+    c.added = [describe(cur[p]) for p in cur if p not in base]
+    c.removed = [describe(base[p]) for p in base if p not in cur]
+    one_sided = Counter()  # (metric, "baseline"/"current") -> points where only that run measured it
+    for pid in common:
+        b, k = base[pid], cur[pid]
+        if b["status"] != "ok" or k["status"] != "ok":
+            states = [f"{name} {row['status']}" + (f" ({row['error']})" if row["error"] else "")
+                      for name, row in (("baseline", b), ("current", k)) if row["status"] != "ok"]
+            c.not_compared.append(f"{describe(k)}: {'; '.join(states)}")
+            continue
+        c.changes += compare_point(b, k, limits, one_sided)
+    c.warnings += [f"{metric} measured in the {side} run only, for {n} points: not compared"
+                   for (metric, side), n in sorted(one_sided.items())]
+    return c
+
+
+def resolve_thresholds(thresholds: dict) -> dict[str, Threshold]:
+    """{metric: Threshold or text like '10%' / '1pt' / '0.5'} -> {metric: Threshold}."""
+    out = {}
+    for metric, value in thresholds.items():
+        if isinstance(value, Threshold):
+            out[metric] = value
+        elif isinstance(value, str):
+            out[metric] = parse_threshold(value if ":" in value else f"{metric}:{value}")
+        else:
+            raise ValueError(f"threshold for {metric} must be a Threshold or text like '10%' or '1pt', got {value!r}")
+    return out
+
+
+def machine_warnings(base: Run, cur: Run) -> list[str]:
+    """Timings from different machines or settings are compared, but say so (asv files results by machine)."""
+    warnings = []
+    b_env, c_env = base.meta.get("environment") or {}, cur.meta.get("environment") or {}
+    b_est, c_est = (set(run.rows["estimated"].dropna()) for run in (base, cur))
+    if b_est != c_est:
+        warnings.append("one run is estimated (`run_bench.py estimate`, shapes only) and the other measured, or mixed: "
+                        "FLOPs agree, tensor bytes within a few percent, not exactly; timings are not compared")
+    for key in ("device", "gpu", "cpu", "cpu_count", "torch_threads"):
+        if b_env.get(key) != c_env.get(key):
+            warnings.append(f"{key} differs: baseline {b_env.get(key)!r}, current {c_env.get(key)!r}; "
+                            "timings and memory may not be comparable")
+    b_torch, c_torch = (e.get("versions", {}).get("torch") for e in (b_env, c_env))
+    if b_torch != c_torch:
+        warnings.append(f"torch differs: baseline {b_torch}, current {c_torch}")
+    return warnings
+
+
+def describe(row: dict) -> str:
+    seed = "" if row.get("seed") is None or (isinstance(row["seed"], float) and math.isnan(row["seed"])) \
+        else f" seed={row['seed']:.0f}"
+    return f"{row['model']} {row['task']} {row['method']} r={row['rank']}{seed} [{row['point_id'][:8]}]"
+
+
+def compare_point(b: dict, k: dict, limits: dict[str, Threshold], one_sided: Counter) -> list[MetricChange]:
+    changes = []
+    ci = step_time_ci(b["step_times_ms"], k["step_times_ms"])
+    for col in COMPARED:
+        metric = col.name
+        if metric == "eval_score" and k.get("eval_metric") == "accuracy":
+            continue  # the same number as eval_accuracy: compared once, as that
+        old, new = b.get(metric, math.nan), k.get(metric, math.nan)
+        if math.isnan(old) or math.isnan(new):
+            if math.isnan(old) != math.isnan(new):
+                one_sided[(metric, "current" if math.isnan(old) else "baseline")] += 1
+            continue
+        ratio = new / old if old else (1.0 if new == old else math.inf)
+        if col.compare == "exact":
+            verdict = "same" if new == old else "changed"
+            note = "" if new == old else (f"{metric} changed {old:,.0f} -> {new:,.0f} ({new - old:+,.0f} {col.unit}"
+                                          f"{f', {ratio - 1:+.2%}' if old else ''}): an exact count; "
+                                          "if intended, make a new baseline")
+            changes.append(MetricChange(k["point_id"], describe(k), metric, old, new, ratio, "exact", verdict,
+                                        None, note))
+            continue
+        metric_ci = None
+        if col.compare == "steps" and ci is not None:
+            metric_ci = ci if col.better == "lower" else (1 / ci[1], 1 / ci[0])  # tokens/s = 1 / step time
+        verdict, note = judge(metric, old, new, col.better, limits[metric], metric_ci, noise_floor(metric, b, k))
+        if col.compare == "steps" and ci is None:
+            note = note or f"fewer than {MIN_SAMPLES} raw step times: threshold only"
+        changes.append(MetricChange(k["point_id"], describe(k), metric, old, new, ratio, col.better, verdict,
+                                    metric_ci, note))
+    return changes
+
+
+def noise_floor(metric: str, baseline: dict, current: dict) -> float:
+    """The smallest change of `metric` that can count, in its unit (memory read as RSS on either side: 64 MiB)."""
+    col = column(metric)
+    if col.floor_rss and "rss" in (baseline.get("peak_mem_source"), current.get("peak_mem_source")):
+        return col.floor_rss
+    return col.floor
+
+
+def judge(metric: str, old: float, new: float, better: str, threshold: Threshold, ci: tuple[float, float] | None,
+          floor: float = 0.0) -> tuple[str, str]:
+    """'worse', 'better' or 'same', and a note when a change beyond the threshold did not count."""
+    sign = 1.0 if better == "lower" else -1.0  # moved > 0: the wrong way
+    if new == old:
+        moved = 0.0
+    elif threshold.relative:
+        moved = sign * (new / old - 1.0) if old else sign * math.copysign(math.inf, new - old)
+    else:
+        moved = sign * (new - old)
+    beyond = abs(moved) > threshold.limit
+    if abs(new - old) < floor:
+        amount = f"{floor / MIB:g} MiB" if column(metric).unit == "bytes" else f"{floor:g} {column(metric).unit}"
+        return "same", f"beyond {threshold} but under the noise floor of {amount}" if beyond else ""
+    if ci is not None:  # the whole interval of the ratio must clear the threshold
+        limit = threshold.limit if threshold.relative else threshold.limit / abs(old)
+        # how far the whole interval lies on the worse side of 1, and on the better side
+        worse_by, better_by = (ci[0] - 1.0, 1.0 - ci[1]) if sign > 0 else (1.0 - ci[1], ci[0] - 1.0)
+        if worse_by > limit:
+            return "worse", ""
+        if better_by > limit:
+            return "better", ""
+        if beyond:
+            return "same", f"beyond {threshold} but not significant ({CONFIDENCE:.0%} CI {ci[0]:.3f}-{ci[1]:.3f})"
+        return "same", ""
+    if not beyond:
+        return "same", ""
+    return ("worse", "") if moved > 0 else ("better", "")
+
+
+def step_time_ci(baseline_ms: str, current_ms: str) -> tuple[float, float] | None:
+    """Bootstrap CI of median(current) / median(baseline) from the ';'-separated raw step times."""
+    base, cur = parse_times(baseline_ms), parse_times(current_ms)
+    if len(base) < MIN_SAMPLES or len(cur) < MIN_SAMPLES:
+        return None
+    return bootstrap_ratio_ci(base, cur)
+
+
+def parse_times(text: str) -> np.ndarray:
+    try:
+        return np.array([float(t) for t in text.split(";") if t.strip()], dtype=float)
+    except ValueError:
+        return np.array([])
+
+
+def bootstrap_ratio_ci(base: np.ndarray, cur: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
+                       confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap of the ratio of medians, each sample resampled on its own; fixed seed, so reruns agree."""
+    rng = np.random.default_rng(seed)
+    base_medians = np.median(rng.choice(base, size=(resamples, len(base))), axis=1)
+    cur_medians = np.median(rng.choice(cur, size=(resamples, len(cur))), axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(cur_medians / base_medians, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+# --- output -------------------------------------------------------------------
+
+
+def exit_code(c: Comparison) -> int:
+    """1 when there is a regression, else 0 (bad input raises; the CLI makes that 2)."""
+    return 1 if c.regressions else 0
+
+
+def compare_and_print(baseline: str, current: str, rules: list[str] = (), show_all: bool = False,
+                      print_fn=print) -> int:
+    """The whole `run_bench.py compare`: parse rules, compare, print, return the exit code (0 or 1)."""
+    c = compare_runs(baseline, current, parse_thresholds(list(rules)))
+    print_fn(format_comparison(c, show_all))
+    return exit_code(c)
+
+
+def format_comparison(c: Comparison, show_all: bool = False) -> str:
+    out = [f"baseline: {run_line(c.baseline, c.baseline_meta)}", f"current:  {run_line(c.current, c.current_meta)}",
+           "thresholds: " + ", ".join(str(t) for t in c.thresholds.values()) + "; exact: " + ", ".join(EXACT),
+           f"timings with raw steps: the {CONFIDENCE:.0%} bootstrap CI of the ratio of medians must clear "
+           "the threshold"]
+    out += [f"warning: {w}" for w in c.warnings]
+    points = len({ch.point_id for ch in c.changes})
+    out.append(f"{points} points compared, {len(c.added)} added, {len(c.removed)} removed, "
+               f"{len(c.not_compared)} not compared (not ok)")
+    for title, items in (("REGRESSIONS", c.regressions), ("improvements", c.improvements)):
+        out += ["", f"{title} ({len(items)})"]
+        out += format_table(items) if items else []
+    noted = [ch for ch in c.changes if ch.verdict == "same" and ch.note]
+    if noted:
+        out += ["", f"within noise ({len(noted)})"] + format_table(noted)
+    if show_all:
+        out += ["", f"all compared metrics ({len(c.changes)})"] + format_table(c.changes)
+    for title, items in (("added (only in current)", c.added), ("removed (only in baseline)", c.removed),
+                         ("not compared", c.not_compared)):
+        if items:
+            out += ["", f"{title} ({len(items)})"] + [f"  {item}" for item in items]
+    verdict = f"{len(c.regressions)} regression(s)" if c.regressions else "no regression"
+    out += ["", f"result: {verdict}, {len(c.improvements)} improvement(s)"]
+    return "\n".join(out)
+
+
+def run_line(path: str, meta: dict) -> str:
+    env = meta.get("environment") or {}
+    commit = (env.get("commit") or "unknown")[:8] + ("+dirty" if env.get("dirty") else "")
+    return f"{os.path.dirname(path)} (commit {commit}, {env.get('device', '?')}, ended {meta.get('ended_at', '?')})"
+
+
+def format_table(changes: list[MetricChange]) -> list[str]:
+    rows = [("point", "metric", "baseline", "current", "ratio", f"{CONFIDENCE:.0%} CI", "note")]
+    for ch in changes:
+        ci = f"{ch.ci[0]:.3f}-{ch.ci[1]:.3f}" if ch.ci else ""
+        rows.append((ch.point, ch.metric, f"{ch.baseline:.4g}", f"{ch.current:.4g}", f"{ch.ratio:.3f}x", ci, ch.note))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1] for r in rows]

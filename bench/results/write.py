@@ -1,0 +1,65 @@
+"""Writing results: append-and-fsync rows of the versioned column list (bench/columns.py), the atomic rewrite
+that forgets failed rows, and meta.json. The sweep driver (bench/run/sweep.py) is the only caller.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+from ..columns import COLUMN_NAMES, SCHEMA_VERSION
+from .read import META_FILE, RESULTS_FILE, read_rows
+
+
+def drop_failed_rows(run_dir: str, which=lambda row: True) -> int:
+    """Remove failed rows (those `which` picks; atomic rewrite) so that a resumed sweep runs those points again."""
+    path = os.path.join(run_dir, RESULTS_FILE)
+    rows = read_rows(path)
+    kept = [r for r in rows if r.get("status") != "failed" or not which(r)]
+    if len(kept) < len(rows):
+        rewrite(path, "".join(_csv_line(r) for r in [{c: c for c in COLUMN_NAMES}, *kept]))
+    return len(rows) - len(kept)
+
+
+def rewrite(path: str, text: str) -> None:
+    """Replace a file's content atomically (a temp file fsynced, then renamed over it)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def append_row(run_dir: str, row: dict) -> None:
+    """Append one row in one write and fsync it; a kill mid-write leaves at most a torn last line, which the next
+    sweep moves out when it opens the run directory (rundir.open_run_dir)."""
+    unknown = set(row) - set(COLUMN_NAMES)
+    if unknown:
+        raise ValueError(f"row has columns outside the schema: {sorted(unknown)}")
+    path = os.path.join(run_dir, RESULTS_FILE)
+    new_file = not os.path.exists(path) or os.path.getsize(path) == 0
+    line = _csv_line({**row, "schema_version": SCHEMA_VERSION})
+    with open(path, "a", newline="") as f:
+        if new_file:
+            f.write(_csv_line({c: c for c in COLUMN_NAMES}))
+        f.write(line)  # one write of one whole line
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _csv_line(row: dict) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(["" if row.get(c) is None else row.get(c) for c in COLUMN_NAMES])
+    return buf.getvalue()
+
+
+def write_meta(run_dir: str, meta: dict) -> None:
+    """Write meta.json atomically (temp file, then rename)."""
+    path = os.path.join(run_dir, META_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)

@@ -1,0 +1,32 @@
+"""What needs the models or the data, checked once before any point runs (each a one-line error), so that a bad
+input fails in seconds instead of in every point: a hub id neither cached nor reachable, a rank too large or
+targets that match no layer (on the model built without weights), each task's data (a pair column not in the file,
+a regression label that is not a number, Pearson on a 3-class task), and paths the workers cannot read."""
+
+from __future__ import annotations
+
+import os
+
+from ..adapters import make_adapter
+from ..config.sweep import SweepConfig
+from ..models import check_available, get_entry
+from ..tasks import check_task, get_task
+
+
+def check_inputs(config: SweepConfig, read_data: bool = True) -> None:
+    for model in config.models:
+        check_available(get_entry(model))
+        for method in config.methods:
+            for rank in config.ranks_for(method):
+                make_adapter(method, rank, config.adapter_options(method, rank)).check_fits(model)
+    if read_data:
+        for task in config.tasks:
+            check_task(task, config.data_dir or None, config.task_options)
+
+
+def paths_workers_read(config: SweepConfig) -> list[str]:
+    """Absolute paths the points will read: the data folder (for tasks that read data) and model folders."""
+    paths = [os.path.abspath(m) for m in config.models if os.path.isdir(m)]
+    if config.data_dir and any(get_task(task).reads_data for task in config.tasks):
+        paths.append(os.path.abspath(config.data_dir))
+    return paths

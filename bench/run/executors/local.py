@@ -1,0 +1,26 @@
+"""`local`: one point at a time on this machine, each by the worker (a fresh process per point, or this process
+with --in-process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+
+from ...config.executor import ExecutorSettings
+from ...config.sweep import Point, SweepConfig
+from .worker import kill_running_points
+
+
+class LocalExecutor:
+    name = "local"
+    runs_here = True  # points run on this machine
+
+    def __init__(self, settings: ExecutorSettings, config: SweepConfig, run_dir: str):
+        self.timeout_s = config.point_timeout_s
+
+    def run(self, points: list[Point], worker: Callable) -> Iterator[dict]:
+        for point in points:
+            yield worker(asdict(point), self.timeout_s)
+
+    def close(self) -> None:
+        kill_running_points()

@@ -1,0 +1,66 @@
+"""`pool`: several points at once on this machine, one per GPU (pinned with CUDA_VISIBLE_DEVICES) or per core set."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import asdict
+
+import torch
+
+from ...config.executor import ExecutorSettings
+from ...config.sweep import Point, SweepConfig
+from .worker import kill_running_points
+
+
+class PoolExecutor:
+    """Several points at once on this host, each in a fresh process. On GPUs one worker per device, pinned with
+    CUDA_VISIBLE_DEVICES; on CPU workers x threads stay within the cores unless shared timing is allowed."""
+    runs_here = True  # points run on this machine
+
+    def __init__(self, settings: ExecutorSettings, config: SweepConfig, run_dir: str):
+        self.timeout_s = config.point_timeout_s
+        workers, device, threads = settings.workers, config.device, config.threads
+        allow_shared_timing = settings.allow_shared_timing
+        self.name = "pool+shared-timing" if allow_shared_timing else "pool"
+        gpus = torch.cuda.device_count() if device != "cpu" else 0
+        if device.startswith("cuda") and not gpus:
+            raise ValueError(f"device {device!r} asked for but torch sees no CUDA device here; use --device cpu")
+        if gpus:
+            if re.fullmatch(r"cuda:\d+", device):
+                raise ValueError(f"the pool pins one GPU per worker; use device 'cuda' or 'auto', not {device!r}")
+            if workers > gpus:
+                raise ValueError(f"--workers {workers} is more than the {gpus} visible GPUs: two timed points would "
+                                 f"share a device; use --workers {gpus} or fewer")
+            self.slot_envs = [{"CUDA_VISIBLE_DEVICES": str(i)} for i in range(workers or gpus)]
+            return
+        cores = len(os.sched_getaffinity(0))
+        per_point = threads or torch.get_num_threads()
+        workers = workers or max(1, cores // per_point)
+        if workers * per_point > cores and not allow_shared_timing:
+            raise ValueError(f"{workers} pool workers x {per_point} threads need {workers * per_point} cores and this "
+                             f"machine has {cores}: timings of points that share cores are not comparable; use "
+                             f"--workers {max(1, cores // per_point)} or --threads {max(1, cores // workers)}, or "
+                             "--allow-shared-timing (recorded in each row)")
+        self.slot_envs = [{}] * workers
+
+    def run(self, points: list[Point], worker: Callable) -> Iterator[dict]:
+        waiting, free, running = list(reversed(points)), list(range(len(self.slot_envs))), {}
+        with ThreadPoolExecutor(len(self.slot_envs), thread_name_prefix="point") as threads:
+            try:
+                while waiting or running:
+                    while waiting and free:
+                        slot = free.pop()
+                        future = threads.submit(worker, asdict(waiting.pop()), self.timeout_s, self.slot_envs[slot])
+                        running[future] = slot
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        free.append(running.pop(future))
+                        yield future.result()
+            finally:
+                kill_running_points()  # the driver stopped early: end the points still running
+
+    def close(self) -> None:
+        kill_running_points()

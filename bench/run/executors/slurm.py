@@ -1,0 +1,208 @@
+"""`slurm`: points as a SLURM job array through submitit, or as submitit's local jobs (real subprocesses here).
+
+Each job runs the worker it is handed (a fresh process per point) and its result comes back through submitit's
+files in RUN_DIR/slurm/;
+the driver writes the rows. A timed-out or preempted job is requeued once (submitit checkpointing), then recorded
+as failed with the reason. With no_wait the driver submits, writes RUN_DIR/slurm/jobs.json and returns;
+`run_bench.py collect RUN_DIR` gathers what has finished, as often as needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+
+from ...config.executor import ExecutorSettings
+from ...config.sweep import Point, SweepConfig
+from .worker import REPO_ROOT, failed_payload
+
+JOBS_FILE = "jobs.json"  # {"cluster": ..., "jobs": {point_id: {"job_id": ..., "point": {...}}}}, pending jobs only
+
+
+def import_submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise ValueError("--executor slurm needs submitit: pip install -e '.[slurm]'") from None
+    return submitit
+
+
+class PointJob:
+    """The callable a job runs (pickled by submitit). Timed out or preempted, it is requeued once, from the start."""
+
+    def __init__(self, worker: Callable, timeout_s: int):
+        self.worker, self.timeout_s, self.requeued = worker, timeout_s, False
+
+    def __call__(self, point: dict) -> dict:
+        return self.worker(point, self.timeout_s)
+
+    def checkpoint(self, point: dict):
+        """Called by submitit on the job's timeout or preemption signal; None = do not requeue."""
+        import submitit
+
+        if self.requeued:
+            return None
+        self.requeued = True
+        return submitit.helpers.DelayedSubmission(self, point)
+
+
+class SlurmExecutor:
+    name = "slurm"
+    runs_here = False  # points run on other machines
+
+    def __init__(self, settings: ExecutorSettings, config: SweepConfig, run_dir: str):
+        timeout_s, cluster, partition = config.point_timeout_s, settings.slurm_cluster, settings.slurm_partition
+        gpus_per_task = settings.slurm_gpus_per_task
+        if gpus_per_task < 0:  # one GPU per point when the points ask for CUDA
+            gpus_per_task = int(config.device.startswith("cuda"))
+        time_min, array_parallelism = settings.slurm_time_min, settings.slurm_array_parallelism
+        threads, no_wait = config.threads, settings.no_wait
+        submitit = import_submitit()
+        if cluster not in ("slurm", "local"):
+            raise ValueError(f"unknown SLURM cluster {cluster!r}; use slurm, or local (submitit's local jobs)")
+        missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+        if cluster == "slurm" and missing:
+            raise ValueError(f"--executor slurm: no SLURM here ({' and '.join(missing)} not found); run where sbatch "
+                             "works, or try it on this machine with --slurm-cluster local")
+        self.folder = os.path.join(os.path.abspath(run_dir), "slurm")
+        self.cluster, self.no_wait, self.timeout_s = cluster, no_wait, timeout_s
+        self.parallelism = array_parallelism
+        # jobs import this code: on SLURM through the shared file system, here through the inherited environment
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
+        self.executor = submitit.AutoExecutor(folder=self.folder, cluster=cluster, slurm_max_num_timeout=1,
+                                              local_max_num_timeout=1)
+        time_min = time_min or max(1, -(-timeout_s // 60) + 5)
+        parameters = dict(timeout_min=time_min, cpus_per_task=max(1, threads), tasks_per_node=1, nodes=1,
+                          gpus_per_node=gpus_per_task, name="giva-bench")
+        if cluster == "slurm":
+            parameters.update(slurm_array_parallelism=array_parallelism or 256,
+                              slurm_setup=[f"export PYTHONPATH={REPO_ROOT}:$PYTHONPATH"])
+            if partition:
+                parameters["slurm_partition"] = partition
+        self.executor.update_parameters(**parameters)
+        self.running: dict = {}  # point_id -> (job, point as a dict)
+
+    def run(self, points: list[Point], worker: Callable) -> Iterator[dict]:
+        """Submit the points (at most array_parallelism at once for local jobs) and yield payloads as they end."""
+        waiting = list(reversed(points))
+        while waiting or self.running:
+            limit = len(waiting) if self.cluster == "slurm" or self.no_wait else (self.parallelism or 1)
+            batch = [waiting.pop() for _ in range(min(len(waiting), limit - len(self.running)))]
+            if batch:
+                self.submit(batch, worker)
+            if self.no_wait:
+                return
+            for point_id, (job, point) in list(self.running.items()):
+                payload = job_payload(job, self.cluster, point)
+                if payload is not None:
+                    del self.running[point_id]
+                    self._save_jobs()
+                    yield payload
+            time.sleep(0.5)
+
+    def submit(self, points: list[Point], worker: Callable) -> None:
+        """Submit the points as one batch (a job array on SLURM) and note the jobs in jobs.json."""
+        job_fn, dicts = PointJob(worker, self.timeout_s), [asdict(p) for p in points]
+        with self.executor.batch():
+            jobs = [self.executor.submit(job_fn, point) for point in dicts]
+        for point, job in zip(dicts, jobs):
+            self.running[Point(**point).point_id] = (job, point)
+        self._save_jobs()
+
+    def _save_jobs(self) -> None:
+        jobs = {pid: {"job_id": job.job_id, "point": point} for pid, (job, point) in self.running.items()}
+        save_jobs(self.folder, self.cluster, jobs)
+
+    def close(self) -> None:
+        if self.no_wait:
+            return
+        for job, _ in self.running.values():
+            job.cancel(check=False)
+        self.running = {}
+        save_jobs(self.folder, self.cluster, {})
+
+    @staticmethod
+    def pending_jobs(run_dir: str) -> int:
+        """Jobs submitted with --no-wait and not yet gathered."""
+        return len(load_jobs(run_dir)[2])
+
+    @staticmethod
+    def collect_jobs(run_dir: str) -> tuple[list[dict], int]:
+        """(payloads of the jobs that ended, how many still run); safe to repeat."""
+        return collect_finished(run_dir)
+
+
+def save_jobs(folder: str, cluster: str, jobs: dict) -> None:
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, JOBS_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"cluster": cluster, "jobs": jobs}, f, indent=1)
+    os.replace(tmp, os.path.join(folder, JOBS_FILE))
+
+
+def load_jobs(run_dir: str) -> tuple[str, str, dict]:
+    """(folder, cluster, {point_id: {"job_id", "point"}}) of the jobs submitted and not yet gathered."""
+    folder = os.path.join(os.path.abspath(run_dir), "slurm")
+    path = os.path.join(folder, JOBS_FILE)
+    if not os.path.exists(path):
+        return folder, "", {}
+    with open(path) as f:
+        data = json.load(f)
+    return folder, data["cluster"], data["jobs"]
+
+
+def collect_finished(run_dir: str) -> tuple[list[dict], int]:
+    """Payloads of the submitted jobs that have ended (removed from jobs.json), and how many still run."""
+    folder, cluster, jobs = load_jobs(run_dir)
+    if not jobs:
+        return [], 0
+    submitit = import_submitit()
+    job_class = submitit.SlurmJob if cluster == "slurm" else submitit.LocalJob
+    payloads = []
+    for point_id, entry in list(jobs.items()):
+        job = job_class(folder, entry["job_id"])
+        payload = job_payload(job, cluster, entry["point"])
+        if payload is not None:
+            payloads.append(payload)
+            del jobs[point_id]
+    save_jobs(folder, cluster, jobs)
+    return payloads, len(jobs)
+
+
+def job_payload(job, cluster: str, point: dict) -> dict | None:
+    """The payload of an ended job (a failed row when it ended without one), or None while it runs."""
+    if not job.paths.result_pickle.exists():
+        if cluster == "slurm":
+            if not job.done():
+                return None
+        elif _local_job_alive(job):
+            return None
+    try:
+        return job.result()
+    except Exception as e:  # noqa: BLE001 - timed out twice, preempted, killed, lost: the reason goes in the row
+        reason = " ".join(str(e).split()) or type(e).__name__
+        if "checkpoint function returned None" in reason or "timed-out too many times" in reason:
+            reason = "timed out or preempted again after one requeue"
+        elif "No module named 'bench." in reason:  # pickled by a version whose module paths have moved since
+            module = reason.split("No module named ", 1)[1].split()[0]
+            reason = (f"it was submitted by another version of giva-bench, whose module {module} this one does not "
+                      "have; run the point again with this version: run_bench.py run --retry-failed")
+        reason = reason[:300]
+        return failed_payload(point, f"job {job.job_id} ({cluster}) ended without a result: {reason}")
+
+
+def _local_job_alive(job) -> bool:
+    """A local job's id is its controller's pid; after the driver exited, the process is all there is to ask."""
+    if getattr(job, "_process", None) is not None:
+        return job._process.poll() is None
+    try:
+        os.kill(int(job.job_id), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,158 @@
+"""Run one sweep point and return its results row: load, seed, adapt (timed), train (timed), evaluate, trace costs.
+
+    python -m bench.run.point POINT_JSON ROW_JSON RUN_DIR     # what every executor's worker starts (executors/worker.py)
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+
+import torch
+
+from giva.gradient import synchronize
+
+from ..adapters import make_adapter
+from ..config.sweep import Point
+from ..config.train import TrainSettings
+from ..measure.clocks import summarize_ms
+from ..measure.counters import trace_costs
+from ..measure.memory import MemoryMonitor
+from ..models import check_fits, get_entry
+from ..tasks import get_task, setup_task
+from .rows import SkipPoint, adapter_columns, cost_columns, point_row
+from .train import train
+
+
+def resolve_device(device: str) -> str:
+    """The torch device of a point's `device` on this machine: auto is cuda:0 when CUDA is visible, else cpu."""
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but torch sees no CUDA device on {socket.gethostname()}; "
+                         "use --device cpu or auto")
+    return "cuda:0" if device == "cuda" else device
+
+
+def run_point(point: Point, run_dir: str) -> dict:
+    """Every failure becomes a row with status failed and a one-line error; the sweep goes on."""
+    where = {"host": socket.gethostname()}
+
+    def measure() -> dict:
+        where["device"] = resolve_device(point.device)  # the row says where it ran, failed or not
+        return measure_point(point, run_dir, torch.device(where["device"]))
+
+    return {**point_row(point, measure), **where}
+
+
+def measure_point(point: Point, run_dir: str, device: torch.device) -> dict:
+    if point.threads:
+        torch.set_num_threads(point.threads)
+    entry = get_entry(point.model)
+    head = get_task(point.task).head_for(entry)
+    reason = check_fits(entry, head, point.dtype, device)
+    if reason:
+        raise SkipPoint(reason)
+
+    # Untimed: model and data. Seeded so that every method starts from the same state.
+    torch.manual_seed(point.seed)
+    setup = setup_task(point.task, point.model, batch_size=point.batch_size, seq_len=point.seq_len, seed=point.seed,
+                       device=str(device), dtype=point.dtype, data_dir=point.data_dir or None,
+                       options=json.loads(point.task_options))
+    model = setup.model
+    model_params = sum(p.numel() for p in model.parameters())
+    adapter = make_adapter(point.method, point.rank, json.loads(point.adapter_options), seed=point.seed,
+                           trainable_modules=setup.trainable_modules)
+
+    # The first batches are drawn before any clock runs (a task may compute targets
+    # while drawing) and go back in front of the stream, so every method trains on
+    # the same data in the same order. One untimed forward warms the kernels.
+    num_init = adapter.init_batches
+    head_batches = [next(setup.train_batches) for _ in range(max(1, num_init))]
+    setup.train_batches = itertools.chain(head_batches, setup.train_batches)
+    with torch.no_grad():
+        model(**head_batches[0])
+
+    # Init: data passes (GiVA's gradient, EVA's activations), SVD, injection, each timed apart; peak memory of the whole phase.
+    torch.manual_seed(point.seed)
+    synchronize(device)
+    with MemoryMonitor(device) as init_mem:
+        t0 = time.perf_counter()
+        model = adapter.apply(model, head_batches[:num_init], setup.loss_fn)
+        synchronize(device)
+        init_total_s = time.perf_counter() - t0
+    stats = adapter.stats(model)
+    with tempfile.TemporaryDirectory(dir=run_dir) as tmp:
+        adapter_file_bytes = os.path.getsize(adapter.save(model, tmp))
+
+    # Training: warmup, then timed steps (profile) or the whole run (accuracy tasks).
+    settings = TrainSettings(**json.loads(point.train))
+    if setup.evaluate is None:
+        settings.steps = point.warmup_steps + point.timed_steps
+    if settings.steps <= point.warmup_steps:
+        raise ValueError(f"train steps {settings.steps} leave none to time after {point.warmup_steps} warmup steps; raise steps")
+    torch.manual_seed(point.seed)
+    with MemoryMonitor(device) as train_mem:
+        result = train(model, setup, settings, method=point.method, device=device, trace_step=True)
+    # Untimed, after every clock and monitor: GiVA's init again, traced for FLOPs and tensor bytes.
+    model = adapter.unload(model)
+    torch.manual_seed(point.seed)
+    init_costs = trace_costs(model, lambda: adapter.apply(model, head_batches[:num_init], setup.loss_fn))
+    timed = result.step_times_ms[point.warmup_steps:]
+    step = summarize_ms(timed)
+    write_curve(run_dir, point.point_id, result.curve)
+
+    mem = train_mem.result
+    return dict(
+        adapter_seed=adapter.seed, model_params=model_params, **adapter_columns(stats, point.rank),
+        optimizer_state_bytes=result.optimizer_state_bytes, adapter_file_bytes=adapter_file_bytes,
+        init_total_s=init_total_s, init_grad_s=stats["init_grad_s"], init_svd_s=stats["init_svd_s"],
+        init_inject_s=stats["init_inject_s"], init_peak_mem_bytes=init_mem.result.peak_bytes,
+        init_mem_growth_bytes=init_mem.result.growth_bytes,
+        warmup_steps=point.warmup_steps, timed_steps=len(timed), **step,
+        tokens_per_s=setup.tokens_per_batch / (step["step_time_ms_p50"] / 1000.0),
+        peak_mem_bytes=mem.peak_bytes, mem_growth_bytes=mem.growth_bytes, peak_mem_source=mem.source,
+        peak_rss_bytes=mem.peak_rss_bytes, cuda_max_allocated_bytes=mem.cuda_max_allocated_bytes,
+        cuda_max_reserved_bytes=mem.cuda_max_reserved_bytes, nvml_peak_used_bytes=mem.nvml_peak_used_bytes,
+        eval_metric=result.eval_metric, eval_score_before=result.eval_score_before, eval_score=result.eval_score,
+        eval_score_best=result.eval_score_best, eval_scores=json.dumps(result.eval_scores) if result.eval_scores else "",
+        eval_examples=setup.num_eval_examples if setup.evaluate is not None else None,
+        eval_accuracy_before=result.eval_accuracy_before, eval_accuracy=result.eval_accuracy,
+        eval_accuracy_best=result.eval_accuracy_best, eval_loss=result.eval_loss,
+        train_steps=result.train_steps, train_time_s=result.train_time_s, lr=result.lr, head_lr=result.head_lr,
+        **cost_columns(init_costs, result.step_costs),
+    )
+
+
+def write_curve(run_dir: str, point_id: str, curve: list[dict]) -> None:
+    if not curve:
+        return
+    import csv
+
+    os.makedirs(os.path.join(run_dir, "curves"), exist_ok=True)
+    with open(os.path.join(run_dir, "curves", f"{point_id}.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(curve[0]))  # step, eval_<metric>..., eval_loss
+        writer.writeheader()
+        writer.writerows(curve)
+
+
+def main(argv: list[str]) -> int:
+    """python -m bench.run.point POINT_JSON ROW_JSON RUN_DIR: one point in a fresh process (executors/worker.py)."""
+    point_file, row_file, run_dir = argv
+    with open(point_file) as f:
+        point = Point(**json.load(f))
+    row = run_point(point, run_dir)
+    tmp = row_file + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(row, f)
+    os.replace(tmp, row_file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

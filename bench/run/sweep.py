@@ -1,0 +1,160 @@
+"""The sweep driver: check the inputs, lock the run directory, resume, hand points and a worker to an executor, and
+write every row itself.
+
+    rows = run_sweep(config, run_dir, command)                  # config.executor names the executor (executors/)
+    rows = run_sweep(config, run_dir, command, estimated=True)  # `run_bench.py estimate`: the trace worker
+    rows = collect(run_dir)                                     # rows of jobs submitted earlier with --no-wait
+
+The driver is the only writer of results.csv (append + fsync per row), of logs/ and curves/. A write that the
+run directory refuses (full disk, read-only) stops the sweep with one line; the rows already written stay,
+and the points not recorded run on the next plain rerun.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from contextlib import contextmanager
+
+from tqdm import tqdm
+
+from .. import adapters
+from ..columns import PROGRESS
+from ..config.executor import ExecutorSettings
+from ..config.grid import expand_grid
+from ..config.sweep import SweepConfig
+from ..results.environment import utc_now
+from ..results.read import done_point_ids, read_meta
+from ..results.rundir import RunDirUnwritable, ensure_writable, lock_run_dir, open_run_dir
+from ..results.write import append_row, write_meta
+from . import executors
+from .checks import check_inputs
+from .estimate import estimate_payload
+from .executors.worker import run_point_payload, run_point_here
+from .point import resolve_device
+
+
+def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, retry_failed: bool = False,
+              estimated: bool = False) -> list[dict]:
+    """Run every point not yet done (failed ones too with retry_failed); returns the rows written this time.
+
+    estimated: trace each point under FakeTensorMode in this process instead of running it (run/estimate.py,
+    `run_bench.py estimate`); a "cuda" device needs no GPU then.
+    """
+    settings = ExecutorSettings.from_dict({} if estimated else config.executor)
+    check_inputs(config, read_data=not estimated)  # models, ranks, targets, data: one error before any point runs
+    worker = estimate_payload if estimated else run_point_payload if config.isolate else run_point_here
+    # the device meta.json records: this machine's where the points run here, else as asked (resolved where they run)
+    runs_here = executors.EXECUTORS[settings.kind].runs_here and not estimated
+    driver_device = resolve_device(config.device) if runs_here else config.device
+    with lock_run_dir(run_dir):
+        _refuse_pending_jobs(run_dir)
+        meta, done = open_run_dir(run_dir, config, command, driver_device, log, retry_failed, estimated)
+        meta["executor"] = {**config.executor, "kind": "estimate" if estimated else settings.kind}
+        meta["methods"] = {method: adapters.describe(method) for method in config.methods}  # for the report
+        points = expand_grid(config)
+        todo = [p for p in points if p.point_id not in done]
+        if done:
+            log(f"resuming {run_dir}: {len(points) - len(todo)} of {len(points)} points already done")
+        # bad executor input stops here, nothing written; a trace reads no data
+        executor = executors.make_executor(settings, config, run_dir, check_paths=not estimated)
+        rows = []
+        bar = tqdm(total=len(todo), unit="point", dynamic_ncols=True, file=sys.stderr)
+        try:
+            _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
+            with _sigterm_as_interrupt():
+                for payload in executor.run(todo, worker):
+                    row = record(run_dir, payload, "estimate" if estimated else executor.name, done)
+                    if row is not None:
+                        rows.append(row)
+                        bar.update()
+                        bar.write(summary_line(row))
+        finally:
+            executor.close()
+            bar.close()
+        if settings.no_wait:
+            log(f"{len(todo)} points submitted as jobs; gather their rows with `run_bench.py collect {run_dir}`")
+        meta["ended_at"] = utc_now()
+        _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
+        return rows
+
+
+def collect(run_dir: str, log=print) -> list[dict]:
+    """Record the rows of jobs submitted with --no-wait that have ended; safe to run again (adds nothing twice)."""
+    if read_meta(run_dir) is None:
+        raise FileNotFoundError(f"{run_dir!r} holds no run (no meta.json); give the --out of a `run --no-wait`")
+    with lock_run_dir(run_dir):
+        done = done_point_ids(run_dir)
+        payloads, still_running, executor = executors.collect(run_dir)
+        rows = [row for row in (record(run_dir, p, executor, done) for p in payloads) if row is not None]
+        for row in rows:
+            log(summary_line(row))
+        if still_running:
+            log(f"{still_running} jobs still running; run `run_bench.py collect {run_dir}` again later")
+        return rows
+
+
+def record(run_dir: str, payload: dict, executor: str, done: set[str]) -> dict | None:
+    """Write a point's log, curve and row (once per point_id); None when the point was already recorded."""
+    row = {**payload["row"], "executor": executor}
+    if row["point_id"] in done:
+        return None
+    ensure_writable(run_dir)  # a full or read-only disk stops the sweep here, before a half-written row or log
+
+    def write():
+        os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
+        with open(os.path.join(run_dir, "logs", f"{row['point_id']}.log"), "w") as f:
+            f.write(payload["log"])
+        if payload["curve_csv"]:
+            os.makedirs(os.path.join(run_dir, "curves"), exist_ok=True)
+            with open(os.path.join(run_dir, "curves", f"{row['point_id']}.csv"), "w") as f:
+                f.write(payload["curve_csv"])
+        append_row(run_dir, row)
+
+    _write_or_stop(run_dir, write, len(done))
+    done.add(row["point_id"])
+    return row
+
+
+def _write_or_stop(run_dir: str, write, rows_so_far: int) -> None:
+    try:
+        write()
+    except OSError as e:
+        raise RunDirUnwritable(f"cannot write to run directory {run_dir!r} ({e.strerror}); the {rows_so_far} rows "
+                               "already in results.csv are intact: free space or fix its permissions, then rerun the "
+                               "same command (the points not recorded run then)") from None
+
+
+def _refuse_pending_jobs(run_dir: str) -> None:
+    jobs = executors.pending_jobs(run_dir)
+    if jobs:
+        raise ValueError(f"{jobs} points of {run_dir!r} were submitted as jobs and not gathered; run "
+                         f"`run_bench.py collect {run_dir}` (again once they end) before running the sweep again")
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (kill, scancel, a scheduler's stop) ends the sweep like Ctrl-C: the executor cancels its work."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def summary_line(row: dict) -> str:
+    label = f"{row['model']} {row['task']} {row['method']} r={row['rank']} seed={row['seed']}"
+    if row["status"] != "ok":
+        return f"{row['status']:7s} {label}: {row['error']}"
+    parts = [f"{c.progress}={c.format(row[c.name]).replace(' ', '')}" for c in PROGRESS if row.get(c.name) is not None]
+    if row.get("eval_score") is not None:
+        parts.append(f"{row['eval_metric']}={row['eval_score_before']:.3f}->{row['eval_score']:.3f}")
+    return f"ok      {label}: " + " ".join(parts)
