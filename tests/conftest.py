@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+import subprocess
 
 import pytest
 import torch
@@ -188,3 +189,30 @@ def small_run_dir(tmp_path_factory) -> str:
     from small_run import make_small_run
 
     return make_small_run(str(tmp_path_factory.mktemp("small_run")))
+
+
+# --- a SLURM cluster -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """A one-node SLURM with accounting on this host (tests/cluster/slurm.sh: munge, MariaDB, slurmdbd, slurmctld,
+    slurmd), installed if need be and started for the session, then stopped; one already running (.ci/run starts
+    one) is used and left running. SLURM_CONF points at it meanwhile. Skips only where the packages cannot be
+    installed (not root, no package registry)."""
+    script = os.path.join(REPO_ROOT, "tests", "cluster", "slurm.sh")
+    up = subprocess.run(["bash", script, "up"], capture_output=True, text=True, timeout=900)
+    if up.returncode == 3:
+        pytest.skip(up.stderr.strip().splitlines()[-1])
+    assert up.returncode == 0, f"tests/cluster/slurm.sh up failed:\n{up.stderr}"
+    conf = up.stdout.strip().splitlines()[-1].removeprefix("SLURM_CONF=")
+    started_here = "slurm.sh: 0 started" not in up.stderr
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    yield conf
+    if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = previous
+    if started_here:
+        subprocess.run(["bash", script, "down"], capture_output=True, timeout=300)
