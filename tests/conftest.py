@@ -216,3 +216,49 @@ def slurm_cluster() -> str:
         os.environ["SLURM_CONF"] = previous
     if started_here:
         subprocess.run(["bash", script, "down"], capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def slurm_timeout_run(slurm_cluster, tmp_path_factory):
+    """(run directory, submitting process) of a point past its 1-minute SLURM limit, submitted with --no-wait; the
+    time-limit test collects it. Its point processes are stopped (SIGSTOP: a hung point) as soon as they appear, so
+    that its two minutes on SLURM's clock burn no core. Jobs still out at the end are cancelled."""
+    import sys
+    import threading
+
+    from point_processes import point_processes
+    from slurm_runs import job_ids, write_sweep
+
+    tmp = tmp_path_factory.mktemp("slurm-timeout")
+    run_dir = str(tmp / "run")
+    sweep = write_sweep(tmp / "sweep.toml", 22, methods=("lora",), timed_steps=10**7, slurm_time_min=1)
+    submit = subprocess.Popen([sys.executable, "run_bench.py", "run", "--config", sweep, "--out", run_dir,
+                               "--no-wait", "--no-report"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    stop = threading.Event()
+
+    def hang_points():
+        while not stop.wait(0.5):
+            for proc in point_processes(22):
+                try:
+                    proc.suspend()
+                except Exception:  # noqa: BLE001 - it ended meanwhile
+                    pass
+
+    threading.Thread(target=hang_points, daemon=True).start()
+    yield run_dir, submit
+    stop.set()
+    submit.wait(timeout=300)
+    subprocess.run(["scancel", *job_ids(run_dir)], capture_output=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def submit_slow_jobs_first(request):
+    """The SLURM time-limit case waits two minutes or more on SLURM's clock: where a selected test uses it, its job
+    is submitted before the session's first test, so that the wait passes while the other tests run. A failure
+    here (no SLURM) is left to those tests, which meet it again from the fixture's cache."""
+    if any("slurm_timeout_run" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        try:
+            request.getfixturevalue("slurm_timeout_run")
+        except (Exception, pytest.skip.Exception, pytest.fail.Exception):  # noqa: BLE001
+            pass

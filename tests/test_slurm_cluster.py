@@ -2,14 +2,12 @@
 job arrays, their parallelism, --no-wait and collect, a killed driver, scancel, and a time limit with its requeue.
 
 Tiny llama-2m profile points; each test gives its points a sequence length of its own, which finds their processes.
-SLURM checks time limits every 30 s and takes them in whole minutes, so the time-limit case takes about two
-minutes: its sweep is submitted when the module starts (timeout_run) and checked by the module's last test, and its
-point is stopped (SIGSTOP: a hung point) so that it burns no core while SLURM's clock runs.
+SLURM checks time limits every 30 s and takes them in whole minutes, so the time-limit case takes two minutes or
+more: its job is submitted as the session starts (conftest.py's slurm_timeout_run) and checked by the module's last
+test.
 """
 
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,6 +16,7 @@ import time
 
 import pytest
 from point_processes import point_processes
+from slurm_runs import job_ids, sacct, write_sweep
 
 from bench.config.presets import load_sweep_file, make_sweep_config
 from bench.results.read import read_rows
@@ -29,16 +28,6 @@ pytestmark = pytest.mark.usefixtures("slurm_cluster")
 ARRAY_SWEEP = dict(models=["llama-2m"], tasks=["profile"], methods=["lora", "vera"], ranks=[2, 4],
                    method_options={"vera": {"ranks": [2]}}, batch_sizes=[2], seq_lens=[16], warmup_steps=1,
                    timed_steps=2, threads=1)
-
-
-def write_sweep(path, seq_len: int, methods=("lora", "vera"), ranks=(2,), timed_steps=2, **executor) -> str:
-    """A sweep file of llama-2m profile points at this seq_len, on the slurm executor with these settings."""
-    lines = ['models = ["llama-2m"]', 'tasks = ["profile"]', f"methods = {json.dumps(list(methods))}",
-             f"ranks = {list(ranks)}", "batch_sizes = [2]", f"seq_lens = [{seq_len}]", "warmup_steps = 1",
-             f"timed_steps = {timed_steps}", "threads = 1", "[executor]", 'kind = "slurm"']
-    lines += [f"{name} = {json.dumps(value)}" for name, value in executor.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
 
 
 def run_cli(*args, timeout=600) -> subprocess.CompletedProcess:
@@ -56,27 +45,6 @@ def collect_until(run_dir: str, rows: int, timeout_s: float) -> list[dict]:
         if len(written) >= rows or time.time() > deadline:
             return written
         time.sleep(2)
-
-
-def job_ids(run_dir: str) -> set[str]:
-    """The SLURM job ids submitted for a run, from submitit's files in RUN_DIR/slurm/: a job array's (its tasks are
-    ID_0, ID_1, ...), or a single point's job."""
-    folder = os.path.join(run_dir, "slurm")
-    names = os.listdir(folder) if os.path.isdir(folder) else []
-    return {m.group(1) for name in names if (m := re.match(r"(\d+)_submission\.sh$", name))}
-
-
-def sacct(job_id: str) -> list[tuple[str, str]]:
-    """(job id, state) of every run of the job's tasks, requeued runs included, from SLURM's accounting, once none
-    is still pending, running or completing (a job writes its result just before it ends)."""
-    deadline = time.time() + 60
-    while True:
-        out = subprocess.run(["sacct", "-j", job_id, "--duplicates", "-X", "-n", "-P", "-o", "JobID,State"],
-                             capture_output=True, text=True, check=True).stdout
-        runs = [tuple(line.split("|")) for line in out.splitlines()]
-        if not any(state in ("PENDING", "RUNNING", "COMPLETING") for _, state in runs) or time.time() > deadline:
-            return runs
-        time.sleep(0.5)
 
 
 def key(row):
@@ -98,32 +66,6 @@ def cancel_leftover_jobs(tmp_path):
     yield
     for slurm_dir in tmp_path.glob("*/slurm"):
         subprocess.run(["scancel", *job_ids(str(slurm_dir.parent))], capture_output=True)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def timeout_run(tmp_path_factory):
-    """A point that runs past its 1-minute limit, submitted as the module starts; its point processes are stopped
-    as soon as they appear (a hung point) until the module ends."""
-    tmp = tmp_path_factory.mktemp("timeout")
-    run_dir = str(tmp / "run")
-    sweep = write_sweep(tmp / "sweep.toml", 22, methods=("lora",), timed_steps=10**7, slurm_time_min=1)
-    submit = subprocess.Popen([sys.executable, "run_bench.py", "run", "--config", sweep, "--out", run_dir, "--no-wait",
-                               "--no-report"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    stop = threading.Event()
-
-    def hang_points():
-        while not stop.wait(0.5):
-            for proc in point_processes(22):
-                try:
-                    proc.suspend()
-                except Exception:  # noqa: BLE001 - it ended meanwhile
-                    pass
-
-    threading.Thread(target=hang_points, daemon=True).start()
-    yield run_dir, submit
-    stop.set()
-    submit.wait(timeout=300)
-    subprocess.run(["scancel", *job_ids(run_dir)], capture_output=True)
 
 
 def test_a_job_array_gives_the_local_rows_and_runs_at_most_array_parallelism_tasks_at_once(local_rows, tmp_path):
@@ -215,8 +157,8 @@ def test_a_point_cancelled_with_scancel_is_a_failed_row_naming_it(tmp_path):
     assert sacct(job)[-1][1].startswith("CANCELLED")
 
 
-def test_a_point_past_its_time_limit_is_requeued_once_then_a_failed_row_naming_timeout(timeout_run):
-    run_dir, submit = timeout_run
+def test_a_point_past_its_time_limit_is_requeued_once_then_a_failed_row_naming_timeout(slurm_timeout_run):
+    run_dir, submit = slurm_timeout_run
     assert submit.wait(timeout=300) == 0, submit.stdout.read()
     [row] = collect_until(run_dir, 1, timeout_s=300)
     [job] = job_ids(run_dir)
