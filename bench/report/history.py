@@ -12,16 +12,19 @@ import os
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FixedFormatter, FixedLocator
 
 from ..columns import HISTORY_METRICS, IDENTITY, column
 from ..results.read import load_run
-from .plots import MARKERS, STYLE, new_figure, save_figure
+from .layout import STYLE, Thinned, cut_groups, finish, grow, new_figure, page_caption
+from .plots import MARKERS, save_pages
 
 KEY_COLUMNS = ["date", "commit", "dirty", "run_dir", "point_id", *IDENTITY]
 # What makes two points the same series over commits: the point's identity but the seed (seeds are averaged) and
 # the device as asked for.
 SERIES = [c for c in IDENTITY if c not in ("seed", "device")]
 METRICS = HISTORY_METRICS  # the columns marked history=True in bench/columns.py
+PAGE_SERIES = 12  # lines on one page (ten colours, then markers): more series go on further pages, a model's together
 HISTORY_COLUMNS = KEY_COLUMNS + METRICS
 
 
@@ -85,18 +88,38 @@ def plot_history(history_csv: str, metrics: list[str], out_dir: str) -> list[str
             if rows.empty:
                 raise ValueError(f"{history_csv} holds no value of {metric} (profiling-only runs have no accuracy); "
                                  "choose another metric")
-            written += save_figure(plot_metric(rows, metric), os.path.join(out_dir, f"history_{metric}"))
+            written += save_pages(plot_pages(rows, metric), os.path.join(out_dir, f"history_{metric}"))
     return written
 
 
-def plot_metric(rows: pd.DataFrame, metric: str):
-    runs = rows.groupby(["date", "run_dir"], sort=True).agg(commit=("commit", "first"), dirty=("dirty", "first"))
+def plot_pages(rows: pd.DataFrame, metric: str) -> list:
+    """plot_metric's figures, PAGE_SERIES lines to a page; the series of one model and task share a page where
+    they fit on one."""
+    keys = rows[SERIES].drop_duplicates().sort_values(SERIES)
+    groups = [len(g) for _, g in keys.groupby(["model", "task"], sort=True)]
+    chunks = cut_groups(groups, PAGE_SERIES)
+    if len(chunks) == 1:
+        return [plot_metric(rows, metric)]
+    offsets = np.cumsum([0, *groups])
+    figures = []
+    for page, chunk in enumerate(chunks):
+        chosen = keys.iloc[np.concatenate([np.arange(offsets[g] + a, offsets[g] + b) for g, a, b in chunk])]
+        on_page = rows.merge(chosen, on=SERIES)
+        figures.append(plot_metric(on_page, metric, page=(page, len(chunks)), all_runs=rows))
+    return figures
+
+
+def plot_metric(rows: pd.DataFrame, metric: str, page: tuple[int, int] = (0, 1), all_runs: pd.DataFrame | None = None):
+    """One figure: the metric per run in time order (commit on the axis), a line per series (seeds averaged).
+    all_runs: the rows whose runs make the axis (every page of a split plot shows every run)."""
+    runs = (rows if all_runs is None else all_runs).groupby(["date", "run_dir"], sort=True).agg(
+        commit=("commit", "first"), dirty=("dirty", "first"))
     runs["x"] = np.arange(len(runs))
     rows = rows.join(runs["x"], on=["date", "run_dir"])
     caption = f"{len(runs)} runs, {rows['commit'].nunique()} commits, {rows['model'].nunique()} models; " \
               f"devices {', '.join(sorted(rows['device'].astype(str).unique()))}; mean over seeds"
     unit = column(metric).unit
-    fig, body, (ax,) = new_figure(f"{metric} over commits", caption)
+    fig, body, (ax,) = new_figure(f"{metric} over commits", page_caption(caption, *page))
     varying = [c for c in SERIES if c not in ("model", "method", "rank") and rows[c].nunique() > 1]
     for i, (key, group) in enumerate(rows.groupby(SERIES, sort=True)):
         series = dict(zip(SERIES, key))
@@ -104,16 +127,20 @@ def plot_metric(rows: pd.DataFrame, metric: str):
         label = " ".join([f"{series['model']} {series['method']} r{series['rank']:.0f}",
                           *(series_part(c, series[c]) for c in varying)])
         ax.plot(values.index, values.to_numpy(), marker=MARKERS[i // 10 % len(MARKERS)], color=f"C{i % 10}",
-                label=label)
-    ticks = [f"{c[:7]}{'*' if str(d) == 'True' else ''}\n{str(date)[:10]}"
+                markersize=6 if len(runs) <= 30 else 3, label=label)
+    few = len(runs) <= 6  # a few runs: commit over date, level; more: one line each, upright, thinned
+    between = "\n" if few else " "
+    ticks = [f"{c[:7]}{'*' if str(d) == 'True' else ''}{between}{str(date)[:10]}"
              for (date, _), c, d in zip(runs.index, runs["commit"], runs["dirty"])]
-    ax.set_xticks(runs["x"], ticks, rotation=45 if len(runs) > 6 else 0, ha="right" if len(runs) > 6 else "center")
-    ax.set_xlabel("run: commit (* dirty tree) and date, in time order")
+    ax.xaxis.set_major_locator(FixedLocator(runs["x"].to_numpy()))
+    ax.xaxis.set_major_formatter(Thinned(FixedFormatter(ticks)))
+    ax.tick_params(axis="x", labelrotation=0 if few else 90)
+    ax.set_xlabel("run: commit (* dirty tree) and date, in time order" + ("" if few else "; every run a tick"))
     ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
     ax.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    body.legend(handles, labels, loc="outside right upper", fontsize=9)
-    return fig
+    if not few:
+        grow(fig, body, 1.2)  # the upright labels take that much of the body's height
+    return finish(fig, body, [ax])
 
 
 def series_part(column: str, value) -> str:
