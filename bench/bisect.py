@@ -10,8 +10,9 @@ Timings are measured: at each step the commit's points and GOOD's are run altern
 thread, in-process), and a commit changed M when the 99% bootstrap interval of the ratio of median step times
 (every raw step time of the repeats pooled) lies beyond the minimum effect for some point: the rule of
 `history regressions` and `compare`. GOOD is taken as unchanged and BAD as changed; BAD is checked only when every
-commit before it is unchanged, so a range of n commits costs at most ceil(log2 n) + 1 probes. The sweep is the
-preset as each commit defines it, or the sweep file given (the same file for every commit).
+commit before it is unchanged, so a range of n commits costs at most ceil(log2 n) + 1 probes. A commit whose code
+(bench/, giva/, run_bench.py, pyproject.toml: their git trees) equals one measured already is not run again. The
+sweep is the preset as each commit defines it, or the sweep file given (the same file for every commit).
 
 It sits beside the CLI, above the report: it runs each commit's own run_bench.py in a subprocess and judges with
 report/compare's rule.
@@ -36,6 +37,7 @@ from .report.changes import MIN_EFFECT
 from .results.environment import REPO_ROOT, git
 from .results.read import load_run
 
+CODE = ("bench", "giva", "run_bench.py", "pyproject.toml")  # what a commit's results depend on; same trees: same results
 ESTIMATED = [c.name for c in COLUMNS if c.compare == "exact" and c.name != "adapter_file_bytes"]  # estimate fills
 TIMED = ["step_time_ms_p50"]
 REPEATS = 3
@@ -48,6 +50,7 @@ class Probe:
     values: dict[str, float]  # point label -> M (timings: median of the pooled raw step times)
     ratios: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # timings: ratio, CI low, CI high
     seconds: float = 0.0
+    same_code_as: str = ""  # a commit already measured whose code (CODE) this commit shares: not run again
 
 
 @dataclass
@@ -59,15 +62,18 @@ class BisectResult:
     probes: dict[str, Probe]  # commit -> its probe, GOOD's included
     first: str | None  # the first commit where the metric changed; None: it did not change in GOOD..BAD
     seconds: float
+    repo: str
 
     @property
-    def estimates(self) -> int:
-        return len(self.probes)
+    def measured(self) -> int:
+        """Probes that ran their commit (the others share their code with one that did)."""
+        return sum(not p.same_code_as for p in self.probes.values())
 
 
 def bisect(good: str, bad: str, metric: str, preset: str | None = None, config: str | None = None,
-           repeats: int = REPEATS, log=print) -> BisectResult:
-    """Check the inputs (one-line ValueError for each bad one, nothing written), then bisect GOOD..BAD."""
+           repeats: int = REPEATS, log=print, repo: str = REPO_ROOT) -> BisectResult:
+    """Check the inputs (one-line ValueError for each bad one, nothing written), then bisect GOOD..BAD of the git
+    repository `repo` (this checkout's by default)."""
     if metric not in ESTIMATED + TIMED:
         raise ValueError(f"bisect cannot judge {metric!r}; exact metrics (by estimate): {', '.join(ESTIMATED)}; "
                          f"timings (run): {', '.join(TIMED)}")
@@ -77,19 +83,19 @@ def bisect(good: str, bad: str, metric: str, preset: str | None = None, config: 
         raise FileNotFoundError(f"sweep file {config!r} not found; give the path of a TOML file")
     if repeats < 2:
         raise ValueError(f"--repeats {repeats}: timings need at least 2 runs per commit")
-    if git("status", "--porcelain", "--untracked-files=no"):
-        raise ValueError(f"{REPO_ROOT} has uncommitted changes; commit or stash them first (bisect compares "
+    if git("status", "--porcelain", "--untracked-files=no", cwd=repo):
+        raise ValueError(f"{repo} has uncommitted changes; commit or stash them first (bisect compares "
                          "commits, and a dirty tree is none of them)")
-    good_hash, bad_hash = (resolve(rev) for rev in (good, bad))
-    if subprocess.run(["git", "merge-base", "--is-ancestor", good_hash, bad_hash], cwd=REPO_ROOT).returncode != 0:
+    good_hash, bad_hash = (resolve(rev, repo) for rev in (good, bad))
+    if subprocess.run(["git", "merge-base", "--is-ancestor", good_hash, bad_hash], cwd=repo).returncode != 0:
         raise ValueError(f"GOOD {good} is not an ancestor of BAD {bad}; give GOOD older than BAD on one line of history")
-    commits = git("rev-list", "--first-parent", "--reverse", f"{good_hash}..{bad_hash}").split()
+    commits = git("rev-list", "--first-parent", "--reverse", f"{good_hash}..{bad_hash}", cwd=repo).split()
     if not commits:
         raise ValueError(f"GOOD {good} and BAD {bad} are the same commit: nothing to bisect")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bisect-") as tmp:
         sweep = ["--config", os.path.abspath(config)] if config else ["--preset", preset]
-        prober = Prober(tmp, metric, sweep, repeats, log)
+        prober = Prober(repo, tmp, metric, sweep, repeats, log)
         try:
             probes = {good_hash: prober.baseline(good_hash)}
             lo, hi = -1, len(commits) - 1  # commits[lo] unchanged (-1: GOOD), commits[hi] taken as changed
@@ -102,30 +108,32 @@ def bisect(good: str, bad: str, metric: str, preset: str | None = None, config: 
             first = commits[hi] if probes[commits[hi]].changed else None
         finally:
             prober.close()
-    return BisectResult(metric, good_hash, bad_hash, commits, probes, first, time.perf_counter() - start)
+    return BisectResult(metric, good_hash, bad_hash, commits, probes, first, time.perf_counter() - start, repo)
 
 
-def resolve(rev: str) -> str:
-    commit = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+def resolve(rev: str, repo: str) -> str:
+    commit = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=repo)
     if not commit:
-        raise ValueError(f"{rev!r} is not a commit of {REPO_ROOT}; give a hash, branch or tag")
+        raise ValueError(f"{rev!r} is not a commit of {repo}; give a hash, branch or tag")
     return commit
 
 
 class Prober:
     """Runs a commit's points in a temporary worktree and judges them against GOOD's."""
 
-    def __init__(self, tmp: str, metric: str, sweep: list[str], repeats: int, log):
-        self.tmp, self.metric, self.sweep, self.repeats, self.log = tmp, metric, sweep, repeats, log
+    def __init__(self, repo: str, tmp: str, metric: str, sweep: list[str], repeats: int, log):
+        self.repo, self.tmp, self.metric, self.sweep, self.repeats, self.log = tmp, metric, sweep, repeats, log
         self.timed = metric in TIMED
         self.good: dict[str, np.ndarray] = {}  # point -> GOOD's values (exact: one; timings: raw step times)
         self.good_tree = ""
         self.runs = 0
+        self.by_code: dict[tuple, tuple[str, dict]] = {}  # code trees -> (commit, its values) measured already
 
     def baseline(self, commit: str) -> Probe:
         start = time.perf_counter()
         tree = self.worktree(commit)
         self.good = self.measure(tree)
+        self.by_code[code_trees(commit, self.repo)] = (commit, self.good)
         if all(np.isnan(v).all() for v in self.good.values()):
             raise ValueError(f"the points of this sweep produce no {self.metric} at GOOD {commit[:8]}; choose a "
                              f"metric they produce ({', '.join(ESTIMATED if not self.timed else TIMED)})")
@@ -139,15 +147,23 @@ class Prober:
 
     def probe(self, commit: str) -> Probe:
         start = time.perf_counter()
-        tree = self.worktree(commit)
-        try:
-            if self.timed:
-                good, now = self.measure_alternately(self.good_tree, tree)
-            else:
-                good, now = self.good, self.measure(tree)
-        finally:
-            self.remove(tree)
-        probe = Probe(commit, False, {p: float(np.median(v)) for p, v in now.items()})
+        code = code_trees(commit, self.repo)
+        same_code_as = self.by_code[code][0] if code in self.by_code else ""
+        if same_code_as and not self.timed:
+            good, now = self.good, self.by_code[code][1]
+        elif same_code_as:  # timings: the ratio against GOOD measured for that commit
+            good, now = self.by_code[code][1]
+        else:
+            tree = self.worktree(commit)
+            try:
+                if self.timed:
+                    good, now = self.measure_alternately(self.good_tree, tree)
+                else:
+                    good, now = self.good, self.measure(tree)
+            finally:
+                self.remove(tree)
+            self.by_code[code] = (commit, (good, now) if self.timed else now)
+        probe = Probe(commit, False, {p: float(np.median(v)) for p, v in now.items()}, same_code_as=same_code_as)
         for point in sorted(set(good) & set(now)):
             if self.timed:
                 low, high = bootstrap_ratio_ci(good[point], now[point])
@@ -158,26 +174,26 @@ class Prober:
                 probe.changed |= not np.array_equal(good[point], now[point], equal_nan=True)
         probe.changed |= set(good) != set(now)  # points appeared or vanished: the sweep itself changed
         probe.seconds = time.perf_counter() - start
-        self.log(f"{commit[:8]}: {'changed' if probe.changed else 'unchanged'}; {summary(probe.values)} "
-                 f"({probe.seconds:.1f} s)")
+        how = f"code of {same_code_as[:8]}" if same_code_as else f"{probe.seconds:.1f} s"
+        self.log(f"{commit[:8]}: {'changed' if probe.changed else 'unchanged'}; {summary(probe.values)} ({how})")
         return probe
 
     def worktree(self, commit: str) -> str:
         path = os.path.join(self.tmp, f"tree-{commit[:12]}")
-        done = subprocess.run(["git", "worktree", "add", "--detach", "--quiet", path, commit], cwd=REPO_ROOT,
+        done = subprocess.run(["git", "worktree", "add", "--detach", "--quiet", path, commit], cwd=self.repo,
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise ValueError(f"git worktree add of {commit[:8]} failed: {done.stderr.strip().splitlines()[-1:]}")
         return path
 
     def remove(self, tree: str) -> None:
-        subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=REPO_ROOT, capture_output=True)
+        subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=self.repo, capture_output=True)
         shutil.rmtree(tree, ignore_errors=True)
 
     def close(self) -> None:
         if self.good_tree:
             self.remove(self.good_tree)
-        subprocess.run(["git", "worktree", "prune"], cwd=REPO_ROOT, capture_output=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=self.repo, capture_output=True)
 
     def measure(self, tree: str) -> dict[str, np.ndarray]:
         """One estimate (exact metrics) or one run (timings) of the sweep with the tree's own code."""
@@ -210,6 +226,11 @@ class Prober:
         return good, now
 
 
+def code_trees(commit: str, repo: str) -> tuple[str, ...]:
+    """The git tree (or blob) ids of a commit's CODE paths: equal ids, equal code."""
+    return tuple(git("rev-parse", "--verify", "--quiet", f"{commit}:{path}", cwd=repo) for path in CODE)
+
+
 def summary(values: dict[str, float]) -> str:
     return ", ".join(f"{p.rsplit('/', 1)[0]} {v:,.4g}" for p, v in sorted(values.items())[:4]) + \
         (f", ... ({len(values)} points)" if len(values) > 4 else "")
@@ -218,20 +239,22 @@ def summary(values: dict[str, float]) -> str:
 def format_bisect(result: BisectResult) -> str:
     unit = BY_NAME[result.metric].unit
     out = [f"{len(result.commits)} commits in {result.good[:8]}..{result.bad[:8]} (first-parent), "
-           f"{result.estimates} probes including GOOD (bound: ceil(log2 n) + 1 = "
+           f"{len(result.probes)} probes including GOOD (bound: ceil(log2 n) + 1 = "
            f"{math.ceil(math.log2(len(result.commits))) + 1 if len(result.commits) > 1 else 2}), "
+           f"{result.measured} measured (the others share their {', '.join(CODE)} with one measured), "
            f"{result.seconds:.1f} s"]
     if result.first is None:
         out.append(f"{result.metric} did not change in {result.good[:8]}..{result.bad[:8]}: BAD equals GOOD")
         return "\n".join(out)
-    subject = git("log", "-1", "--format=%h %s", result.first)
+    subject = git("log", "-1", "--format=%h %s", result.first, cwd=result.repo)
     index = result.commits.index(result.first)
     parent = result.commits[index - 1] if index else result.good
     out.append(f"first commit where {result.metric} changed: {subject}")
     before, after = result.probes[parent].values, result.probes[result.first].values
     for point in sorted(set(before) | set(after)):
         a, b = before.get(point, math.nan), after.get(point, math.nan)
-        line = f"  {point}: {a:,.6g} -> {b:,.6g} {unit}"
+        number = ",.0f" if unit in ("FLOPs", "bytes", "count") else ",.4g"
+        line = f"  {point}: {a:{number}} -> {b:{number}} {unit}"
         if a == a and b == b and a and a != b:
             line += f" ({b / a - 1:+.2%})"
         ratios = result.probes[result.first].ratios.get(point)

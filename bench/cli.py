@@ -248,7 +248,7 @@ def cmd_bisect(args, argv) -> int:
 
 
 def cmd_counts(args, argv) -> int:
-    from .run.counts import BASELINE, PRESET, UPDATE, count_rows, diff_counts, read_counts, write_counts
+    from .run.counts import BASELINE, PRESET, count_rows, diff_counts, failure_message, read_counts, write_counts
 
     if args.update:
         rows = count_rows()
@@ -258,9 +258,7 @@ def cmd_counts(args, argv) -> int:
     baseline = read_counts()  # a missing or foreign baseline fails before the trace
     differences = diff_counts(baseline, count_rows())
     if differences:
-        print("\n".join(differences))
-        print(f"{len(differences)} exact count(s) differ from {BASELINE}; if intended, run `{UPDATE}` and commit the "
-              "baseline with the change", file=sys.stderr)
+        print(failure_message(differences))
         return 1
     print(f"the exact counts of {len(baseline)} points equal {BASELINE}")
     return 0

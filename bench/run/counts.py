@@ -81,3 +81,8 @@ def diff_counts(baseline: list[dict], current: list[dict]) -> list[str]:
 def check_counts(path: str = BASELINE) -> list[str]:
     """The differences between the baseline and the counts of this code; [] when none."""
     return diff_counts(read_counts(path), count_rows())
+
+
+def failure_message(differences: list[str], path: str = BASELINE) -> str:
+    return (f"{len(differences)} exact count(s) differ from {path}:\n" + "\n".join(f"  {d}" for d in differences) +
+            f"\nif intended, run `{UPDATE}` and commit the baseline with the change")
