@@ -10,12 +10,14 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
+from scipy import stats
 from small_run import rewrite_rows
 
 from bench.cli import main
 from bench.report.acknowledged import Acknowledgement, read_acknowledged
-from bench.report.changes import MIN_RUNS, PER_GFLOP, find_changes
+from bench.report.changes import MIN_RUNS, PER_GFLOP, find_changes, t_test
 from bench.report.history import HISTORY_COLUMNS, append_history, read_history, select_series
 from bench.report.verdict import exit_code, format_verdict, verdict_json
 from bench.results.read import META_FILE, RESULTS_FILE
@@ -136,6 +138,14 @@ def test_runs_of_two_machines_are_two_series_and_never_asked_as_one(tmp_path, ca
 
 
 # --- change points -----------------------------------------------------------------------------------------------
+
+
+def test_the_t_test_is_scipys():
+    rng = np.random.default_rng(0)
+    for n, m in ((3, 3), (4, 9), (12, 12)):
+        a, b = rng.normal(0, 1, n), rng.normal(0.7, 1.5, m)
+        assert t_test(a, b) == pytest.approx(stats.ttest_ind(a, b).pvalue, rel=1e-9)
+    assert t_test(np.ones(3), np.ones(4)) == 1.0 and t_test(np.ones(3), 2 * np.ones(3)) == 0.0
 
 
 def test_a_noise_only_history_has_no_change_point(tmp_path):

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import ruptures
-from scipy import stats
+from scipy import special
 
 from ..columns import BY_NAME, COMPARED
 from .acknowledged import Acknowledgement
@@ -148,13 +148,16 @@ def find_changes(history: pd.DataFrame, thresholds: dict[str, Threshold] | None 
 
 def fit_series(name: str, rows: pd.DataFrame, limits: dict[str, Threshold],
                acknowledged: list[Acknowledgement]) -> tuple[SeriesFit, list[Change]]:
-    rows = rows.assign(observation=rows["commit"] + np.where(rows["dirty"] == 1, "+" + rows["run_dir"], ""))
-    order = rows.groupby("observation").agg(position=("commit_position", "min"), ended=("run_ended_at", "min"))
-    order = order.sort_values(["position", "ended"]).index.tolist()
-    groups = [rows[rows["observation"] == key] for key in order]
-    observations = [Observation(g["commit"].iloc[0], int(g["commit_position"].iloc[0]), bool(g["dirty"].iloc[0]),
-                                bool((g["busy"] == 1).all()), sorted(g["run_dir"].unique()), g["run_ended_at"].min())
-                    for g in groups]
+    rows = rows.assign(observation=rows["commit"] + np.where(rows["dirty"] == 1, "+" + rows["run_dir"], ""),
+                       quiet=rows["busy"] != 1).reset_index(drop=True)
+    grouped = rows.groupby("observation", sort=False)
+    info = grouped.agg(position=("commit_position", "min"), ended=("run_ended_at", "min"), commit=("commit", "first"),
+                       dirty=("dirty", "first"), quiet=("quiet", "any")).sort_values(["position", "ended"])
+    order = info.index
+    run_dirs = rows["run_dir"].to_numpy()
+    observations = [Observation(o.commit, int(o.position), bool(o.dirty), not o.quiet,
+                                sorted(set(run_dirs[grouped.indices[key]])), o.ended)
+                    for key, o in zip(order, info.itertuples())]
     fit = SeriesFit(name, rows["machine"].iloc[0], observations)
 
     def ack(change: Change) -> Change:
@@ -164,21 +167,25 @@ def fit_series(name: str, rows: pd.DataFrame, limits: dict[str, Threshold],
         return change
 
     exact = {}
+    firsts, distinct = grouped[EXACT].first().loc[order], grouped[EXACT].nunique().loc[order]
     for metric in EXACT:
-        values = observation_values(groups, metric, fit)
+        values = firsts[metric].to_numpy(dtype=float)
         if np.isnan(values).all():
             continue
+        for obs in np.flatnonzero(distinct[metric].to_numpy() > 1):
+            fit.notes.append(f"{metric} takes {distinct[metric].iloc[obs]} values at commit "
+                             f"{observations[obs].commit[:8]}: not deterministic")
         exact[metric] = [ack(c) for c in exact_changes(name, metric, values, observations)]
         edges = [0, *(c.index for c in exact[metric]), len(values)]
         fit.metrics[metric] = MetricFit(values, ~np.isnan(values), [
             Segment(a, b, float(np.nanmedian(values[a:b]))) for a, b in zip(edges[:-1], edges[1:])])
     changes = [c for metric_changes in exact.values() for c in metric_changes]
     busy_judged = []  # noisy metrics with too few quiet runs: judged on the busy ones too
+    raw = raw_step_times(rows)
     for metric in NOISY + [PER_GFLOP]:
         if metric == "eval_accuracy" and (rows["eval_metric"] == "accuracy").all():
             continue  # the same number as eval_score: judged once, as that
-        samples = [observation_samples(g, metric) for g in groups]
-        values = np.array([np.median(s) if len(s) else np.nan for s in samples])
+        values = observation_values(rows, grouped, order, metric, raw)
         if np.isfinite(values).sum() < 2 * MIN_RUNS:
             continue
         used = np.isfinite(values)
@@ -198,30 +205,28 @@ def fit_series(name: str, rows: pd.DataFrame, limits: dict[str, Threshold],
     return fit, changes
 
 
-def observation_values(groups: list[pd.DataFrame], metric: str, fit: SeriesFit) -> np.ndarray:
-    """An exact count per observation; rows of one commit that disagree are noted (the count is not deterministic)."""
+def raw_step_times(rows: pd.DataFrame) -> list[np.ndarray]:
+    """Every row's raw step times (its median alone where it has none)."""
+    out = []
+    for times, p50 in zip(rows["step_times_ms"], rows["step_time_ms_p50"]):
+        values = parse_times(times) if times else np.array([])
+        out.append(values if len(values) else np.array([p50], dtype=float))
+    return out
+
+
+def observation_values(rows: pd.DataFrame, grouped, order, metric: str, raw: list[np.ndarray]) -> np.ndarray:
+    """A noisy metric per observation: the median of its raw samples (every step time of its rows, per GFLOP of the
+    step for PER_GFLOP), or of its rows' values where there are no raw samples."""
+    if metric not in ("step_time_ms_p50", PER_GFLOP):
+        return grouped[metric].median().loc[order].to_numpy(dtype=float)
+    gflops = rows["flops_per_step"].to_numpy(dtype=float) / 1e9
     values = []
-    for obs, g in zip(fit.observations, groups):
-        known = g[metric].dropna().unique()
-        if len(known) > 1:
-            fit.notes.append(f"{metric} takes {len(known)} values at commit {obs.commit[:8]}: not deterministic")
-        values.append(known[0] if len(known) else np.nan)
+    for key in order:
+        samples = [raw[i] / gflops[i] if metric == PER_GFLOP else raw[i] for i in grouped.indices[key]]
+        pooled = np.concatenate(samples) if samples else np.array([])
+        pooled = pooled[np.isfinite(pooled)]
+        values.append(np.median(pooled) if len(pooled) else np.nan)
     return np.array(values, dtype=float)
-
-
-def observation_samples(group: pd.DataFrame, metric: str) -> np.ndarray:
-    """The raw samples of one observation: every step time of its rows (per GFLOP of the step for PER_GFLOP), or
-    its rows' values where there are no raw samples."""
-    if metric in ("step_time_ms_p50", PER_GFLOP):
-        per_row = []
-        for times, p50, flops in zip(group["step_times_ms"], group["step_time_ms_p50"], group["flops_per_step"]):
-            raw = parse_times(times)
-            raw = raw if len(raw) else np.array([p50], dtype=float)
-            if metric == PER_GFLOP:
-                raw = raw / (flops / 1e9) if flops and np.isfinite(flops) else np.array([])
-            per_row.append(raw[np.isfinite(raw)])
-        return np.concatenate(per_row) if per_row else np.array([])
-    return group[metric].dropna().to_numpy(dtype=float)
 
 
 def exact_changes(series: str, metric: str, values: np.ndarray, observations: list[Observation]) -> list[Change]:
@@ -279,21 +284,27 @@ def segment(x: np.ndarray) -> list[int]:
     sigma = max(1.4826 * np.median(np.abs(steps - np.median(steps))) / math.sqrt(2), 1e-4 * np.median(np.abs(x)), 1e-12)
     ends = [int(b) for b in ruptures.KernelCPD(kernel="linear", min_size=MIN_RUNS).fit(x).predict(
         pen=2 * sigma**2 * math.log(n))]
-    while len(ends) > 1:
-        edges = [0, *ends]
-        pvalues = [t_test(x[edges[i]:edges[i + 1]], x[edges[i + 1]:edges[i + 2]]) for i in range(len(ends) - 1)]
-        worst = int(np.argmax(pvalues))
-        if pvalues[worst] < ALPHA:
-            break
-        del ends[worst]
+    edges = [0, *ends]  # segment i is x[edges[i]:edges[i + 1]]
+    pvalues = [t_test(x[edges[i]:edges[i + 1]], x[edges[i + 1]:edges[i + 2]]) for i in range(len(edges) - 2)]
+    while pvalues and max(pvalues) >= ALPHA:
+        worst = int(np.argmax(pvalues))  # boundary edges[worst + 1] goes: its two segments merge
+        del edges[worst + 1], pvalues[worst]
+        for i in (worst - 1, worst):  # the boundaries either side of the merged segment
+            if 0 <= i < len(pvalues):
+                pvalues[i] = t_test(x[edges[i]:edges[i + 1]], x[edges[i + 1]:edges[i + 2]])
+    ends = edges[1:]
     return ends
 
 
 def t_test(a: np.ndarray, b: np.ndarray) -> float:
-    """Student's two-sample t-test p-value; two constant samples: 0 when they differ, else 1."""
-    if np.ptp(a) == 0 and np.ptp(b) == 0:
+    """Student's two-sample t-test p-value (two-sided, pooled variance: scipy.stats.ttest_ind's, computed here
+    because the search calls it thousands of times); two constant samples: 0 when they differ, else 1."""
+    na, nb = len(a), len(b)
+    pooled = (((a - a.mean()) ** 2).sum() + ((b - b.mean()) ** 2).sum()) / (na + nb - 2)
+    if pooled == 0:
         return 0.0 if a[0] != b[0] else 1.0
-    return float(stats.ttest_ind(a, b).pvalue)
+    t = (a.mean() - b.mean()) / math.sqrt(pooled * (1 / na + 1 / nb))
+    return float(2 * special.stdtr(na + nb - 2, -abs(t)))
 
 
 def classify(change: Change, exact: dict[str, list[Change]], last_before: int, first: int) -> None:

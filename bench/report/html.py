@@ -19,7 +19,8 @@ import numpy as np
 from .changes import EXACT, NOISY, PER_GFLOP, Change, Detection, SeriesFit
 from .verdict import HEADER, change_cells, exit_code
 
-WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 960, 300, 56, 16, 14, 40
+WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 960, 300, 56, 16, 14, 24
+PLOTTED = 200  # the plots show the latest observations (the tables cover the whole history)
 STYLE = """body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 table{border-collapse:collapse;font-size:12px;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 6px;
 text-align:left;vertical-align:top}th{background:#f3f3f3}tr.now td{background:#fde8e8}tr.ack td{color:#777}
@@ -71,10 +72,13 @@ def change_table(changes: list[Change], row_class: str) -> str:
 
 
 def commit_axis(detection: Detection) -> dict[tuple, int]:
-    """Every observation key (position, commit, runs) of every series -> its place on the shared x axis."""
-    keys = sorted({(o.position, o.ended_at, o.commit, tuple(o.run_dirs))
-                   for s in detection.series.values() for o in s.observations})
-    return {key: i for i, key in enumerate(keys)}
+    """The latest PLOTTED observation keys (position, commit, runs) of all series -> their place on the x axis."""
+    keys = sorted({key(o) for s in detection.series.values() for o in s.observations})[-PLOTTED:]
+    return {k: i for i, k in enumerate(keys)}
+
+
+def key(o) -> tuple:
+    return o.position, o.ended_at, o.commit, tuple(o.run_dirs)
 
 
 def page_metrics(detection: Detection) -> list[str]:
@@ -90,56 +94,59 @@ def plot(detection: Detection, metric: str, commits: dict[tuple, int], out_dir: 
     relative = {}
     for name, s in fits:
         fit = s.metrics[metric]
-        base = fit.segments[0].value if fit.segments else np.nanmedian(fit.values)
-        relative[name] = fit.values / base if base else fit.values
-    finite = np.concatenate([r[np.isfinite(r)] for r in relative.values()] or [np.array([1.0])])
-    low, high = float(np.min(finite)), float(np.max(finite))
+        relative[name] = fit.values / baseline(fit)
+    shown = [r[[key(o) in commits for o in s.observations]] for (name, s), r in zip(fits, relative.values())]
+    finite = np.concatenate([r[np.isfinite(r)] for r in shown] or [np.array([1.0])])
+    low, high = (float(np.min(finite)), float(np.max(finite))) if len(finite) else (0.9, 1.1)
     pad = max((high - low) * 0.08, 0.01)
     low, high = low - pad, high + pad
 
     def xy(i, v):
         return (LEFT + (WIDTH - LEFT - RIGHT) * i / (n - 1), TOP + (HEIGHT - TOP - BOTTOM) * (high - v) / (high - low))
 
-    out = [f'<svg class="plot" data-metric="{metric}" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
+    out = [f'<p>{len(commits)} latest commits in first-parent order, a mark per commit and series (hollow: every run '
+           f'on a busy machine; a click opens the run\'s summary.md); y: {metric} over the series\' first segment; '
+           'thick: the fitted segments; dashed: an exact count of the series changed.</p>',
+           f'<svg class="plot" data-metric="{metric}" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
            f'height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-size="11">']
     for frac in np.linspace(0, 1, 5):  # y grid and labels
         v = low + (high - low) * frac
         _, y = xy(0, v)
         out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
                    f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{v:.3g}</text>')
-    out.append(f'<text x="{LEFT}" y="{HEIGHT - 6}">commits in first-parent order, one mark per commit and series '
-               f'(hollow: busy machine); y: {metric} over the series\' first segment; dashed: an exact count '
-               'changed</text>')
     legend = []
     for k, (name, s) in enumerate(fits):
-        color, fit = COLORS[k % len(COLORS)], s.metrics[metric]
-        places = [commits[(o.position, o.ended_at, o.commit, tuple(o.run_dirs))] for o in s.observations]
-        values = relative[name]
+        color, fit, values = COLORS[k % len(COLORS)], s.metrics[metric], relative[name]
+        places = [commits.get(key(o)) for o in s.observations]
         legend.append(f'<span><i style="background:{color}"></i>{esc(name)}</span>')
+        out.append(f'<g fill="{color}" stroke="{color}">')
         for c in detection.changes:  # exact count changes of this series
-            if c.series == name and c.kind == "exact":
+            if c.series == name and c.kind == "exact" and places[c.index] is not None:
                 x, _ = xy(places[c.index], low)
-                out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" stroke="{color}" '
-                           f'stroke-dasharray="4 3"><title>{esc(c.explanation)} at {c.commit_after[:8]}</title></line>')
-        points = " ".join("%.1f,%.1f" % xy(p, v) for p, v in zip(places, values) if np.isfinite(v))
-        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-opacity="0.45"/>')
-        for seg in fit.segments:  # the fitted levels
-            (x0, y0), (x1, _) = xy(places[seg.start], relative_level(seg.value, fit)), xy(places[seg.end - 1], 0)
-            out.append(f'<line x1="{x0:.1f}" x2="{max(x1, x0 + 2):.1f}" y1="{y0:.1f}" y2="{y0:.1f}" stroke="{color}" '
-                       'stroke-width="3"/>')
+                out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" stroke-dasharray="4 3">'
+                           f'<title>{esc(c.explanation)} at {c.commit_after[:8]}</title></line>')
+        points = " ".join("%.1f,%.1f" % xy(p, v) for p, v in zip(places, values) if p is not None and np.isfinite(v))
+        out.append(f'<polyline points="{points}" fill="none" stroke-opacity="0.45"/>')
+        for seg in fit.segments:  # the fitted levels, where shown
+            inside = [p for p in places[seg.start:seg.end] if p is not None]
+            if inside:
+                (x0, y0), (x1, _) = xy(inside[0], seg.value / baseline(fit)), xy(inside[-1], 0)
+                out.append(f'<line x1="{x0:.1f}" x2="{max(x1, x0 + 2):.1f}" y1="{y0:.1f}" y2="{y0:.1f}" '
+                           'stroke-width="3"/>')
         for obs, p, v in zip(s.observations, places, values):
-            if not np.isfinite(v):
+            if p is None or not np.isfinite(v):
                 continue
             x, y = xy(p, v)
             link = os.path.relpath(os.path.join(obs.run_dirs[0], "summary.md"), out_dir)
-            fill = "none" if obs.busy else color
-            out.append(f'<a href="{esc(link)}"><circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{fill}" '
-                       f'stroke="{color}"><title>{esc(name)}: {obs.commit[:8]}{" dirty" if obs.dirty else ""}, '
-                       f'{v:.3f} ({len(obs.run_dirs)} run(s))</title></circle></a>')
+            hollow = ' fill="#fff"' if obs.busy else ""
+            out.append(f'<a href="{esc(link)}"><circle cx="{x:.1f}" cy="{y:.1f}" r="3"{hollow}><title>'
+                       f'{obs.commit[:8]}{"+dirty" if obs.dirty else ""} {v:.3f}</title></circle></a>')
+        out.append("</g>")
     out.append("</svg>")
     return "\n".join(out) + f'<div class="legend">{"".join(legend)}</div>'
 
 
-def relative_level(value: float, fit) -> float:
-    base = fit.segments[0].value if fit.segments else np.nanmedian(fit.values)
-    return value / base if base else value
+def baseline(fit) -> float:
+    """What a series' values are shown relative to: its first segment's level."""
+    base = fit.segments[0].value if fit.segments else float(np.nanmedian(fit.values))
+    return base if base and np.isfinite(base) else 1.0

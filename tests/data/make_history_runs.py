@@ -54,6 +54,8 @@ def main() -> None:
                         "target modules (a change of work: FLOPs and step time)")
     parser.add_argument("--max-load", type=float, default=1.5, help="start a run when the 1-minute load is under this")
     parser.add_argument("--max-wait-min", type=float, default=20, help="per run; then it runs on a busy machine")
+    parser.add_argument("--realtime", action="store_true", help="run each run at real-time priority (chrt -f 1, as "
+                        "root): on a machine shared with other jobs, the run then has a core to itself")
     args = parser.parse_args()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -75,7 +77,7 @@ def main() -> None:
             subprocess.run(["git", "add", "history_sweep.toml"], cwd=clone, check=True)
             subprocess.run(["git", "commit", "--quiet", "--allow-empty", "-m", message], cwd=clone, check=True)
             run_dir = os.path.join(out, f"run-{i:02d}")
-            subprocess.run([sys.executable, "run_bench.py", "run", "--config", sweep_file, "--in-process", "--no-report",
+            subprocess.run([*(["chrt", "-f", "1"] if args.realtime else []), sys.executable, "run_bench.py", "run", "--config", sweep_file, "--in-process", "--no-report",
                             "--out", run_dir], cwd=clone, env=env, check=True, capture_output=True)
             for extra in ("logs", "curves"):
                 shutil.rmtree(os.path.join(run_dir, extra), ignore_errors=True)
