@@ -122,7 +122,7 @@ class Prober:
     """Runs a commit's points in a temporary worktree and judges them against GOOD's."""
 
     def __init__(self, repo: str, tmp: str, metric: str, sweep: list[str], repeats: int, log):
-        self.repo, self.tmp, self.metric, self.sweep, self.repeats, self.log = tmp, metric, sweep, repeats, log
+        self.repo, self.tmp, self.metric, self.sweep, self.repeats, self.log = repo, tmp, metric, sweep, repeats, log
         self.timed = metric in TIMED
         self.good: dict[str, np.ndarray] = {}  # point -> GOOD's values (exact: one; timings: raw step times)
         self.good_tree = ""
@@ -133,7 +133,7 @@ class Prober:
         start = time.perf_counter()
         tree = self.worktree(commit)
         self.good = self.measure(tree)
-        self.by_code[code_trees(commit, self.repo)] = (commit, self.good)
+        self.by_code[code_trees(commit, self.repo)] = (commit, (self.good, self.good) if self.timed else self.good)
         if all(np.isnan(v).all() for v in self.good.values()):
             raise ValueError(f"the points of this sweep produce no {self.metric} at GOOD {commit[:8]}; choose a "
                              f"metric they produce ({', '.join(ESTIMATED if not self.timed else TIMED)})")

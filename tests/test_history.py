@@ -175,6 +175,26 @@ def test_one_slow_run_is_not_a_change_point(tmp_path):
     assert detection.changes == [], format_verdict(detection)
 
 
+def test_runs_on_a_busy_machine_are_left_out_of_the_timings(tmp_path):
+    """Runs 12-23 marked busy (their meta.json load above the cores) and 1.5x slower: left out, nothing reported;
+    with only 4 quiet commits left the timings are not judged at all, and the notes say so."""
+    runs = copy_runs(tmp_path, range(NOISE_RUNS), lambda i: 1.5 if i >= 12 else 1.0)
+    for run in runs[12:]:
+        with open(os.path.join(run, META_FILE)) as f:
+            meta = json.load(f)
+        meta["load"] = {"cpu_count": 2, "load_avg_1m_max": 9.5, "busy": True}
+        with open(os.path.join(run, META_FILE), "w") as f:
+            json.dump(meta, f)
+    history = read_history(history_of(tmp_path, runs))
+    assert (history["busy"] == 1).sum() == 3 * 12
+    detection = find_changes(history)
+    assert detection.changes == [], format_verdict(detection)
+    fit = next(iter(detection.series.values())).metrics[STEP]
+    assert fit.used.sum() == 12 and len(fit.segments) == 1
+    short = find_changes(history[history["commit_position"] >= history["commit_position"].min() + 8])
+    assert short.changes == [] and all("not judged: " in note for note in short.warnings)
+
+
 def test_five_small_steps_are_caught_as_drift(tmp_path):
     """+3% at runs 9, 12, 15, 18 and 21: each step under the 5% minimum effect, 16% in all."""
     runs = copy_runs(tmp_path, range(NOISE_RUNS), lambda i: 1.03 ** min(max(0, (i - 6) // 3), 5))

@@ -20,8 +20,9 @@ it). A segment boundary is reported as a change point when both the whole segmen
 on either side differ by the minimum effect (MIN_EFFECT: 5% for step time, compare's thresholds and noise floors
 otherwise): a step, not a slope. Steps under the minimum still split segments, and drift catches their sum: the
 latest segment is judged against the best earlier segment since the last acknowledged change of that metric.
-Runs taken on a busy machine (load above the cores) are left out of noisy metrics while at least 2 * MIN_RUNS
-quiet observations remain; otherwise all are used, and the series notes it.
+Runs taken on a busy machine (meta.json load.busy: the 1-minute load average above the cores; a run without load
+records counts as quiet) are left out of the noisy metrics: their timings are not faithful. A series with fewer
+than 2 * MIN_RUNS quiet commits is not judged on them, and says so; exact counts use every run.
 
 Why a timing moved: a timing or memory change is *explained* when the exact count that predicts it
 (`explained_by` in bench/columns.py: FLOPs for step time, init FLOPs for init time, tensor bytes for memory) moved
@@ -180,7 +181,7 @@ def fit_series(name: str, rows: pd.DataFrame, limits: dict[str, Threshold],
         fit.metrics[metric] = MetricFit(values, ~np.isnan(values), [
             Segment(a, b, float(np.nanmedian(values[a:b]))) for a, b in zip(edges[:-1], edges[1:])])
     changes = [c for metric_changes in exact.values() for c in metric_changes]
-    busy_judged = []  # noisy metrics with too few quiet runs: judged on the busy ones too
+    not_judged = []  # noisy metrics with too few quiet commits (timings of a busy machine are not faithful)
     raw = raw_step_times(rows)
     for metric in NOISY + [PER_GFLOP]:
         if metric == "eval_accuracy" and (rows["eval_metric"] == "accuracy").all():
@@ -188,20 +189,19 @@ def fit_series(name: str, rows: pd.DataFrame, limits: dict[str, Threshold],
         values = observation_values(rows, grouped, order, metric, raw)
         if np.isfinite(values).sum() < 2 * MIN_RUNS:
             continue
-        used = np.isfinite(values)
-        quiet = used & ~np.array([o.busy for o in observations])
-        if quiet.sum() >= 2 * MIN_RUNS:
-            used = quiet
-        elif quiet.sum() < used.sum():
-            busy_judged.append(metric)
+        used = np.isfinite(values) & ~np.array([o.busy for o in observations])  # busy runs are left out
+        if used.sum() < 2 * MIN_RUNS:
+            fit.metrics[metric] = MetricFit(values, used, [])  # plotted, not judged
+            not_judged.append(metric)
+            continue
         source = rows["peak_mem_source"].iloc[-1]
         metric_changes = noisy_changes(name, metric, values, used, observations, limits[metric],
                                        noise_floor(metric, {"peak_mem_source": source}, {"peak_mem_source": source})
                                        if metric in BY_NAME else 0.0, exact, acknowledged, fit)
         changes += [ack(c) for c in metric_changes]
-    if busy_judged:
-        fit.notes.append(f"fewer than {2 * MIN_RUNS} commits with quiet runs: busy runs judged too "
-                         f"({', '.join(busy_judged)})")
+    if not_judged:
+        fit.notes.append(f"fewer than {2 * MIN_RUNS} commits with quiet runs (the others ran on a busy machine): "
+                         f"not judged: {', '.join(not_judged)}")
     return fit, changes
 
 

@@ -46,7 +46,7 @@ def format_verdict(detection: Detection, show_all: bool = True) -> str:
     runs = {r for s in detection.series.values() for o in s.observations for r in o.run_dirs}
     out = [f"{len(detection.series)} series, {len(runs)} runs; exact counts: every change; noisy metrics: "
            f"segments of at least {MIN_RUNS} commits, t-test p < {ALPHA:g}, minimum effect {step} (others: "
-           "compare's thresholds); busy runs left out while enough quiet ones remain"]
+           "compare's thresholds); runs on a busy machine (load above the cores) left out of the noisy metrics"]
     out += [f"note: {w}" for w in detection.warnings]
     now = detection.regressions
     sections = [("REGRESSIONS in the latest segment, unacknowledged", now),
