@@ -9,8 +9,8 @@ shapes-only trace, seconds per commit, no hardware; a commit changed M when any 
 Timings are measured: at each step the commit's points and GOOD's are run alternately, --repeats times each (one
 thread, in-process), and a commit changed M when the 99% bootstrap interval of the ratio of median step times
 (every raw step time of the repeats pooled) lies beyond the minimum effect for some point: the rule of
-`history regressions` and `compare`. GOOD is taken as unchanged and BAD as changed; BAD is checked only when every
-commit before it is unchanged, so a range of n commits costs at most ceil(log2 n) + 1 probes. A commit whose code
+`history regressions` and `compare`. GOOD is taken as unchanged and BAD as changed, so a range of n commits costs
+GOOD's probe and ceil(log2 n) more; BAD itself is probed only when every commit before it is unchanged (one more). A commit whose code
 (bench/, giva/, run_bench.py, pyproject.toml: their git trees) equals one measured already is not run again. The
 sweep is the preset as each commit defines it, or the sweep file given (the same file for every commit).
 
@@ -239,8 +239,8 @@ def summary(values: dict[str, float]) -> str:
 def format_bisect(result: BisectResult) -> str:
     unit = BY_NAME[result.metric].unit
     out = [f"{len(result.commits)} commits in {result.good[:8]}..{result.bad[:8]} (first-parent), "
-           f"{len(result.probes)} probes including GOOD (bound: ceil(log2 n) + 1 = "
-           f"{math.ceil(math.log2(len(result.commits))) + 1 if len(result.commits) > 1 else 2}), "
+           f"{len(result.probes)} probes including GOOD (ceil(log2 n) + 1 = "
+           f"{math.ceil(math.log2(len(result.commits))) + 1}, one more when BAD itself must be probed), "
            f"{result.measured} measured (the others share their {', '.join(CODE)} with one measured), "
            f"{result.seconds:.1f} s"]
     if result.first is None:

@@ -270,8 +270,8 @@ def noisy_changes(series: str, metric: str, values: np.ndarray, used: np.ndarray
         classify(change, exact, last_before, first)
         change.latest = s1 == starts[-1]
         changes.append(change)
-    drift = judge_drift(series, metric, x, index, starts, ends, observations, limit, floor, better, exact, changes,
-                        acknowledged)
+    drift = judge_drift(series, metric, x, scaled, index, starts, ends, observations, limit, floor, better, exact,
+                        changes, acknowledged)
     return changes + ([drift] if drift else [])
 
 
@@ -332,7 +332,7 @@ def classify(change: Change, exact: dict[str, list[Change]], last_before: int, f
                               f"{counts} moved{per_work}, not {work or 'the work'}")
 
 
-def judge_drift(series, metric, x, index, starts, ends, observations, limit, floor, better, exact, changes,
+def judge_drift(series, metric, x, scaled, index, starts, ends, observations, limit, floor, better, exact, changes,
                 acknowledged) -> Change | None:
     """The latest segment against the best earlier one since the last acknowledged change of this metric."""
     if len(starts) < 2:
@@ -348,7 +348,7 @@ def judge_drift(series, metric, x, index, starts, ends, observations, limit, flo
     s1, e1 = starts[-1], ends[-1]
     before, after = float(np.median(x[best_s:best_e])), float(np.median(x[s1:e1]))
     if judge(metric, before, after, better, limit, None, floor)[0] != "worse" or t_test(
-            x[best_s:best_e], x[s1:e1]) >= ALPHA:
+            scaled[best_s:best_e], scaled[s1:e1]) >= ALPHA:
         return None
     if any(c.latest and c.direction == "regression" and c.index == int(index[s1]) and
            int(index[best_e - 1]) < c.index and best_e == s1 for c in changes):
