@@ -10,9 +10,10 @@ Timings are measured: at each step the commit's points and GOOD's are run altern
 thread, in-process), and a commit changed M when the 99% bootstrap interval of the ratio of median step times
 (every raw step time of the repeats pooled) lies beyond the minimum effect for some point: the rule of
 `history regressions` and `compare`. GOOD is taken as unchanged and BAD as changed, so a range of n commits costs
-GOOD's probe and ceil(log2 n) more; BAD itself is probed only when every commit before it is unchanged (one more). A commit whose code
-(bench/, giva/, run_bench.py, pyproject.toml: their git trees) equals one measured already is not run again. The
-sweep is the preset as each commit defines it, or the sweep file given (the same file for every commit).
+GOOD's probe and ceil(log2 n) more; BAD itself is probed only when every commit before it is unchanged (one more).
+A commit whose code (bench/, giva/, run_bench.py, pyproject.toml: their git trees) equals one measured already is
+not run again. The sweep is the preset as each commit defines it, or the sweep file given (the same file for
+every commit).
 
 It sits beside the CLI, above the report: it runs each commit's own run_bench.py in a subprocess and judges with
 report/compare's rule.
@@ -37,7 +38,7 @@ from .report.changes import MIN_EFFECT
 from .results.environment import REPO_ROOT, git
 from .results.read import load_run
 
-CODE = ("bench", "giva", "run_bench.py", "pyproject.toml")  # what a commit's results depend on; same trees: same results
+CODE = ("bench", "giva", "run_bench.py", "pyproject.toml")  # what a commit's results depend on: same trees, same results
 ESTIMATED = [c.name for c in COLUMNS if c.compare == "exact" and c.name != "adapter_file_bytes"]  # estimate fills
 TIMED = ["step_time_ms_p50"]
 REPEATS = 3
@@ -88,7 +89,7 @@ def bisect(good: str, bad: str, metric: str, preset: str | None = None, config: 
                          "commits, and a dirty tree is none of them)")
     good_hash, bad_hash = (resolve(rev, repo) for rev in (good, bad))
     if subprocess.run(["git", "merge-base", "--is-ancestor", good_hash, bad_hash], cwd=repo).returncode != 0:
-        raise ValueError(f"GOOD {good} is not an ancestor of BAD {bad}; give GOOD older than BAD on one line of history")
+        raise ValueError(f"GOOD {good} is not an ancestor of BAD {bad}; give a GOOD older than BAD, on BAD's history")
     commits = git("rev-list", "--first-parent", "--reverse", f"{good_hash}..{bad_hash}", cwd=repo).split()
     if not commits:
         raise ValueError(f"GOOD {good} and BAD {bad} are the same commit: nothing to bisect")

@@ -58,9 +58,9 @@ def read_acknowledged(path: str | None) -> list[Acknowledgement]:
         unknown = sorted(set(entry) - set(names))
         missing = [n for n in names if not str(entry.get(n, "")).strip()]
         if unknown or missing:
-            raise ValueError(f"{where}: {'unknown keys ' + ', '.join(unknown) if unknown else ''}"
-                             f"{'; ' if unknown and missing else ''}{'missing ' + ', '.join(missing) if missing else ''}"
-                             f"; each entry has {', '.join(names)}")
+            problems = ([f"unknown keys {', '.join(unknown)}"] if unknown else []) + \
+                ([f"missing {', '.join(missing)}"] if missing else [])
+            raise ValueError(f"{where}: {'; '.join(problems)}; each entry has {', '.join(names)}")
         if len(entry["commit"]) < MIN_COMMIT_CHARS or any(c not in "0123456789abcdef" for c in entry["commit"]):
             raise ValueError(f"{where}: commit {entry['commit']!r} is not a commit hash of at least "
                              f"{MIN_COMMIT_CHARS} hex digits; copy it from `history regressions`")

@@ -253,8 +253,8 @@ def noisy_changes(series: str, metric: str, values: np.ndarray, used: np.ndarray
     scaled = np.log(x) if limit.relative and (x > 0).all() else x
     ends = segment(scaled)
     starts = [0, *ends[:-1]]
-    fit.metrics[metric] = MetricFit(values, used, [Segment(int(index[s]), int(index[e - 1]) + 1, float(np.median(x[s:e])))
-                                                   for s, e in zip(starts, ends)])
+    segments = [Segment(int(index[s]), int(index[e - 1]) + 1, float(np.median(x[s:e]))) for s, e in zip(starts, ends)]
+    fit.metrics[metric] = MetricFit(values, used, segments)
     better = "lower" if metric not in BY_NAME else BY_NAME[metric].better
     changes = []
     for (s0, e0), (s1, e1) in zip(zip(starts, ends), list(zip(starts, ends))[1:]):

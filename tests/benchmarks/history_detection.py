@@ -5,7 +5,7 @@
     scale          `run_bench.py history regressions` (wall, its own process) and its page, on 1,000 runs x 12 points
     bisect         `run_bench.py bisect` over 64 commits by estimate, every commit touching the code
 
-    PYTHONPATH=$PWD OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/history_detection.py [--skip-bisect]
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/history_detection.py [--skip-bisect | --bisect-only]
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from test_history import NOISE_RUNS, copy_runs, run_dirs  # noqa: E402
-
 from bench.report.changes import find_changes  # noqa: E402
 from bench.report.history import HISTORY_COLUMNS, append_history, read_history  # noqa: E402
 
@@ -39,12 +37,16 @@ def detection_of(tmp: str, runs: list[str]):
 
 
 def false_alarms(tmp: str) -> int:
+    from test_history import NOISE_RUNS, run_dirs
+
     return len(detection_of(tmp, run_dirs(range(NOISE_RUNS))).changes)
 
 
 def delays(tmp: str, factor: float, k: int) -> list[int | None]:
     """Per series: how many runs from k on the history needs before the slowdown at k is reported (None: never)."""
     from pathlib import Path
+
+    from test_history import NOISE_RUNS, copy_runs
 
     base = Path(tmp) / f"x{factor}-{k}"
     runs = copy_runs(base, range(NOISE_RUNS), lambda i: factor if i >= k else 1.0)
@@ -62,6 +64,8 @@ def delays(tmp: str, factor: float, k: int) -> list[int | None]:
 
 def big_history(tmp: str, runs: int, points: int) -> str:
     """runs x points history rows: the real rows, cycled, each run a commit of its own, points varied by rank."""
+    from test_history import NOISE_RUNS, run_dirs
+
     source = os.path.join(tmp, "source.csv")
     append_history(run_dirs(range(NOISE_RUNS)), source)
     with open(source, newline="") as f:
@@ -127,8 +131,16 @@ def bisect_64(tmp: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-bisect", action="store_true")
+    parser.add_argument("--bisect-only", action="store_true")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}")
+    if args.bisect_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(bisect_64(tmp))
+        print(f"load average at end: {os.getloadavg()}")
+        return
+    from test_history import NOISE_RUNS, run_dirs
+
     with tempfile.TemporaryDirectory() as tmp:
         print(f"false alarms on {NOISE_RUNS} noise-only runs: {false_alarms(tmp)}")
         for factor in (1.05, 1.10, 1.20):
