@@ -18,8 +18,11 @@ apart, so a spike is not a change; a proposed point stays only where Student's t
 two sides gives p < ALPHA, the least significant dropped first (E-Divisive's significance test, as Otava runs
 it). A segment boundary is reported as a change point when both the whole segments and the MIN_RUNS observations
 on either side differ by the minimum effect (MIN_EFFECT: 5% for step time, compare's thresholds and noise floors
-otherwise): a step, not a slope. Steps under the minimum still split segments, and drift catches their sum: the
-latest segment is judged against the best earlier segment since the last acknowledged change of that metric.
+otherwise), and neither segment keeps rising or falling (Spearman, p < 0.01): a step, not a slope. Steps under
+the minimum still split segments, and drift catches their sum: the latest segment is judged against the best
+earlier segment since the last acknowledged commit of that series and metric. An acknowledgement covers the exact
+changes at its commit and the noisy ones placed less than MIN_RUNS commits from it (a noisy change point is
+located to within a few commits).
 Runs taken on a busy machine (meta.json load.busy: the 1-minute load average above the cores; a run without load
 records counts as quiet) are left out of the noisy metrics: their timings are not faithful. A series with fewer
 than 2 * MIN_RUNS quiet commits is not judged on them, and says so; exact counts use every run.
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import ruptures
-from scipy import special
+from scipy import special, stats
 
 from ..columns import BY_NAME, COMPARED
 from .acknowledged import Acknowledgement
@@ -163,7 +166,9 @@ def fit_series(name: str, rows: pd.DataFrame, limits: dict[str, Threshold],
 
     def ack(change: Change) -> Change:
         for a in acknowledged:
-            if a.matches(change.series, change.metric, change.commit_after):
+            if a.matches(change.series, change.metric, change.commit_after) or (
+                    change.kind != "exact" and any(abs(change.index - i) < MIN_RUNS for i in
+                                                   ack_indices(a, name, change.metric, observations))):
                 change.acknowledged = a.reason
         return change
 
@@ -203,6 +208,14 @@ def fit_series(name: str, rows: pd.DataFrame, limits: dict[str, Threshold],
         fit.notes.append(f"fewer than {2 * MIN_RUNS} commits with quiet runs (the others ran on a busy machine): "
                          f"not judged: {', '.join(not_judged)}")
     return fit, changes
+
+
+def ack_indices(a: Acknowledgement, series: str, metric: str, observations: list[Observation]) -> list[int]:
+    """The observations of an acknowledged commit (for this series and metric). A noisy change point is placed to
+    within a few commits, so an acknowledgement covers those less than MIN_RUNS commits from it."""
+    if not a.matches(series, metric, a.commit):
+        return []
+    return [i for i, o in enumerate(observations) if o.commit.startswith(a.commit)]
 
 
 def raw_step_times(rows: pd.DataFrame) -> list[np.ndarray]:
@@ -263,6 +276,8 @@ def noisy_changes(series: str, metric: str, values: np.ndarray, used: np.ndarray
         verdict = judge(metric, before, after, better, limit, None, floor)[0]
         if verdict == "same" or judge(metric, *local, better, limit, None, floor)[0] != verdict:
             continue
+        if trending(scaled[s0:e0]) or trending(scaled[s1:e1]):
+            continue  # a slope, not a step: drift judges it
         first, last_before = int(index[s1]), int(index[e0 - 1])
         change = Change(series, metric, "", "regression" if verdict == "worse" else "improvement", first,
                         observations[last_before].commit, observations[first].commit, before, after,
@@ -294,6 +309,14 @@ def segment(x: np.ndarray) -> list[int]:
                 pvalues[i] = t_test(x[edges[i]:edges[i + 1]], x[edges[i + 1]:edges[i + 2]])
     ends = edges[1:]
     return ends
+
+
+def trending(x: np.ndarray) -> bool:
+    """A segment that keeps rising or falling (Spearman's rank correlation with its order, p < 0.01): what a run of
+    small steps leaves where a single step leaves two flat segments."""
+    if len(x) < 2 * MIN_RUNS or np.ptp(x) == 0:
+        return False
+    return stats.spearmanr(np.arange(len(x)), x).pvalue < 0.01
 
 
 def t_test(a: np.ndarray, b: np.ndarray) -> float:
@@ -337,9 +360,7 @@ def judge_drift(series, metric, x, scaled, index, starts, ends, observations, li
     """The latest segment against the best earlier one since the last acknowledged change of this metric."""
     if len(starts) < 2:
         return None
-    acked = [int(index[s]) for s in starts
-             if any(a.matches(series, metric, observations[int(index[s])].commit) for a in acknowledged)]
-    baseline_start = max(acked, default=0)
+    baseline_start = max((i for a in acknowledged for i in ack_indices(a, series, metric, observations)), default=0)
     earlier = [(s, e) for s, e in zip(starts[:-1], ends[:-1]) if index[s] >= baseline_start]
     if not earlier:
         return None
