@@ -123,9 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="plot (default): PNG/SVG plots of --metrics; regressions: the change points of every "
                          "series and metric, exit 1 when an unacknowledged regression holds in the latest segment")
     history.add_argument("--append", nargs="*", default=[], metavar="RUN_DIR", help="runs to add first")
-    history.add_argument("--file", default=os.path.join(REPORTS_DIR, "history.csv"))
+    history.add_argument("--file", default=os.path.join(REPORTS_DIR, "history.csv"),
+                         help="the history CSV (default reports/history.csv)")
     history.add_argument("--html", metavar="DIR", help="write DIR/index.html: the regressions table and one plot per "
-                         "metric with its fitted segments (self-contained; no plots then unless `plot` is named)")
+                         "metric with its fitted segments (self-contained; the PNG/SVG plots are not written then)")
     history.add_argument("--json", action="store_true", help="regressions: print JSON instead of the table")
     history.add_argument("--acknowledged", metavar="TOML", default=os.path.join(REPORTS_DIR, "acknowledged.toml"),
                          help="intended changes (series, metric, commit, reason); default reports/acknowledged.toml")
