@@ -84,7 +84,7 @@ def make_history(run_dir: str, history_csv, runs: int) -> str:
     history_csv = str(history_csv)
     scratch = history_csv + ".one"
     append_history(run_dir, scratch)
-    rows = read_history(scratch).astype(object).where(lambda f: f.notna(), "")
+    rows = read_history(scratch)[HISTORY_COLUMNS].astype(object).where(lambda f: f.notna(), "")
     os.remove(scratch)
     start = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
     with open(history_csv, "w", newline="") as f:
@@ -94,8 +94,9 @@ def make_history(run_dir: str, history_csv, runs: int) -> str:
             commit = hashlib.sha1(str(i).encode()).hexdigest()
             factor = 1 + 0.002 * i + 0.03 * ((i * 7) % 5 - 2) / 2
             for row in rows.to_dict("records"):
-                new = {**row, "commit": commit, "dirty": str(i % 9 == 4), "run_dir": f"reports/runs/quick-{commit[:7]}",
-                       "date": (start + timedelta(days=i)).isoformat(timespec="seconds")}
+                new = {**row, "commit": commit, "commit_position": i + 1, "dirty": int(i % 9 == 4),
+                       "run_dir": f"reports/runs/quick-{commit[:7]}",
+                       "run_ended_at": (start + timedelta(days=i)).isoformat(timespec="seconds")}
                 for name in ("step_time_ms_p50", "init_total_s", "peak_mem_bytes"):
                     if new.get(name) != "":
                         new[name] = repr(float(new[name]) * factor)
