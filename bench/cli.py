@@ -88,6 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     collect = sub.add_parser("collect", help="record the rows of jobs submitted with `run --no-wait` (safe to repeat)")
     collect.add_argument("run_dir", metavar="RUN_DIR")
 
+    bisect = sub.add_parser("bisect", help="the first commit of GOOD..BAD where a metric changed, in temporary git "
+                            "worktrees (exact metrics by estimate: seconds per commit)")
+    bisect.add_argument("good", metavar="GOOD", help="a commit where the metric is as it should be")
+    bisect.add_argument("bad", metavar="BAD", help="a later commit (GOOD is its ancestor) where it changed")
+    sweep = bisect.add_mutually_exclusive_group(required=True)
+    sweep.add_argument("--preset", help="named sweep, as each commit defines it (e.g. counts)")
+    sweep.add_argument("--config", metavar="FILE", help="sweep file (TOML), the same for every commit")
+    bisect.add_argument("--metric", required=True, help="an exact count (flops_per_step, tensor_peak_bytes, ...) or "
+                        "step_time_ms_p50 (run at each step, alternately with GOOD)")
+    bisect.add_argument("--repeats", type=int, default=3, help="timings: runs per commit and side (default 3)")
+
+    counts = sub.add_parser("counts", help="the exact counts (FLOPs, tensor bytes, parameters) of the `counts` "
+                            "preset, estimated, against reports/count_baseline.csv; exit 1 on a difference")
+    counts.add_argument("--update", action="store_true", help="write the baseline anew; commit it with the change "
+                        "that moved the counts")
+
     lister = sub.add_parser("list", help="list models, tasks, presets and methods")
     lister.add_argument("what", nargs="?", choices=["models", "tasks", "presets", "methods"], help="default: all")
 
@@ -101,9 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--threshold", action="append", default=[], metavar="METRIC:LIMIT",
                          help="e.g. step_time_ms_p50:10%%, peak_mem_bytes:5%%, eval_accuracy:1pt (repeatable)")
 
-    history = sub.add_parser("history", help="append runs to a history file and plot metrics over commits")
+    history = sub.add_parser("history", help="append runs to a history over commits; plot it, find its change points "
+                             "and regressions (exit 1 on one), write its page")
+    history.add_argument("action", nargs="?", choices=["plot", "regressions"], default="plot",
+                         help="plot (default): PNG/SVG plots of --metrics; regressions: the change points of every "
+                         "series and metric, exit 1 when an unacknowledged regression holds in the latest segment")
     history.add_argument("--append", nargs="*", default=[], metavar="RUN_DIR", help="runs to add first")
-    history.add_argument("--file", default=os.path.join(REPORTS_DIR, "history.csv"))
+    history.add_argument("--file", default=os.path.join(REPORTS_DIR, "history.csv"),
+                         help="the history CSV (default reports/history.csv)")
+    history.add_argument("--html", metavar="DIR", help="write DIR/index.html: the regressions table and one plot per "
+                         "metric with its fitted segments (self-contained; the PNG/SVG plots are not written then)")
+    history.add_argument("--json", action="store_true", help="regressions: print JSON instead of the table")
+    history.add_argument("--acknowledged", metavar="TOML", default=os.path.join(REPORTS_DIR, "acknowledged.toml"),
+                         help="intended changes (series, metric, commit, reason); default reports/acknowledged.toml")
+    history.add_argument("--threshold", action="append", default=[], metavar="METRIC:LIMIT",
+                         help="minimum effect of a noisy metric's change, e.g. step_time_ms_p50:5%% (the default)")
+    history.add_argument("--series", metavar="GLOB", help="only the series whose name matches (e.g. '*giva r8*')")
+    history.add_argument("--machine", metavar="HOST/DEVICE", help="only the runs of one machine (e.g. 'vm/cpu')")
     history.add_argument("--metrics", type=_csv_list(str), default=["step_time_ms_p50", "init_total_s", "peak_mem_bytes",
                                                                      "flops_per_step", "tensor_peak_bytes"])
     history.add_argument("--out", default=os.path.join(REPORTS_DIR, "history"), help="folder for the plots")
@@ -209,6 +239,32 @@ def cmd_collect(args, argv) -> int:
     return finish_run(args.run_dir, args) if rows else 0
 
 
+def cmd_bisect(args, argv) -> int:
+    from .bisect import bisect, format_bisect
+
+    result = bisect(args.good, args.bad, args.metric, args.preset, args.config, args.repeats,
+                    log=lambda line: print(line, file=sys.stderr))
+    print(format_bisect(result))
+    return 0 if result.first else 1
+
+
+def cmd_counts(args, argv) -> int:
+    from .run.counts import BASELINE, PRESET, count_rows, diff_counts, failure_message, read_counts, write_counts
+
+    if args.update:
+        rows = count_rows()
+        write_counts(rows)
+        print(f"{BASELINE}: {len(rows)} points of the `{PRESET}` preset written; commit it with the change")
+        return 0
+    baseline = read_counts()  # a missing or foreign baseline fails before the trace
+    differences = diff_counts(baseline, count_rows())
+    if differences:
+        print(failure_message(differences))
+        return 1
+    print(f"the exact counts of {len(baseline)} points equal {BASELINE}")
+    return 0
+
+
 def cmd_list(args, argv) -> int:
     from .adapters import method_names
     from .config.presets import PRESETS, make_sweep_config
@@ -255,13 +311,38 @@ def cmd_compare(args, argv) -> int:
 
 
 def cmd_history(args, argv) -> int:
-    from .report.history import append_history, plot_history
+    from .report.acknowledged import read_acknowledged
+    from .report.compare import parse_thresholds
+    from .report.history import append_history, plot_history, read_history, select_series
 
-    for run_dir in args.append:
-        print(f"{append_history(run_dir, args.file)} rows added from {run_dir}")
-    print("\n".join(plot_history(args.file, args.metrics, args.out)))
-    return 0
+    thresholds = parse_thresholds(args.threshold)  # bad input fails before anything is written
+    acknowledged = read_acknowledged(args.acknowledged)
+    if args.append:
+        print(f"{append_history(args.append, args.file)} rows added from {len(args.append)} run(s) to {args.file}",
+              file=sys.stderr if args.json else sys.stdout)
+    if args.action == "plot" and not args.html:
+        print("\n".join(plot_history(args.file, args.metrics, args.out)))
+        return 0
+    from .report.changes import find_changes
+    from .report.verdict import exit_code, format_verdict, verdict_json
+
+    detection = find_changes(select_series(read_history(args.file), args.series, args.machine), thresholds,
+                             acknowledged)
+    if args.html:
+        from .report.html import write_page
+
+        print(f"page: {write_page(detection, args.html)}", file=sys.stderr if args.json else sys.stdout)
+    if args.action == "plot":
+        return 0
+    if args.json:
+        import json
+
+        print(json.dumps(verdict_json(detection), indent=1, default=float))
+    else:
+        print(format_verdict(detection))
+    return exit_code(detection)
 
 
 COMMANDS = {"run": cmd_run, "estimate": cmd_estimate, "collect": cmd_collect, "list": cmd_list, "report": cmd_report,
-            "compare": cmd_compare, "history": cmd_history}
+            "compare": cmd_compare, "history": cmd_history, "counts": cmd_counts,
+            "bisect": cmd_bisect}

@@ -39,6 +39,7 @@ class Column:
     table: str = ""  # heading in summary.md's method x rank table ("" = not shown)
     progress: str = ""  # label in the sweep's one-line progress output ("" = not shown)
     identity: bool = False  # part of what the point is (its configuration), not of what was measured
+    explained_by: str = ""  # the exact count whose change predicts a change of this metric (history: "explained")
 
     def __post_init__(self):
         if self.compare not in COMPARE_KINDS:
@@ -73,7 +74,7 @@ INIT_FLOOR_S = 0.05
 RSS_FLOOR_BYTES = 64 * MIB
 _INIT = dict(better="lower", compare="noisy", threshold="25%", floor=INIT_FLOOR_S)
 _MEMORY = dict(better="lower", compare="noisy", threshold="5%", floor_rss=RSS_FLOOR_BYTES)
-_EXACT = dict(compare="exact")
+_EXACT = dict(compare="exact", history=True)  # counts: the history keeps them all, to explain timing changes
 
 COLUMNS = [
     Column("schema_version", "", "version of this column list; compare refuses to mix versions"),
@@ -103,7 +104,7 @@ COLUMNS = [
            "--allow-shared-timing let timed points share cores"),
     Column("model_params", "count", "parameters of the base model before adaptation"),
     Column("trainable_params", "count", "parameters the optimizer updates (adapter plus any trained head)", **_EXACT,
-           history=True, table="trainable params", progress="trainable"),
+           table="trainable params", progress="trainable"),
     Column("adapter_params", "count", "trainable parameters inside the adapter layers (METHODS.md formulas)", **_EXACT),
     Column("total_params", "count", "parameters of the adapted model", **_EXACT),
     Column("adapted_layers", "count", "number of layers that got an adapter"),
@@ -115,27 +116,26 @@ COLUMNS = [
            "bases)", **_EXACT),
     Column("optimizer_state_bytes", "bytes", "AdamW state after training"),
     Column("adapter_file_bytes", "bytes", "size of the adapter checkpoint actually written (safetensors; PEFT's "
-           "save_pretrained for peft:<name>)", **_EXACT,
-           history=True, table="adapter file"),
+           "save_pretrained for peft:<name>)", **_EXACT, table="adapter file"),
     Column("init_total_s", "s", "wall time of apply_adapter: gradient + SVD + injection", **_INIT, history=True,
-           table="init total", progress="init"),
+           explained_by="init_flops", table="init total", progress="init"),
     Column("init_grad_s", "s", "data passes of the init: GiVA's gradient batches; PEFT EVA's and CorDA's forward "
            "passes, LoRA-GA's gradients", **_INIT),
     Column("init_svd_s", "s", "decompositions of the init, all layers: GiVA's gradient SVD; PEFT PiSSA's weight SVD, "
            "OLoRA's QR, ...", **_INIT),
     Column("init_inject_s", "s", "making the adapter layers, swapping them in and freezing the base"),
     Column("init_peak_mem_bytes", "bytes", "peak memory during init (cuda max allocated on CUDA, process RSS on CPU)",
-           **_MEMORY, history=True),
+           **_MEMORY, history=True, explained_by="init_tensor_peak_bytes"),
     Column("init_mem_growth_bytes", "bytes", "init_peak_mem_bytes minus the same reading at the start of init"),
     Column("init_flops", "FLOPs", "FLOPs of apply_adapter (torch.utils.flop_counter: matmuls exactly; QR and SVD by "
            "their Golub-Van Loan operation counts): GiVA's gradient pass and bases; 0 for LoRA and VeRA",
-           **_EXACT, history=True),
+           **_EXACT),
     Column("init_tensor_peak_bytes", "bytes", "peak of the tensor bytes alive during apply_adapter (model included), "
-           "tracked tensor by tensor", **_EXACT, history=True),
+           "tracked tensor by tensor", **_EXACT),
     Column("warmup_steps", "count", "training steps run before timing"),
     Column("timed_steps", "count", "training steps timed (forward, backward, clip, AdamW, schedule)"),
     Column("step_time_ms_p50", "ms", "median step time", better="lower", compare="steps", threshold="10%",
-           history=True, table="step p50", progress="step"),
+           history=True, explained_by="flops_per_step", table="step p50", progress="step"),
     Column("step_time_ms_p90", "ms", "90th percentile step time", history=True),
     Column("step_time_ms_mean", "ms", "mean step time"),
     Column("step_time_ms_min", "ms", "fastest step"),
@@ -143,7 +143,8 @@ COLUMNS = [
     Column("tokens_per_s", "tokens/s", "batch_size * seq_len / median step time", better="higher", compare="steps",
            threshold="10%", history=True),
     Column("peak_mem_bytes", "bytes", "peak memory during the timed training steps (cuda max allocated on CUDA, RSS "
-           "on CPU)", **_MEMORY, history=True, table="peak mem", progress="peak"),
+           "on CPU)", **_MEMORY, history=True, table="peak mem", progress="peak",
+           explained_by="tensor_peak_bytes"),
     Column("mem_growth_bytes", "bytes", "peak_mem_bytes minus the same reading at the start of training"),
     Column("peak_mem_source", "text", "what peak_mem_bytes read: cuda_max_allocated or rss"),
     Column("peak_rss_bytes", "bytes", "process peak RSS during training, sampled"),
@@ -153,9 +154,9 @@ COLUMNS = [
     # One extra, untimed training step after the timed ones (bench/measure/counters.py), the same in `estimate`.
     Column("flops_per_step", "FLOPs", "FLOPs of one training step, forward and backward (torch.utils.flop_counter: "
            "matmuls, attention, convolutions; elementwise ops and the optimizer are not counted)", **_EXACT,
-           history=True, table="FLOPs/step", progress="flops"),
+           table="FLOPs/step", progress="flops"),
     Column("adapter_flops_per_step", "FLOPs", "the part of flops_per_step spent inside adapter layers beyond their "
-           "base layer (the adapters' own forward and backward)", **_EXACT, history=True),
+           "base layer (the adapters' own forward and backward)", **_EXACT),
     Column("tensor_params_bytes", "bytes", "parameters alive at the step's tensor peak (base, adapter, head)",
            **_EXACT),
     Column("tensor_buffers_bytes", "bytes", "module buffers at the peak (adapter bases, rotary tables)", **_EXACT),
@@ -168,7 +169,7 @@ COLUMNS = [
            "of activations, workspaces)", **_EXACT),
     Column("tensor_peak_bytes", "bytes", "peak of the tensor bytes alive during one training step (the sum of the "
            "tensor_* categories at that moment; torch.distributed._tools.mem_tracker); on a GPU the "
-           "tensors' share of torch.cuda.max_memory_allocated (which adds allocator rounding and library workspaces)", **_EXACT, history=True, table="tensor peak",
+           "tensors' share of torch.cuda.max_memory_allocated (which adds allocator rounding and library workspaces)", **_EXACT, table="tensor peak",
            progress="tensors"),
     Column("cost_trace_s", "s", "wall time of the untimed FLOP and memory trace (init and step; in `estimate` the "
            "whole fake trace)"),

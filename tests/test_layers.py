@@ -2,7 +2,7 @@
 a circle, the results and report layers stay light (report needs no torch), giva never imports the harness.
 
 Layers of bench/, lowest first (a module may import its own layer's modules and any lower layer's):
-    columns <- results, measure <- models <- tasks, adapters <- config <- run <- report <- cli
+    columns <- results, measure <- models <- tasks, adapters <- config <- run <- report <- cli, bisect
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ LAYERS = [
     ["bench.config"],
     ["bench.run"],
     ["bench.report"],
-    ["bench.cli", "bench.__main__"],
+    ["bench.cli", "bench.__main__", "bench.bisect"],  # bisect runs commits' own CLIs and judges with the report's rule
 ]
 # Stricter than the layers: what each of these may import of bench, and nothing else.
 ONLY = {"bench.results": {"bench.columns", "bench.results"},

@@ -35,6 +35,12 @@ PRESETS = {
         methods=["lora", "vera", "giva"], ranks=[8], method_options={"vera": {"ranks": [256]}},
         batch_sizes=[4], seq_lens=[128], warmup_steps=2, timed_steps=5,
     ),
+    # The exact counts `make test` guards (bench/run/counts.py): both model families, every method, small shapes
+    # (estimate: a few seconds, no hardware).
+    "counts": dict(
+        models=["gpt2-tiny", "llama-2m"], tasks=["profile"], methods=["lora", "vera", "giva"], ranks=[8],
+        method_options={"vera": {"ranks": [64]}}, batch_sizes=[2], seq_lens=[16], threads=1,
+    ),
     # For `run_bench.py estimate` (shapes only, no GPU needed): does a method fit a 24/40/80/141 GiB card?
     "sizes-estimate": dict(
         models=["llama-140m", "llama-1b", "llama-7b", "llama-13b", "llama-70b"], tasks=["profile"],

@@ -1,46 +1,69 @@
-"""A history of runs over commits: one CSV row per ok point, and plots of a metric over time.
+"""The history of runs over commits: one row per run and ok point, with what change detection needs.
 
-    append_history("reports/runs/quick-abc1234")               # -> rows added
+    append_history(["reports/runs/quick-abc1234"], "reports/history.csv")   # -> rows added
+    history = read_history("reports/history.csv")                         # one typed frame
     plot_history("reports/history.csv", ["step_time_ms_p50"], "reports/history")
+
+A row keeps the point's raw step times (step_times_ms), every exact count, the history metrics of
+bench/columns.py, where it ran (host, device, executor, CPU, threads), the commit with its position in git's
+first-parent order (runs are ordered by it, not by date) and dirty flag, and the machine's load while the run
+ran (meta.json "load": busy = the 1-minute load average exceeded the cores; the rows' load columns where the run
+has them). A series is a point's identity less its seed, on one machine (host + device) and one kind of run
+(measured or estimated): machines are never mixed in a series. A history file of another format is refused with
+one line that says how to rebuild it from the run folders; appending checks every run first and writes nothing
+when one is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import fnmatch
+import json
 import os
 
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FixedFormatter, FixedLocator
 
 from ..columns import HISTORY_METRICS, IDENTITY, column
-from ..results.read import load_run
-from .plots import MARKERS, STYLE, new_figure, save_figure
+from ..results.environment import commit_position
+from ..results.read import Run, load_run
+from .layout import STYLE, Thinned, cut_groups, finish, grow, new_figure, page_caption
+from .plots import MARKERS, save_pages
 
-KEY_COLUMNS = ["date", "commit", "dirty", "run_dir", "point_id", *IDENTITY]
-# What makes two points the same series over commits: the point's identity but the seed (seeds are averaged) and
-# the device as asked for.
-SERIES = [c for c in IDENTITY if c not in ("seed", "device")]
-METRICS = HISTORY_METRICS  # the columns marked history=True in bench/columns.py
-HISTORY_COLUMNS = KEY_COLUMNS + METRICS
+HISTORY_VERSION = 2  # 1: no version column, no raw step times, counts or load; ordered by date
+RUN_COLUMNS = ["history_version", "run_dir", "run_ended_at", "commit", "commit_position", "dirty", "host", "cpu",
+               "cpu_count", "torch_threads", "executor", "estimated", "busy", "run_load_avg_1m_max"]
+# The machine's load per point, recorded by runs that have these columns (read where present, else empty).
+LOAD_COLUMNS = ["load_avg_1m_start", "load_avg_1m_end", "cpu_steal_s", "ctx_switches_involuntary"]
+POINT_COLUMNS = ["point_id", *IDENTITY, "peak_mem_source", "eval_metric", "step_times_ms"]
+METRICS = HISTORY_METRICS  # the columns marked history=True in bench/columns.py: every exact count, the timings
+HISTORY_COLUMNS = RUN_COLUMNS + LOAD_COLUMNS + POINT_COLUMNS + METRICS
+# What makes rows one series over commits: the point less its seed (seeds are samples of the same series), on one
+# machine (host; the device is in the identity), measured or estimated.
+SERIES = [c for c in IDENTITY if c != "seed"] + ["host", "estimated"]
+TEXT = ["run_dir", "run_ended_at", "commit", "host", "cpu", "executor", "point_id", "peak_mem_source", "eval_metric",
+        "step_times_ms"] + [c for c in IDENTITY if column(c).is_text]
+REBUILD = "move it aside and rebuild it from the run folders: `run_bench.py history --append RUN_DIR ...`"
+PAGE_SERIES = 12  # lines on one page (ten colours, then markers): more series go on further pages, a model's together
 
 
-def append_history(run_dir: str, history_csv: str = "reports/history.csv") -> int:
-    """Add one row per ok point of the run; a point of this run already in the file is not added again."""
-    run = load_run(run_dir)
+# --- appending ---------------------------------------------------------------------------------------------------
+
+
+def append_history(run_dirs: list[str] | str, history_csv: str = "reports/history.csv") -> int:
+    """Add one row per ok point of each run; a point of a run already in the file is not added again. Every run is
+    checked before anything is written (a refused run writes nothing)."""
+    run_dirs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
     existing = read_history(history_csv) if os.path.exists(history_csv) else pd.DataFrame(columns=HISTORY_COLUMNS)
     seen = set(zip(existing["run_dir"], existing["point_id"]))
-    env = run.meta.get("environment") or {}
-    ok = run.rows[run.rows["status"] == "ok"]
-    date = run.meta.get("ended_at") or run.meta.get("started_at") or max(ok["started_at"], default="")
     new = []
-    for row in ok.to_dict("records"):
-        if (run.run_dir, row["point_id"]) in seen:
-            continue
-        values = {**{m: row.get(m) for m in METRICS}, **{c: row[c] for c in IDENTITY}, "date": date,
-                  "commit": env.get("commit") or "unknown", "dirty": bool(env.get("dirty")), "run_dir": run.run_dir,
-                  "point_id": row["point_id"]}
-        new.append({k: "" if v is None or (isinstance(v, float) and np.isnan(v)) else v for k, v in values.items()})
+    for run in [load_run(path) for path in run_dirs]:
+        for row in history_rows(run):
+            if (row["run_dir"], row["point_id"]) not in seen:
+                seen.add((row["run_dir"], row["point_id"]))
+                new.append(row)
     if not new:
         return 0
     os.makedirs(os.path.dirname(os.path.abspath(history_csv)), exist_ok=True)
@@ -53,26 +76,111 @@ def append_history(run_dir: str, history_csv: str = "reports/history.csv") -> in
     return len(new)
 
 
+def history_rows(run: Run) -> list[dict]:
+    """The history rows of one run (its ok points); a run without a commit, or whose commit has no known position
+    in first-parent order, is refused."""
+    env = run.meta.get("environment") or {}
+    commit = env.get("commit")
+    if not commit:
+        raise ValueError(f"{run.run_dir}: meta.json records no commit (environment.commit); the history orders runs "
+                         "by commit: run the sweep again from a git checkout")
+    position = env.get("commit_position") or commit_position(commit)
+    if position is None:
+        raise ValueError(f"{run.run_dir}: commit {commit[:12]} is not in this repository's history and meta.json "
+                         "records no commit_position; fetch that commit (git fetch) or append from a checkout that "
+                         "has it")
+    load = run.meta.get("load") or {}
+    cpus = load.get("cpu_count") or env.get("cpu_count")
+    ok = run.rows[run.rows["status"] == "ok"]
+    rows = []
+    for row in ok.to_dict("records"):
+        point_load = pd.to_numeric(pd.Series([row.get(c) for c in ("load_avg_1m_start", "load_avg_1m_end")],
+                                             dtype=object), errors="coerce").dropna().tolist()
+        if point_load and cpus:  # the point's own readings where the run has them, else the run's
+            busy = max(point_load) > cpus
+        else:
+            busy = load.get("busy")
+        values = {
+            "history_version": HISTORY_VERSION, "run_dir": run.run_dir,
+            "run_ended_at": run.meta.get("ended_at") or run.meta.get("started_at") or "", "commit": commit,
+            "commit_position": position, "dirty": int(bool(env.get("dirty"))), "host": row.get("host") or "",
+            "cpu": env.get("cpu") or "", "cpu_count": cpus, "torch_threads": env.get("torch_threads"),
+            "executor": row.get("executor") or "", "estimated": int(row.get("estimated") or 0),
+            "busy": "" if busy is None else int(bool(busy)), "run_load_avg_1m_max": load.get("load_avg_1m_max"),
+            **{c: row.get(c) for c in LOAD_COLUMNS + POINT_COLUMNS + METRICS}}
+        rows.append({k: "" if v is None or (isinstance(v, float) and np.isnan(v)) else v for k, v in values.items()})
+    return rows
+
+
+# --- reading -----------------------------------------------------------------------------------------------------
+
+
 def read_history(history_csv: str) -> pd.DataFrame:
+    """The history as a frame (numbers typed, empty cells NaN), with a `series` and a `machine` column added; a file
+    of another format is a one-line error saying how to rebuild it."""
     if not os.path.exists(history_csv):
         raise FileNotFoundError(f"no history at {history_csv}; add runs with `run_bench.py history --append RUN_DIR`")
     if os.path.getsize(history_csv) == 0:
-        return pd.DataFrame(columns=HISTORY_COLUMNS)
+        return with_series(pd.DataFrame(columns=HISTORY_COLUMNS))
     with open(history_csv, newline="") as f:
         header = next(csv.reader(f), [])
+    if not header or header[0] != "history_version":
+        raise ValueError(f"{history_csv} is a history of an older format (no raw step times, counts, commit "
+                         f"positions or load); {REBUILD}")
     if header != HISTORY_COLUMNS:
-        raise ValueError(f"{history_csv} has columns {header[:5]}... not this code's history columns; "
-                         "move it aside and append the runs again")
-    history = pd.read_csv(history_csv, dtype={c: str for c in ("commit", "run_dir", "point_id", "date", "method_options")},
-                          keep_default_na=False, na_values=[""])
-    history["method_options"] = history["method_options"].fillna("")
-    for name in METRICS + ["rank", "seed", "batch_size", "seq_len"]:
+        with open(history_csv, newline="") as f:
+            version = next(csv.DictReader(f), {}).get("history_version", "?")
+        raise ValueError(f"{history_csv} is history version {version} with other columns than this code's "
+                         f"(version {HISTORY_VERSION}); {REBUILD}")
+    history = pd.read_csv(history_csv, dtype={c: str for c in TEXT}, keep_default_na=False, na_values=[""])
+    for name in TEXT:
+        history[name] = history[name].fillna("")
+    for name in [c for c in HISTORY_COLUMNS if c not in TEXT]:
         history[name] = pd.to_numeric(history[name], errors="coerce")
+    return with_series(history)
+
+
+def with_series(history: pd.DataFrame) -> pd.DataFrame:
+    history = history.copy()
+    history["machine"] = [f"{h}/{d}" for h, d in zip(history["host"], history["device"])]
+    history["series"] = [series_name(r) for r in history[SERIES].to_dict("records")]
     return history
 
 
+def series_name(row: dict) -> str:
+    """One series as people (and acknowledgements) name it: 'llama-2m profile lora r8 b4 T32 float32 {} @vm/cpu'."""
+    options = json.dumps(json.loads(row["method_options"]), separators=(",", ":")) if row["method_options"] else "{}"
+    name = (f"{row['model']} {row['task']} {row['method']} r{row['rank']:.0f} b{row['batch_size']:.0f} "
+            f"T{row['seq_len']:.0f} {row['dtype']} {options} @{row['host']}/{row['device']}")
+    return name + (" estimated" if row["estimated"] == 1 else "")
+
+
+def select_series(history: pd.DataFrame, pattern: str | None = None, machine: str | None = None) -> pd.DataFrame:
+    """The rows of the series whose name matches a glob pattern, on one machine (host/device); a pattern that
+    matches the same point on two machines without --machine is refused: machines are never mixed in a series."""
+    rows = history
+    if machine:
+        rows = rows[[fnmatch.fnmatchcase(m, machine) for m in rows["machine"]]]
+        if rows.empty:
+            raise ValueError(f"no run of machine {machine!r} in the history; its machines: "
+                             f"{', '.join(sorted(history['machine'].unique()))}")
+    if pattern:
+        rows = rows[[fnmatch.fnmatchcase(s, pattern) or pattern in s for s in rows["series"]]]
+        if rows.empty:
+            raise ValueError(f"no series matches {pattern!r}; `run_bench.py history regressions` lists them")
+        points = rows.groupby([c for c in SERIES if c != "host"])["machine"].nunique()
+        if not machine and (points > 1).any():
+            raise ValueError(f"{pattern!r} names runs of {rows['machine'].nunique()} machines "
+                             f"({', '.join(sorted(rows['machine'].unique()))}) as one series; pick one with "
+                             "--machine HOST/DEVICE")
+    return rows
+
+
+# --- plots of the raw history ------------------------------------------------------------------------------------
+
+
 def plot_history(history_csv: str, metrics: list[str], out_dir: str) -> list[str]:
-    """One plot per metric: its value per run in time order (commit on the axis), a line per point identity (seeds averaged)."""
+    """One plot per metric: its value per run in commit order, a line per series (seeds averaged)."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown history metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
@@ -85,41 +193,69 @@ def plot_history(history_csv: str, metrics: list[str], out_dir: str) -> list[str
             if rows.empty:
                 raise ValueError(f"{history_csv} holds no value of {metric} (profiling-only runs have no accuracy); "
                                  "choose another metric")
-            written += save_figure(plot_metric(rows, metric), os.path.join(out_dir, f"history_{metric}"))
+            written += save_pages(plot_pages(rows, metric), os.path.join(out_dir, f"history_{metric}"))
     return written
 
 
-def plot_metric(rows: pd.DataFrame, metric: str):
-    runs = rows.groupby(["date", "run_dir"], sort=True).agg(commit=("commit", "first"), dirty=("dirty", "first"))
+def plot_pages(rows: pd.DataFrame, metric: str) -> list:
+    """plot_metric's figures, PAGE_SERIES lines to a page; the series of one model and task share a page where
+    they fit on one."""
+    keys = rows[["model", "task", "series"]].drop_duplicates().sort_values(["model", "task", "series"])
+    groups = [len(g) for _, g in keys.groupby(["model", "task"], sort=True)]
+    chunks = cut_groups(groups, PAGE_SERIES)
+    if len(chunks) == 1:
+        return [plot_metric(rows, metric)]
+    offsets = np.cumsum([0, *groups])
+    figures = []
+    for page, chunk in enumerate(chunks):
+        chosen = keys.iloc[np.concatenate([np.arange(offsets[g] + a, offsets[g] + b) for g, a, b in chunk])]
+        on_page = rows[rows["series"].isin(chosen["series"])]
+        figures.append(plot_metric(on_page, metric, page=(page, len(chunks)), all_runs=rows))
+    return figures
+
+
+def plot_metric(rows: pd.DataFrame, metric: str, page: tuple[int, int] = (0, 1), all_runs: pd.DataFrame | None = None):
+    """One figure: the metric per run in first-parent order of the commits, a line per series (seeds averaged).
+    all_runs: the rows whose runs make the axis (every page of a split plot shows every run)."""
+    order = ["commit_position", "run_ended_at", "run_dir"]
+    runs = (rows if all_runs is None else all_runs).groupby(order, sort=True).agg(
+        commit=("commit", "first"), dirty=("dirty", "first"))
     runs["x"] = np.arange(len(runs))
-    rows = rows.join(runs["x"], on=["date", "run_dir"])
+    rows = rows.join(runs["x"], on=order)
     caption = f"{len(runs)} runs, {rows['commit'].nunique()} commits, {rows['model'].nunique()} models; " \
-              f"devices {', '.join(sorted(rows['device'].astype(str).unique()))}; mean over seeds"
+              f"machines {', '.join(sorted(rows['machine'].unique()))}; mean over seeds"
     unit = column(metric).unit
-    fig, body, (ax,) = new_figure(f"{metric} over commits", caption)
-    varying = [c for c in SERIES if c not in ("model", "method", "rank") and rows[c].nunique() > 1]
-    for i, (key, group) in enumerate(rows.groupby(SERIES, sort=True)):
-        series = dict(zip(SERIES, key))
+    fig, body, (ax,) = new_figure(f"{metric} over commits", page_caption(caption, *page))
+    shown = [c for c in SERIES if c not in ("model", "method", "rank")]
+    varying = [c for c in shown if rows[c].nunique() > 1]  # the legend names only what tells the lines apart
+    for i, (_, group) in enumerate(rows.groupby("series", sort=True)):
+        first = group.iloc[0]
         values = group.groupby("x")[metric].mean()
-        label = " ".join([f"{series['model']} {series['method']} r{series['rank']:.0f}",
-                          *(series_part(c, series[c]) for c in varying)])
+        label = " ".join([f"{first['model']} {first['method']} r{first['rank']:.0f}",
+                          *(series_part(c, first[c]) for c in varying)])
         ax.plot(values.index, values.to_numpy(), marker=MARKERS[i // 10 % len(MARKERS)], color=f"C{i % 10}",
-                label=label)
-    ticks = [f"{c[:7]}{'*' if str(d) == 'True' else ''}\n{str(date)[:10]}"
-             for (date, _), c, d in zip(runs.index, runs["commit"], runs["dirty"])]
-    ax.set_xticks(runs["x"], ticks, rotation=45 if len(runs) > 6 else 0, ha="right" if len(runs) > 6 else "center")
-    ax.set_xlabel("run: commit (* dirty tree) and date, in time order")
+                markersize=6 if len(runs) <= 30 else 3, label=label)
+    few = len(runs) <= 6  # a few runs: commit over date, level; more: one line each, upright, thinned
+    between = "\n" if few else " "
+    ticks = [f"{c[:7]}{'*' if d == 1 else ''}{between}{str(date)[:10]}"
+             for (_, date, _), c, d in zip(runs.index, runs["commit"], runs["dirty"])]
+    ax.xaxis.set_major_locator(FixedLocator(runs["x"].to_numpy()))
+    ax.xaxis.set_major_formatter(Thinned(FixedFormatter(ticks)))
+    ax.tick_params(axis="x", labelrotation=0 if few else 90)
+    ax.set_xlabel("run: commit (* dirty tree) and date, in first-parent order" + ("" if few else "; every run a tick"))
     ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
     ax.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    body.legend(handles, labels, loc="outside right upper", fontsize=9)
-    return fig
+    if not few:
+        grow(fig, body, 1.2)  # the upright labels take that much of the body's height
+    return finish(fig, body, [ax])
 
 
 def series_part(column: str, value) -> str:
-    """How a legend names a series' varying setting: b8, T64, float32, {"basis": "VrUr"}, a task name."""
+    """How a legend names a series' varying setting: b8, T64, float32, {"basis": "VrUr"}, a host, a task name."""
     if column == "batch_size":
         return f"b{value:.0f}"
     if column == "seq_len":
         return f"T{value:.0f}"
+    if column == "estimated":
+        return "estimated" if value == 1 else "measured"
     return str(value) or "{}"

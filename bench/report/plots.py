@@ -1,19 +1,27 @@
-"""The report's figures. Each plot function takes the frame prepared by
-summary.prepare() (all runs' rows plus label, colour and panel columns) and a
-caption, and returns a matplotlib Figure, or raises NoData naming what is missing.
+"""The report's figures. Each plot function takes the frame prepared by summary.prepare() (all runs' rows plus
+label, colour, panel and LoRA-step columns) and a caption, and returns a list of matplotlib Figures, one per page,
+or raises NoData naming what is missing.
+
+What does not fit one page legibly goes on further pages, never squeezed: at most PAGE_PANELS panels (model ·
+task) a page, rows of bars no denser than their labels allow. Long names wrap (layout.py) or, where a group of
+bars is too narrow for its name, become a letter keyed in the caption; crowded tick labels are thinned; legends sit
+under the panels and captions wrap inside the figure. tests/plot_geometry.py checks every plot for overlapping and
+clipped text, at the sizes users run.
 """
 
 from __future__ import annotations
 
-import math
+import os
+import re
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure, SubFigure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, LogLocator, NullLocator
 
 from ..columns import MIB, TENSOR_CATEGORIES
+from .layout import (CAPTION_PT, STYLE, BarRow, Thinned, bar_pieces, finish, key_text, label_axes, new_figure,
+                     page_caption, pages, stacked_bars, text_width_pt, wrap)
 
 INIT_PHASES = (("init_grad_s", "gradient"), ("init_svd_s", "SVD"), ("init_inject_s", "injection"))
 PHASE_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#A0A0A0")  # gradient, SVD, injection, other
@@ -21,10 +29,10 @@ CATEGORY_COLORS = ("#4C72B0", "#8172B3", "#C44E52", "#DD8452", "#55A868", "#A0A0
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 HATCHES = ("", "//", "..", "xx")
-# Printed small (7 x 4.5 in) the text stays legible: nothing under 9 pt.
-STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
-         "legend.fontsize": 9, "figure.titlesize": 12, "svg.fonttype": "none", "svg.hashsalt": "giva-bench"}
-FIGSIZE_IN = (7.0, 4.5)
+PAGE_PANELS = 6  # panels (model · task) on one page, 3 x 2; more go on further pages
+BAR_ROWS = 3  # rows of bars on one page (memory breakdown)
+BAR_ROW_IN = 2.6  # height of one row of bars, its labels and group names included
+INIT_AXES_PT = 120  # init_overhead's upper axes are at least this tall (its page is laid out for more)
 SCORE_LABELS = {  # y-axis label per task metric (eval_metric)
     "accuracy": "eval accuracy (fraction correct)", "f1": "eval F1 (positive class)",
     "matthews": "eval Matthews correlation", "pearson": "eval Pearson correlation",
@@ -36,11 +44,36 @@ class NoData(Exception):
     """A plot whose data the runs lack; the message says what is missing."""
 
 
+# --- files ----------------------------------------------------------------------
+
+
 def save_figure(fig: Figure, stem: str) -> list[str]:
     paths = [stem + ".png", stem + ".svg"]
     fig.savefig(paths[0], dpi=150)
     fig.savefig(paths[1], metadata={"Date": None})
     return paths
+
+
+def save_pages(figures: list[Figure], stem: str) -> list[str]:
+    """Page 1 as STEM.png and .svg, page k as STEM-k.png and .svg; pages of an earlier, longer plot are removed."""
+    written = []
+    for page, fig in enumerate(figures, 1):
+        written += save_figure(fig, stem if page == 1 else f"{stem}-{page}")
+    remove_pages(stem, keep=len(figures))
+    return written
+
+
+def remove_pages(stem: str, keep: int = 0) -> None:
+    """Delete STEM's page files after the first `keep` pages (all of them with keep=0)."""
+    folder, name = os.path.split(stem)
+    page_file = re.compile(rf"{re.escape(name)}(?:-(\d+))?\.(?:png|svg)")
+    for entry in os.listdir(folder or "."):
+        match = page_file.fullmatch(entry)
+        if match and int(match.group(1) or 1) > keep:
+            os.remove(os.path.join(folder, entry))
+
+
+# --- panels -------------------------------------------------------------------------
 
 
 def ok_rows(data: pd.DataFrame, columns: list[str], what: str) -> pd.DataFrame:
@@ -50,38 +83,22 @@ def ok_rows(data: pd.DataFrame, columns: list[str], what: str) -> pd.DataFrame:
     return rows
 
 
-def new_figure(title: str, caption: str, n_panels: int = 1, width_ratios=None) -> tuple[Figure, SubFigure, list]:
-    """A figure whose body (a subfigure: title, panels, legend) sits above a strip holding the caption."""
-    ncols = min(n_panels, 3)
-    nrows = math.ceil(n_panels / ncols)
-    height_in = FIGSIZE_IN[1] if nrows == 1 else 1.5 + 3.0 * nrows
-    caption_in = 0.1 + 0.17 * (caption.count("\n") + 1)
-    fig = Figure(figsize=(FIGSIZE_IN[0], height_in + caption_in), layout="constrained")
-    FigureCanvasAgg(fig)
-    body, strip = fig.subfigures(2, 1, height_ratios=[height_in, caption_in])
-    strip.text(0.01, 0.5, caption, fontsize=9, color="0.3", ha="left", va="center")
-    axes = list(body.subplots(nrows, ncols, squeeze=False, width_ratios=width_ratios).ravel())
-    for ax in axes[n_panels:]:
-        ax.set_visible(False)
-    body.suptitle(title)
-    return fig, body, axes[:n_panels]
-
-
 def panel_order(rows: pd.DataFrame, key: str) -> list[str]:
     sizes = rows.groupby(key)["model_params"].max()
     return sorted(rows[key].unique(), key=lambda p: (np.nan_to_num(sizes.get(p, np.inf), nan=np.inf), p))
 
 
-def finish(fig: Figure, body: SubFigure, axes: list) -> Figure:
-    """One legend for all panels, under them."""
-    handles = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, handle)
-    widest = max((len(label) for label in handles), default=1)
-    ncols = max(1, min(len(handles), 4, 80 // (widest + 6)))  # ~80 characters fit across 7 inches at 9 pt
-    body.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=ncols)
-    return fig
+def panel_figures(rows: pd.DataFrame, title: str, caption: str, draw) -> list[Figure]:
+    """A panel per model (· task), PAGE_PANELS to a page: draw(ax, the panel's rows, its name) fills each."""
+    panels = panel_order(rows, "panel")
+    chunks = pages(panels, PAGE_PANELS)
+    figures = []
+    for page, chunk in enumerate(chunks):
+        fig, body, axes = new_figure(title, page_caption(caption, page, len(chunks)), len(chunk))
+        for ax, panel in zip(axes, chunk):
+            draw(ax, rows[rows["panel"] == panel], panel)
+        figures.append(finish(fig, body, axes))
+    return figures
 
 
 def short_count(n: float) -> str:
@@ -92,29 +109,22 @@ def short_count(n: float) -> str:
     return f"{n:.0f}"
 
 
-def count_axis(ax) -> None:
-    """Log x axis of counts with ticks at 1, 2, 5 x 10^k labelled 2k, 5M, ... (no overlapping minor labels)."""
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: short_count(v)))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+def count_axis(ax, axis: str = "x") -> None:
+    """Log axis of counts with ticks at 1, 2, 5 x 10^k labelled 2k, 5M, ... (thinned where they would touch)."""
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    target.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    target.set_major_formatter(Thinned(FuncFormatter(lambda v, _: short_count(v))))
+    target.set_minor_locator(NullLocator())  # 1, 2, 5 are grid enough
 
 
 def rank_axis(ax, ranks) -> None:
     ranks = sorted({int(r) for r in ranks})
     ax.set_xscale("log", base=2)
-    ax.set_xticks(ranks, [str(r) for r in ranks])
+    ax.xaxis.set_major_locator(FixedLocator(ranks))
+    ax.xaxis.set_major_formatter(Thinned(FixedFormatter([str(r) for r in ranks])))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("rank r (log2 scale)")
-
-
-def label_axes(ax, title: str, ylabel: str, xlabel: str | None = None) -> None:
-    """The tail every panel shares: title, axis labels (x only where not set by rank_axis), light grid."""
-    ax.set_title(title)
-    ax.set_ylabel(ylabel)
-    if xlabel is not None:
-        ax.set_xlabel(xlabel)
-    ax.grid(alpha=0.3)
 
 
 def series(rows: pd.DataFrame):
@@ -123,13 +133,14 @@ def series(rows: pd.DataFrame):
         yield dict(label=label, color=color, linestyle=linestyle, marker=marker), group
 
 
-def score_figure(data: pd.DataFrame, columns: list[str], title: str, caption: str):
-    """Rows with a task score (and `columns`), one panel per model and task, and the figure: (rows, panels, figure).
-    Each task is scored by its own metric (eval_metric), named on its panel's y axis."""
+# --- the plots ----------------------------------------------------------------------
+
+
+def score_rows(data: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Rows with a task score (and `columns`), a panel per model and task. Each task is scored by its own metric
+    (eval_metric), named on its panel's y axis."""
     rows = ok_rows(data, ["eval_score", *columns], "a profiling-only run has no task score")
-    rows = rows.assign(panel=rows["model"] + " · " + rows["task"])
-    panels = panel_order(rows, "panel")
-    return rows, panels, new_figure(title, caption, len(panels))
+    return rows.assign(panel=rows["model"] + " · " + rows["task"])
 
 
 def score_label(rows: pd.DataFrame) -> str:
@@ -138,18 +149,16 @@ def score_label(rows: pd.DataFrame) -> str:
     return SCORE_LABELS.get(metrics[0], f"eval {metrics[0]}") if len(metrics) == 1 else "eval " + " / ".join(metrics)
 
 
-def plot_rank_score(data: pd.DataFrame, caption: str) -> Figure:
-    rows, panels, (fig, body, axes) = score_figure(
-        data, [], "Task metric vs rank (mean; band: min-max over seeds)", caption)
-    for ax, panel in zip(axes, panels):
-        here = rows[rows["panel"] == panel]
+def plot_rank_score(data: pd.DataFrame, caption: str) -> list[Figure]:
+    def draw(ax, here, panel):
         for style, group in series(here):
             stats = group.groupby("rank")["eval_score"].agg(["mean", "min", "max"])
             ax.plot(stats.index, stats["mean"], **style)
             ax.fill_between(stats.index, stats["min"], stats["max"], color=style["color"], alpha=0.2, linewidth=0)
         rank_axis(ax, here["rank"])
         label_axes(ax, panel, score_label(here))
-    return finish(fig, body, axes)
+
+    return panel_figures(score_rows(data, []), "Task metric vs rank (mean; band: min-max over seeds)", caption, draw)
 
 
 def pareto_front(params: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
@@ -163,11 +172,8 @@ def pareto_front(params: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
     return np.array(front, dtype=int)
 
 
-def plot_params_score(data: pd.DataFrame, caption: str) -> Figure:
-    rows, panels, (fig, body, axes) = score_figure(
-        data, ["trainable_params"], "Task metric vs trainable parameters (mean over seeds)", caption)
-    for ax, panel in zip(axes, panels):
-        here = rows[rows["panel"] == panel]
+def plot_params_score(data: pd.DataFrame, caption: str) -> list[Figure]:
+    def draw(ax, here, panel):
         points = []
         for style, group in series(here):
             stats = group.groupby("rank")[["trainable_params", "eval_score"]].mean()
@@ -180,27 +186,24 @@ def plot_params_score(data: pd.DataFrame, caption: str) -> Figure:
                 drawstyle="steps-post", marker="o", markersize=11, markerfacecolor="none", label="Pareto front")
         count_axis(ax)
         label_axes(ax, panel, score_label(here), "trainable parameters (count, log scale)")
-    return finish(fig, body, axes)
+
+    return panel_figures(score_rows(data, ["trainable_params"]),
+                         "Task metric vs trainable parameters (mean over seeds)", caption, draw)
 
 
-def plot_time_score(data: pd.DataFrame, caption: str) -> Figure:
-    rows, panels, (fig, body, axes) = score_figure(
-        data, ["train_time_s"], "Task metric vs training wall time (mean over seeds)", caption)
-    for ax, panel in zip(axes, panels):
-        here = rows[rows["panel"] == panel]
+def plot_time_score(data: pd.DataFrame, caption: str) -> list[Figure]:
+    def draw(ax, here, panel):
         for style, group in series(here):
             stats = group.groupby("rank")[["train_time_s", "eval_score"]].mean()
             ax.plot(stats["train_time_s"], stats["eval_score"], **style)
         label_axes(ax, panel, score_label(here), "training wall time, evaluation excluded (s)")
-    return finish(fig, body, axes)
+
+    return panel_figures(score_rows(data, ["train_time_s"]), "Task metric vs training wall time (mean over seeds)",
+                         caption, draw)
 
 
-def plot_step_time(data: pd.DataFrame, caption: str) -> Figure:
-    rows = ok_rows(data, ["step_time_ms_p50"], "no timed training steps")
-    panels = panel_order(rows, "panel")
-    fig, body, axes = new_figure("Training step time vs rank (median; bar up to p90)", caption, len(panels))
-    for ax, panel in zip(axes, panels):
-        here = rows[rows["panel"] == panel]
+def plot_step_time(data: pd.DataFrame, caption: str) -> list[Figure]:
+    def draw(ax, here, panel):
         lines = list(series(here))
         for i, (style, group) in enumerate(lines):
             stats = group.groupby("rank")[["step_time_ms_p50", "step_time_ms_p90"]].mean()
@@ -211,10 +214,12 @@ def plot_step_time(data: pd.DataFrame, caption: str) -> Figure:
         rank_axis(ax, here["rank"])
         label_axes(ax, panel, "step time (ms)")
         ax.set_ylim(bottom=0)
-    return finish(fig, body, axes)
+
+    return panel_figures(ok_rows(data, ["step_time_ms_p50"], "no timed training steps"),
+                         "Training step time vs rank (median; bar up to p90)", caption, draw)
 
 
-def plot_memory(data: pd.DataFrame, caption: str) -> Figure:
+def plot_memory(data: pd.DataFrame, caption: str) -> list[Figure]:
     """CUDA max allocated where a GPU measured it; elsewhere the tracked tensor peak (process RSS is mostly Python
     and torch themselves: about the same for every point on CPU)."""
     rows = data[data["status"] == "ok"]
@@ -225,140 +230,168 @@ def plot_memory(data: pd.DataFrame, caption: str) -> Figure:
         raise NoData("no ok row has peak_mem_bytes read from CUDA, or tensor_peak_bytes (a traced training step)")
     sources = [name for name, present in (("CUDA max allocated", on_cuda.any()), ("tracked tensors", (~on_cuda).any()))
                if present]
-    panels = panel_order(rows, "panel")
-    fig, body, axes = new_figure("Peak memory of a training step vs rank (mean over seeds)", caption, len(panels))
-    for ax, panel in zip(axes, panels):
-        here = rows[rows["panel"] == panel]
+
+    def draw(ax, here, panel):
         for style, group in series(here):
             stats = group.groupby("rank")["memory"].mean() / MIB
             ax.plot(stats.index, stats.to_numpy(), **style)
         rank_axis(ax, here["rank"])
         label_axes(ax, panel, f"peak memory (MiB, {'/'.join(sources)})")
-    return finish(fig, body, axes)
+
+    return panel_figures(rows, "Peak memory of a training step vs rank (mean over seeds)", caption, draw)
 
 
-def plot_memory_breakdown(data: pd.DataFrame, caption: str) -> Figure:
-    """Stacked bars: the tensor bytes of each category at the training step's peak, per method and rank."""
-    rows = ok_rows(data, ["tensor_peak_bytes"], "no traced training step (bench/measure/counters.py)")
-    panels = panel_order(rows, "panel")
-    fig, body, axes = new_figure("Tensor memory at the training step's peak, by category (mean over seeds)", caption,
-                                 len(panels))
-    columns = [column for column, _ in TENSOR_CATEGORIES]
-    for ax, panel in zip(axes, panels):
-        bars = rows[rows["panel"] == panel].groupby(["label", "rank"])[columns].mean().reset_index()
-        x, bottom = np.arange(len(bars)), np.zeros(len(bars))
-        for (column, name), color in zip(TENSOR_CATEGORIES, CATEGORY_COLORS):
-            values = bars[column].fillna(0).to_numpy() / MIB
-            ax.bar(x, values, bottom=bottom, color=color, label=name, width=0.7)
-            bottom += values
-        ax.set_xticks(x, bars["label"] + " r" + bars["rank"].astype(str), rotation=60, ha="right",
-                      rotation_mode="anchor")
-        label_axes(ax, panel, "tensor memory (MiB)")
-        ax.grid(axis="x", visible=False)
-    return finish(fig, body, axes)
-
-
-def plot_flops_overhead(data: pd.DataFrame, caption: str) -> Figure:
+def plot_flops_overhead(data: pd.DataFrame, caption: str) -> list[Figure]:
     """The adapters' own FLOPs per training step as a share of the rest of the step (the frozen base's)."""
     rows = ok_rows(data, ["flops_per_step", "adapter_flops_per_step"], "no traced training step (bench/measure/counters.py)")
     base = rows["flops_per_step"] - rows["adapter_flops_per_step"]
     rows = rows.assign(overhead=100.0 * rows["adapter_flops_per_step"] / base.where(base > 0))
-    panels = panel_order(rows, "panel")
-    fig, body, axes = new_figure("Adapter FLOPs per training step over the frozen base's", caption, len(panels))
-    for ax, panel in zip(axes, panels):
-        here = rows[rows["panel"] == panel]
+
+    def draw(ax, here, panel):
         for style, group in series(here):
             stats = group.groupby("rank")["overhead"].mean()
             ax.plot(stats.index, stats.to_numpy(), **style)
         rank_axis(ax, here["rank"])
         label_axes(ax, panel, "adapter FLOPs (% of the base's, per step)")
         ax.set_ylim(bottom=0)
-    return finish(fig, body, axes)
+
+    return panel_figures(rows, "Adapter FLOPs per training step over the frozen base's", caption, draw)
+
+
+def plot_memory_breakdown(data: pd.DataFrame, caption: str) -> list[Figure]:
+    """Stacked bars: the tensor bytes of each category at the training step's peak, per method and rank; a row of
+    bars per model (· task), cut into several rows where its bars are too many for one."""
+    rows = ok_rows(data, ["tensor_peak_bytes"], "no traced training step (bench/measure/counters.py)")
+    columns = [column for column, _ in TENSOR_CATEGORIES]
+    bar_rows = []  # (title, bars, top of the y axis) of each row of bars; the rows of one panel share the y scale
+    for panel in panel_order(rows, "panel"):
+        bars = rows[rows["panel"] == panel].groupby(["label", "rank"])[columns].mean().reset_index()
+        bars["tick"] = "r" + bars["rank"].astype(str)
+        pieces = bar_pieces(bars, "label", bars["tick"])
+        top = 1.05 * max(bars[columns].fillna(0).sum(axis=1).max() / MIB, 1e-9)
+        bar_rows += [(panel if len(pieces) == 1 else f"{panel} ({k + 1} of {len(pieces)})", piece, top)
+                     for k, piece in enumerate(pieces)]
+    chunks = pages(bar_rows, BAR_ROWS)
+    figures = []
+    for page, chunk in enumerate(chunks):
+        key = {}
+        layouts = [BarRow(list(bars["tick"]), list(bars["label"]), {v: v for v in bars["label"]}, key)
+                   for _, bars, _ in chunk]
+        text = page_caption(caption + (f"\nMethods: {key_text(key)}" if key else ""), page, len(chunks))
+        fig, body, axes = new_figure("Tensor memory at the training step's peak, by category (mean over seeds)", text,
+                                     len(chunk), grid=(len(chunk), 1), row_height_in=BAR_ROW_IN)
+        for ax, (title, bars, top), layout in zip(axes, chunk, layouts):
+            stacked_bars(ax, [(name, color, bars[column].fillna(0).to_numpy() / MIB)
+                              for (column, name), color in zip(TENSOR_CATEGORIES, CATEGORY_COLORS)])
+            layout.draw_axis(ax)
+            ax.set_ylim(0, top)
+            label_axes(ax, title, "tensor memory (MiB)")
+            ax.grid(axis="x", visible=False)
+        figures.append(finish(fig, body, axes))
+    return figures
 
 
 GPU_MEMORY_GIB = (24, 40, 80, 141)  # common cards: 24 GiB (L4, RTX 4090), A100 40/80 GiB, H100 80 GiB, H200 141 GiB
 
 
-def plot_memory_vs_size(data: pd.DataFrame, caption: str) -> Figure:
-    """Tensor peak of a training step vs model parameters, a line per method and rank, against GPU memory sizes."""
+def plot_memory_vs_size(data: pd.DataFrame, caption: str) -> list[Figure]:
+    """Tensor peak of a training step vs model parameters against GPU memory sizes: a line per method at its largest
+    rank, a band down to its smallest."""
     rows = ok_rows(data, ["tensor_peak_bytes", "model_params"], "no traced training step (bench/measure/counters.py)")
     if rows["model_params"].nunique() < 2:
         raise NoData("one model size only; it needs two or more models (e.g. `run_bench.py estimate --preset "
                      "sizes-estimate`)")
     kind = "estimated" if (rows["estimated"] == 1).all() else "tracked"
-    fig, body, (ax,) = new_figure(f"Tensor peak of a training step vs model size ({kind})", caption)
-    lines = list(series(rows))
-    for style, group in lines:
-        for i, (rank, by_rank) in enumerate(group.groupby("rank")):
-            stats = by_rank.groupby("model_params")["tensor_peak_bytes"].mean() / 2**30
-            ax.plot(stats.index, stats.to_numpy(), **{**style, "marker": MARKERS[i % len(MARKERS)],
-                                                      "label": f"{style['label']} r{rank}"})
-    for gib in GPU_MEMORY_GIB:
+    fig, body, (ax,) = new_figure(f"Tensor peak of a training step vs model size ({kind}; line: largest rank, "
+                                  "band: down to the smallest)", caption)
+    for style, group in series(rows):
+        peaks = group.groupby(["model_params", "rank"])["tensor_peak_bytes"].mean().unstack("rank") / 2**30
+        ranks = sorted(peaks.columns)
+        largest = peaks.ffill(axis=1).iloc[:, -1]  # at each size, the largest rank measured there
+        smallest = peaks.bfill(axis=1).iloc[:, 0]
+        name = f"{style['label']} r{ranks[0]}" + (f"-r{ranks[-1]}" if len(ranks) > 1 else "")
+        ax.plot(largest.index, largest.to_numpy(), **{**style, "label": name})
+        if len(ranks) > 1:
+            ax.fill_between(largest.index, smallest.to_numpy(), largest.to_numpy(), color=style["color"], alpha=0.2,
+                            linewidth=0)
+    for i, gib in enumerate(GPU_MEMORY_GIB):  # names alternate sides: neighbouring sizes are close on a log axis
         ax.axhline(gib, color="0.5", linewidth=0.8, linestyle="--")
-        ax.annotate(f"{gib} GiB", (0.01, gib), xycoords=("axes fraction", "data"), fontsize=9, color="0.3",
-                    va="bottom")
+        ax.annotate(f"{gib} GiB", (0.01 if i % 2 == 0 else 0.99, gib), xycoords=("axes fraction", "data"),
+                    fontsize=CAPTION_PT, color="0.3", va="bottom", ha="left" if i % 2 == 0 else "right")
     count_axis(ax)
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    count_axis(ax, "y")
+    ax.yaxis.set_major_formatter(Thinned(FuncFormatter(lambda v, _: f"{v:g}")))
     label_axes(ax, "", "tensor peak of one step (GiB, log scale)", "model parameters (count, log scale)")
-    return finish(fig, body, [ax])
+    return [finish(fig, body, [ax])]
 
 
-def plot_init_overhead(data: pd.DataFrame, caption: str) -> Figure:
-    """Stacked init phases per (model, method) at the method's largest rank; step time beside it for scale."""
+def plot_init_overhead(data: pd.DataFrame, caption: str) -> list[Figure]:
+    """Stacked init phases per (model, method) at the method's largest rank, with the same time in LoRA training
+    steps over each bar; the training step itself under it for scale. A page holds as many bars as their labels
+    leave legible."""
     rows = ok_rows(data, ["init_total_s", "model_params"], "no adapter init timing")
     largest = rows.groupby(["run", "panel", "variant"])["rank"].transform("max")
     rows = rows[rows["rank"] == largest]
     bars = (rows.groupby(["panel", "run", "variant", "rank"], sort=False)
             .agg(model_params=("model_params", "max"), init_total_s=("init_total_s", "mean"),
-                 step_time_ms_p50=("step_time_ms_p50", "mean"), color=("color", "first"),
+                 step_time_ms_p50=("step_time_ms_p50", "mean"), lora_step_ms=("lora_step_ms", "mean"),
                  **{p: (p, "mean") for p, _ in INIT_PHASES}).reset_index())
     bars = bars.sort_values(["model_params", "panel", "run", "variant"]).reset_index(drop=True)
-    fig, body, (ax_init, ax_step) = new_figure("Adapter init time by phase vs model size (largest rank per method)",
-                                               caption, 2, width_ratios=[2, 1])
-    x = np.arange(len(bars))
+    bars["tick"] = bars["variant"] + " r" + bars["rank"].astype(str)
     runs = list(dict.fromkeys(data["run"]))
-    hatches = bars["run"].map({r: HATCHES[i % len(HATCHES)] for i, r in enumerate(runs)}).tolist()
-    bottom = np.zeros(len(bars))
-    phases = [(label, bars[column].fillna(0).to_numpy()) for column, label in INIT_PHASES]
-    phases.append(("other", np.clip(bars["init_total_s"].to_numpy() - sum(v for _, v in phases), 0, None)))
-    for (label, values), color in zip(phases, PHASE_COLORS):
-        ax_init.bar(x, values, bottom=bottom, color=color, label=label, width=0.7, hatch=hatches, edgecolor="white")
-        bottom += values
-    steps_equivalent = bars["init_total_s"] / (bars["step_time_ms_p50"] / 1000.0)
-    for xi, top, n in zip(x, bottom, steps_equivalent):
-        if np.isfinite(n):
-            ax_init.annotate(f"={n:.2g} step{'' if n == 1 else 's'}" if n < 10 else f"={n:.0f} steps", (xi, top),
-                             ha="center", va="bottom",
-                             fontsize=9, rotation=90, xytext=(0, 2), textcoords="offset points")
-    ax_init.set_ylim(0, 1.8 * max(bottom.max(), 1e-9))  # room above the bars for the labels
-    ax_init.set_ylabel("init time (s)")
-    ax_init.set_title("init by phase (= the same time in training steps)")
-    ax_step.bar(x, bars["step_time_ms_p50"].fillna(0), color=bars["color"], width=0.7, hatch=hatches, edgecolor="white")
-    step_max = bars["step_time_ms_p50"].max()
-    ax_step.set_ylim(0, 1.4 * step_max if step_max > 0 else 1.0)
-    ax_step.set_ylabel("training step time, median (ms)")
-    ax_step.set_title("one training step, for scale")
-    names = bars["variant"] + " r" + bars["rank"].astype(str)
-    for ax, with_size in ((ax_init, True), (ax_step, False)):
-        ax.set_xticks(x, names, rotation=60, ha="right", rotation_mode="anchor")
-        ax.grid(axis="y", alpha=0.3)
-        for panel, group in bars.groupby("panel", sort=False):  # model name (and size) inside the top of each group
-            size = short_count(group["model_params"].iloc[0])
-            label = f"{panel}\n{size} params" if with_size else panel.replace(" · ", "\n")  # narrow panel
-            ax.annotate(label, (group.index.to_numpy().mean(), 1.0), xycoords=("data", "axes fraction"), ha="center",
-                        va="top", fontsize=9, xytext=(0, -3), textcoords="offset points")
-            if group.index.min() > 0:
-                ax.axvline(group.index.min() - 0.5, color="0.7", linewidth=0.8)
-    if len(runs) > 1:  # runs told apart by hatching
-        for run, hatch in zip(runs, HATCHES):
-            ax_init.bar([0], [0], color="0.85", hatch=hatch, edgecolor="white", label=f"run {run}")
-    return finish(fig, body, [ax_init])
+    hatch_of = {r: HATCHES[i % len(HATCHES)] for i, r in enumerate(runs)}
+    names = {p: f"{p}\n({short_count(g['model_params'].iloc[0])} params)" for p, g in bars.groupby("panel")}
+    in_steps = bars["init_total_s"] / (bars["lora_step_ms"] / 1000.0)
+    counted = bool(np.isfinite(in_steps).any())
+    pieces = bar_pieces(bars, "panel", bars["tick"])
+    figures = []
+    for page, piece in enumerate(pieces):
+        key = {}
+        layout = BarRow(list(piece["tick"]), list(piece["panel"]), names, key)
+        text = page_caption(caption + (f"\nModels: {key_text(key)}" if key else ""), page, len(pieces))
+        fig, body, (ax_init, ax_step) = new_figure(
+            "Adapter init time by phase vs model size (largest rank per method)", text, 2, grid=(2, 1),
+            row_height_in=2.9, sharex=True, height_ratios=[3, 2])
+        x, hatches = np.arange(len(piece)), piece["run"].map(hatch_of).tolist()
+        bottom = np.zeros(len(piece))
+        phases = [(label, piece[column].fillna(0).to_numpy()) for column, label in INIT_PHASES]
+        phases.append(("other", np.clip(piece["init_total_s"].to_numpy() - sum(v for _, v in phases), 0, None)))
+        for (label, values), color in zip(phases, PHASE_COLORS):
+            ax_init.bar(x, values, bottom=bottom, color=color, label=label, width=0.7, hatch=hatches,
+                        edgecolor="white")
+            bottom += values
+        labels = [(xi, top, f"={n:.2g}" if n < 10 else f"={n:.0f}")
+                  for xi, top, n in zip(x, bottom, in_steps[piece.index]) if np.isfinite(n)]
+        for xi, top, label in labels:
+            ax_init.annotate(label, (xi, top), ha="center", va="bottom", fontsize=CAPTION_PT, rotation=90,
+                             xytext=(0, 2), textcoords="offset points")
+        # room over each bar for its label, in axes at least INIT_AXES_PT tall: top / ymax + label share <= 1
+        share = [(text_width_pt(label, CAPTION_PT) + 8) / INIT_AXES_PT for _, _, label in labels]
+        ymax = max([bottom.max(), *(top / max(1 - f, 0.3) for (_, top, _), f in zip(labels, share))])
+        ax_init.set_ylim(0, 1.05 * max(ymax, 1e-9))
+        ax_init.set_ylabel("init time (s)")
+        ax_init.set_title(wrap("init by phase; over each bar (=N) the same time in LoRA training steps" if counted
+                               else "init by phase (no LoRA step time in the runs to count it in steps)",
+                               BarRow.WIDTH_PT, STYLE["axes.titlesize"]))
+        ax_step.bar(x, piece["step_time_ms_p50"].fillna(0), color="0.55", width=0.7, hatch=hatches,
+                    edgecolor="white")  # grey: the phases' colours above mean phases
+        step_max = piece["step_time_ms_p50"].max()
+        ax_step.set_ylim(0, 1.1 * step_max if step_max > 0 else 1.0)
+        ax_step.set_ylabel(wrap("training step time, median (ms)", 110, STYLE["axes.labelsize"]))
+        ax_step.set_title("one training step of each, for scale")
+        layout.draw_axis(ax_init, with_names=False)
+        layout.draw_axis(ax_step)
+        ax_init.tick_params(axis="x", labelbottom=False)
+        for ax in (ax_init, ax_step):
+            ax.grid(axis="y", alpha=0.3)
+        if len(runs) > 1:  # runs told apart by hatching
+            for run in runs:
+                ax_init.bar([0], [0], color="0.85", hatch=hatch_of[run], edgecolor="white", label=f"run {run}")
+        figures.append(finish(fig, body, [ax_init]))
+    return figures
 
 
-PLOTS = [  # (file name, title in summary.md, function)
+PLOTS = [  # (file name, title in summary.md, function); each function returns its pages
     ("rank_score", "Task metric vs rank", plot_rank_score),
     ("params_score", "Task metric vs trainable parameters (Pareto front)", plot_params_score),
     ("time_score", "Task metric vs training wall time", plot_time_score),
@@ -369,4 +402,3 @@ PLOTS = [  # (file name, title in summary.md, function)
     ("flops_overhead", "Adapter FLOPs over the frozen base vs rank", plot_flops_overhead),
     ("memory_size", "Tensor memory peak vs model size, against GPU memory", plot_memory_vs_size),
 ]
-

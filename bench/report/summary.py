@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import textwrap
 
 import matplotlib
 import numpy as np
@@ -21,7 +20,8 @@ import pandas as pd
 from ..columns import IDENTITY, MIB, TABLE, column
 from ..results.read import STATUSES, Run, load_run
 from .claims import format_claim_check
-from .plots import LINESTYLES, MARKERS, PLOTS, STYLE, NoData, save_figure
+from .plots import LINESTYLES, MARKERS, PLOTS, STYLE, NoData, remove_pages, save_pages
+from .steps import LORA_STEPS_NOTE, lora_step_ms
 from .tables import NOISE_NOTE, format_difference, format_value, md_cell, noise_points, task_metric
 
 # What can split a point's line besides its method options: the identity but what a plot or table already shows.
@@ -46,15 +46,14 @@ def build_report(run_dirs: list[str], out_dir: str | None = None) -> list[str]:
     written, plotted, skipped = [], [], []
     with matplotlib.rc_context(STYLE):
         for name, title, plot in PLOTS:
+            stem = os.path.join(out_dir, "plots", name)
             try:
-                fig = plot(data, caption)
+                figures = plot(data, caption)
             except NoData as e:
                 skipped.append((title, str(e)))
-                for stale in (os.path.join(out_dir, "plots", f"{name}.{ext}") for ext in ("png", "svg")):
-                    if os.path.exists(stale):  # from an earlier report of other data
-                        os.remove(stale)
+                remove_pages(stem)  # from an earlier report of other data
                 continue
-            paths = save_figure(fig, os.path.join(out_dir, "plots", name))
+            paths = save_pages(figures if isinstance(figures, list) else [figures], stem)
             plotted.append((title, [os.path.relpath(p, out_dir) for p in paths]))
             written += paths
     summary_path = os.path.join(out_dir, "summary.md")
@@ -90,6 +89,7 @@ def prepare(runs: list[Run], labels: list[str]) -> pd.DataFrame:
     data["color"] = data["variant"].map({v: f"C{i % 10}" for i, v in enumerate(variants)})
     data["linestyle"] = data["run"].map({r: LINESTYLES[i % len(LINESTYLES)] for i, r in enumerate(labels)})
     data["marker"] = data["run"].map({r: MARKERS[i % len(MARKERS)] for i, r in enumerate(labels)})
+    data["lora_step_ms"] = lora_step_ms(data, method_info(runs))
     return data
 
 
@@ -140,7 +140,7 @@ def make_caption(runs: list[Run], labels: list[str]) -> str:
         text = (f"models {', '.join(sorted(set(run.rows['model'])))}; {device}{f' ({hardware})' if hardware else ''}; "
                 f"commit {run.commit[:8]}{dirty}")
         parts.append(text if len(runs) == 1 else f"{label}: {text}")
-    return "\n".join(textwrap.fill(p, 105) for p in parts)
+    return "\n".join(parts)  # each plot wraps it to its width
 
 
 
@@ -192,8 +192,10 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
     out += format_peft_comparison(ok, method_info(runs), several_runs=len(runs) > 1)
     out += ["## Plots", ""]
     for title, paths in plotted:
-        png, svg = paths
-        out += [f"### {title}", "", f"![{title}]({png})", "", f"[SVG]({svg})", ""]
+        out += [f"### {title}", ""]
+        for page, (png, svg) in enumerate(zip(paths[::2], paths[1::2]), 1):
+            name = title if len(paths) == 2 else f"{title}, page {page} of {len(paths) // 2}"
+            out += [f"![{name}]({png})", "", f"[SVG]({svg})", ""]
     if not plotted:
         out += ["None: the runs hold no data any plot needs.", ""]
     out += ["## Plots skipped", ""]
@@ -226,10 +228,6 @@ def display_name(method: str, methods: dict) -> str:
     return (methods.get(method) or {}).get("display_name", method)
 
 
-# Inits are counted in training steps of this method (and of the method that is the same as it, e.g. PEFT's).
-STEP_UNIT_METHOD = "lora"
-
-
 def format_peft_comparison(ok: pd.DataFrame, methods: dict, several_runs: bool) -> list[str]:
     """Each method against another implementation of the same method (ours against PEFT's) at the same rank; the
     data-driven inits (GiVA's gradient, PiSSA's weights, EVA's activations, ...) side by side."""
@@ -237,8 +235,6 @@ def format_peft_comparison(ok: pd.DataFrame, methods: dict, several_runs: bool) 
     pairs = sorted((info["same_as"], method) for method, info in methods.items()
                    if info.get("same_as") not in (None, method) and {info["same_as"], method} <= present)
     data_driven = sorted(m for m in present if (methods.get(m) or {}).get("init", "none") != "none")
-    unit_methods = [m for m in (STEP_UNIT_METHOD, *(m for m, i in methods.items() if i.get("same_as") == STEP_UNIT_METHOD))
-                    if m in present]
     if not pairs and len(data_driven) < 2:
         return []
     out = []
@@ -247,7 +243,8 @@ def format_peft_comparison(ok: pd.DataFrame, methods: dict, several_runs: bool) 
             accuracy=("eval_accuracy", "mean"), step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"),
             init_data_s=("init_grad_s", "mean"), init_svd_s=("init_svd_s", "mean"),
             init_peak=("init_peak_mem_bytes", "mean"), init_growth=("init_mem_growth_bytes", "mean"),
-            peak=("peak_mem_bytes", "mean"), trainable=("trainable_params", "mean"))
+            peak=("peak_mem_bytes", "mean"), trainable=("trainable_params", "mean"),
+            lora_step_ms=("lora_step_ms", "mean"))
         title = f"### {model} · task {task}" + (f" · run {run}" if several_runs else "")
         rows = [(ours, theirs, rank) for ours, theirs in pairs for (method, rank) in stats.index
                 if method == ours and (theirs, rank) in stats.index]
@@ -271,16 +268,14 @@ def format_peft_comparison(ok: pd.DataFrame, methods: dict, several_runs: bool) 
                     "init mem growth (MiB) | init in LoRA steps |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
             for method, rank in sorted(inits, key=lambda k: (k[1], k[0])):
                 row = stats.loc[(method, rank)]
-                unit = next((stats.loc[(m, rank)] for m in unit_methods if (m, rank) in stats.index), None)
-                steps = "–" if unit is None else f"{row['init_s'] / (unit['step_ms'] / 1000.0):.2g}"
+                steps = "–" if pd.isna(row["lora_step_ms"]) else f"{row['init_s'] / (row['lora_step_ms'] / 1000.0):.2g}"
                 out.append(f"| {display_name(method, methods)} | {rank} | {row['init_s']:.3g} | "
                            f"{row['init_data_s']:.3g} | {row['init_svd_s']:.3g} | {row['init_peak'] / MIB:,.0f} | "
                            f"{row['init_growth'] / MIB:,.0f} | {steps} |")
             out += ["", "Data passes: GiVA's gradient batches, EVA's and CorDA's forward passes (with EVA's incremental "
                     "SVD and CorDA's eigendecomposition, which run inside them), LoRA-GA's gradients. Decompositions: "
-                    "GiVA's gradient SVD, PiSSA's weight SVD, OLoRA's QR, CorDA's and LoRA-GA's per-layer bases. LoRA "
-                    "steps: the init over the median training step of LoRA (ours, else PEFT's) at the same rank. On "
-                    "CPU, memory is process RSS.", ""]
+                    "GiVA's gradient SVD, PiSSA's weight SVD, OLoRA's QR, CorDA's and LoRA-GA's per-layer bases. "
+                    f"{LORA_STEPS_NOTE}. On CPU, memory is process RSS.", ""]
     return ["## Ours against PEFT, and data-driven inits", "", *out] if out else []
 
 

@@ -24,7 +24,7 @@ from ..columns import PROGRESS
 from ..config.executor import ExecutorSettings
 from ..config.grid import expand_grid
 from ..config.sweep import SweepConfig
-from ..results.environment import utc_now
+from ..results.environment import load_average_1m, load_summary, utc_now
 from ..results.read import done_point_ids, read_meta
 from ..results.rundir import RunDirUnwritable, ensure_writable, lock_run_dir, open_run_dir
 from ..results.write import append_row, write_meta
@@ -59,13 +59,14 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
             log(f"resuming {run_dir}: {len(points) - len(todo)} of {len(points)} points already done")
         # bad executor input stops here, nothing written; a trace reads no data
         executor = executors.make_executor(settings, config, run_dir, check_paths=not estimated)
-        rows = []
+        rows, loads = [], [load_average_1m()]  # the machine's load: at the start and after each point
         bar = tqdm(total=len(todo), unit="point", dynamic_ncols=True, file=sys.stderr)
         try:
             _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
             with _sigterm_as_interrupt():
                 for payload in executor.run(todo, worker):
                     row = record(run_dir, payload, "estimate" if estimated else executor.name, done)
+                    loads.append(load_average_1m())
                     if row is not None:
                         rows.append(row)
                         bar.update()
@@ -76,6 +77,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         if settings.no_wait:
             log(f"{len(todo)} points submitted as jobs; gather their rows with `run_bench.py collect {run_dir}`")
         meta["ended_at"] = utc_now()
+        meta["load"] = load_summary(loads)
         _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
         return rows
 

@@ -1,0 +1,387 @@
+"""Change points of every series of a history, per metric, and why each timing moved.
+
+    detection = find_changes(read_history("reports/history.csv"), acknowledged=read_acknowledged(path))
+    detection.changes        # every change point, drift included
+    detection.regressions    # the unacknowledged ones that hold in the latest segment: `history regressions` exits 1
+
+Observations. A series' runs are grouped by commit, in first-parent order: runs of one commit are pooled (a re-run
+sharpens the commit), a run of a dirty tree stays on its own.
+
+Exact counts (FLOPs, tensor bytes, parameters, file bytes): every difference between consecutive observations is a
+change point, named with its size; more is a regression, less an improvement.
+
+Noisy metrics (step time, init time, memory read as RSS, the task's score): an observation's value is the median
+of its raw samples (every step time of every seed and run for step time; the rows' values otherwise), on a log
+scale where the threshold is relative. ruptures' KernelCPD (linear kernel: least squares, penalty 2 sigma^2 ln n,
+sigma from the differences of consecutive observations) proposes change points at least MIN_RUNS observations
+apart, so a spike is not a change; a proposed point stays only where Student's t-test between the segments on its
+two sides gives p < ALPHA, the least significant dropped first (E-Divisive's significance test, as Otava runs
+it). A segment boundary is reported as a change point when both the whole segments and the MIN_RUNS observations
+on either side differ by the minimum effect (MIN_EFFECT: 5% for step time, compare's thresholds and noise floors
+otherwise), and neither segment keeps rising or falling (Spearman, p < 0.01): a step, not a slope. Steps under
+the minimum still split segments, and drift catches their sum: the latest segment is judged against the best
+earlier segment since the last acknowledged commit of that series and metric. An acknowledgement covers the exact
+changes at its commit and the noisy ones placed less than MIN_RUNS commits from it (a noisy change point is
+located to within a few commits).
+Runs taken on a busy machine (meta.json load.busy: the 1-minute load average above the cores; a run without load
+records counts as quiet) are left out of the noisy metrics: their timings are not faithful. A series with fewer
+than 2 * MIN_RUNS quiet commits is not judged on them, and says so; exact counts use every run.
+
+Why a timing moved: a timing or memory change is *explained* when the exact count that predicts it
+(`explained_by` in bench/columns.py: FLOPs for step time, init FLOPs for init time, tensor bytes for memory) moved
+at the same commit range, with the ratio that count predicts beside the ratio observed, and *efficiency* when no
+count moved. Step time per GFLOP of the step (step_ms_per_gflop) is judged as a series of its own, so a deliberate
+change of shape is not read as a slowdown and a change beyond what the FLOPs predict is. An explained change does
+not fail the verdict: its count change does (acknowledge the commit), and the per-GFLOP series judges the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import ruptures
+from scipy import special, stats
+
+from ..columns import BY_NAME, COMPARED
+from .acknowledged import Acknowledgement
+from .compare import DEFAULT_THRESHOLDS, EXACT, Threshold, bootstrap_ratio_ci, judge, noise_floor, parse_times
+
+MIN_RUNS = 3  # observations a segment needs: one or two odd runs are never a change
+ALPHA = 0.001  # a segment boundary stays when the t-test between its two sides gives p below this
+PER_GFLOP = "step_ms_per_gflop"  # the derived series: step time per GFLOP of the step (time per unit of work)
+# Minimum effects: compare's thresholds, except step time: a history pools runs, so 5% is within reach.
+MIN_EFFECT = {**DEFAULT_THRESHOLDS, "step_time_ms_p50": Threshold("step_time_ms_p50", 0.05, relative=True)}
+NOISY = [c.name for c in COMPARED if c.compare != "exact" and c.history and c.name != "tokens_per_s"]  # 1/step time
+TIMING = ("step_time_ms_p50", "init_total_s", PER_GFLOP)
+
+
+@dataclass
+class Observation:
+    """The runs of one series at one commit (a dirty run on its own)."""
+
+    commit: str
+    position: int
+    dirty: bool
+    busy: bool  # every run of it was taken on a busy machine
+    run_dirs: list[str]
+    ended_at: str
+
+
+@dataclass
+class Segment:
+    start: int  # observation indices [start, end) of the observations used (busy ones left out may lie between)
+    end: int
+    value: float  # median of its observations' values
+
+
+@dataclass
+class Change:
+    series: str
+    metric: str
+    kind: str  # exact, explained, efficiency, accuracy or drift
+    direction: str  # regression or improvement
+    index: int  # the first observation after the change
+    commit_before: str  # the change landed in (commit_before, commit_after]
+    commit_after: str
+    before: float
+    after: float
+    ci: tuple[float, float] | None = None  # 99% bootstrap interval of after / before (noisy metrics)
+    predicted: float | None = None  # explained: the ratio the exact count predicts
+    explanation: str = ""
+    latest: bool = False  # it holds in the latest segment of its series and metric
+    acknowledged: str = ""  # the reason, where acknowledged
+
+    @property
+    def ratio(self) -> float:
+        return self.after / self.before if self.before else math.inf
+
+    @property
+    def counts(self) -> bool:
+        """Fails the verdict when latest and unacknowledged: an explained change is judged by its count change."""
+        return self.direction == "regression" and self.kind != "explained"
+
+    @property
+    def current_regression(self) -> bool:
+        return self.latest and self.counts and not self.acknowledged
+
+
+@dataclass
+class MetricFit:
+    values: np.ndarray  # per observation (NaN: none)
+    used: np.ndarray  # bool per observation: in the fit (busy ones left out)
+    segments: list[Segment]
+
+
+@dataclass
+class SeriesFit:
+    name: str
+    machine: str
+    observations: list[Observation]
+    metrics: dict[str, MetricFit] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Detection:
+    series: dict[str, SeriesFit]
+    changes: list[Change]
+    thresholds: dict[str, Threshold]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[Change]:
+        return [c for c in self.changes if c.current_regression]
+
+
+def find_changes(history: pd.DataFrame, thresholds: dict[str, Threshold] | None = None,
+                 acknowledged: list[Acknowledgement] = ()) -> Detection:
+    """Every series of a history (read_history's frame), every exact and noisy metric it holds."""
+    limits = {**MIN_EFFECT, **(thresholds or {})}
+    limits[PER_GFLOP] = Threshold(PER_GFLOP, limits["step_time_ms_p50"].limit, relative=True)
+    detection = Detection({}, [], limits)
+    for name, rows in history.groupby("series", sort=True):
+        fit, changes = fit_series(name, rows, limits, acknowledged)
+        detection.series[name] = fit
+        detection.changes += changes
+        detection.warnings += [f"{name}: {note}" for note in fit.notes]
+    return detection
+
+
+def fit_series(name: str, rows: pd.DataFrame, limits: dict[str, Threshold],
+               acknowledged: list[Acknowledgement]) -> tuple[SeriesFit, list[Change]]:
+    rows = rows.assign(observation=rows["commit"] + np.where(rows["dirty"] == 1, "+" + rows["run_dir"], ""),
+                       quiet=rows["busy"] != 1).reset_index(drop=True)
+    grouped = rows.groupby("observation", sort=False)
+    info = grouped.agg(position=("commit_position", "min"), ended=("run_ended_at", "min"), commit=("commit", "first"),
+                       dirty=("dirty", "first"), quiet=("quiet", "any")).sort_values(["position", "ended"])
+    order = info.index
+    run_dirs = rows["run_dir"].to_numpy()
+    observations = [Observation(o.commit, int(o.position), bool(o.dirty), not o.quiet,
+                                sorted(set(run_dirs[grouped.indices[key]])), o.ended)
+                    for key, o in zip(order, info.itertuples())]
+    fit = SeriesFit(name, rows["machine"].iloc[0], observations)
+
+    def ack(change: Change) -> Change:
+        for a in acknowledged:
+            if a.matches(change.series, change.metric, change.commit_after) or (
+                    change.kind != "exact" and any(abs(change.index - i) < MIN_RUNS for i in
+                                                   ack_indices(a, name, change.metric, observations))):
+                change.acknowledged = a.reason
+        return change
+
+    exact = {}
+    firsts, distinct = grouped[EXACT].first().loc[order], grouped[EXACT].nunique().loc[order]
+    for metric in EXACT:
+        values = firsts[metric].to_numpy(dtype=float)
+        if np.isnan(values).all():
+            continue
+        for obs in np.flatnonzero(distinct[metric].to_numpy() > 1):
+            fit.notes.append(f"{metric} takes {distinct[metric].iloc[obs]} values at commit "
+                             f"{observations[obs].commit[:8]}: not deterministic")
+        exact[metric] = [ack(c) for c in exact_changes(name, metric, values, observations)]
+        edges = [0, *(c.index for c in exact[metric]), len(values)]
+        fit.metrics[metric] = MetricFit(values, ~np.isnan(values), [
+            Segment(a, b, float(np.nanmedian(values[a:b]))) for a, b in zip(edges[:-1], edges[1:])])
+    changes = [c for metric_changes in exact.values() for c in metric_changes]
+    not_judged = []  # noisy metrics with too few quiet commits (timings of a busy machine are not faithful)
+    raw = raw_step_times(rows)
+    for metric in NOISY + [PER_GFLOP]:
+        if metric == "eval_accuracy" and (rows["eval_metric"] == "accuracy").all():
+            continue  # the same number as eval_score: judged once, as that
+        values = observation_values(rows, grouped, order, metric, raw)
+        if np.isfinite(values).sum() < 2 * MIN_RUNS:
+            continue
+        used = np.isfinite(values) & ~np.array([o.busy for o in observations])  # busy runs are left out
+        if used.sum() < 2 * MIN_RUNS:
+            fit.metrics[metric] = MetricFit(values, used, [])  # plotted, not judged
+            not_judged.append(metric)
+            continue
+        source = rows["peak_mem_source"].iloc[-1]
+        metric_changes = noisy_changes(name, metric, values, used, observations, limits[metric],
+                                       noise_floor(metric, {"peak_mem_source": source}, {"peak_mem_source": source})
+                                       if metric in BY_NAME else 0.0, exact, acknowledged, fit)
+        changes += [ack(c) for c in metric_changes]
+    if not_judged:
+        fit.notes.append(f"fewer than {2 * MIN_RUNS} commits with quiet runs (the others ran on a busy machine): "
+                         f"not judged: {', '.join(not_judged)}")
+    return fit, changes
+
+
+def ack_indices(a: Acknowledgement, series: str, metric: str, observations: list[Observation]) -> list[int]:
+    """The observations of an acknowledged commit (for this series and metric). A noisy change point is placed to
+    within a few commits, so an acknowledgement covers those less than MIN_RUNS commits from it."""
+    if not a.matches(series, metric, a.commit):
+        return []
+    return [i for i, o in enumerate(observations) if o.commit.startswith(a.commit)]
+
+
+def raw_step_times(rows: pd.DataFrame) -> list[np.ndarray]:
+    """Every row's raw step times (its median alone where it has none)."""
+    out = []
+    for times, p50 in zip(rows["step_times_ms"], rows["step_time_ms_p50"]):
+        values = parse_times(times) if times else np.array([])
+        out.append(values if len(values) else np.array([p50], dtype=float))
+    return out
+
+
+def observation_values(rows: pd.DataFrame, grouped, order, metric: str, raw: list[np.ndarray]) -> np.ndarray:
+    """A noisy metric per observation: the median of its raw samples (every step time of its rows, per GFLOP of the
+    step for PER_GFLOP), or of its rows' values where there are no raw samples."""
+    if metric not in ("step_time_ms_p50", PER_GFLOP):
+        return grouped[metric].median().loc[order].to_numpy(dtype=float)
+    gflops = rows["flops_per_step"].to_numpy(dtype=float) / 1e9
+    values = []
+    for key in order:
+        samples = [raw[i] / gflops[i] if metric == PER_GFLOP else raw[i] for i in grouped.indices[key]]
+        pooled = np.concatenate(samples) if samples else np.array([])
+        pooled = pooled[np.isfinite(pooled)]
+        values.append(np.median(pooled) if len(pooled) else np.nan)
+    return np.array(values, dtype=float)
+
+
+def exact_changes(series: str, metric: str, values: np.ndarray, observations: list[Observation]) -> list[Change]:
+    unit = BY_NAME[metric].unit
+    known = np.flatnonzero(np.isfinite(values))
+    changes = []
+    for prev, cur in zip(known[:-1], known[1:]):
+        old, new = values[prev], values[cur]
+        if old != new:
+            pct = f", {new / old - 1:+.2%}" if old else ""
+            changes.append(Change(series, metric, "exact", "regression" if new > old else "improvement", int(cur),
+                                  observations[prev].commit, observations[cur].commit, old, new,
+                                  explanation=f"{metric} {old:,.0f} -> {new:,.0f} ({new - old:+,.0f} {unit}{pct})"))
+    if changes:
+        changes[-1].latest = True
+    return changes
+
+
+def noisy_changes(series: str, metric: str, values: np.ndarray, used: np.ndarray, observations: list[Observation],
+                  limit: Threshold, floor: float, exact: dict[str, list[Change]], acknowledged, fit: SeriesFit
+                  ) -> list[Change]:
+    index = np.flatnonzero(used)  # observation index of each value in the fit
+    x = values[index]
+    scaled = np.log(x) if limit.relative and (x > 0).all() else x
+    ends = segment(scaled)
+    starts = [0, *ends[:-1]]
+    segments = [Segment(int(index[s]), int(index[e - 1]) + 1, float(np.median(x[s:e]))) for s, e in zip(starts, ends)]
+    fit.metrics[metric] = MetricFit(values, used, segments)
+    better = "lower" if metric not in BY_NAME else BY_NAME[metric].better
+    changes = []
+    for (s0, e0), (s1, e1) in zip(zip(starts, ends), list(zip(starts, ends))[1:]):
+        before, after = float(np.median(x[s0:e0])), float(np.median(x[s1:e1]))
+        local = (float(np.median(x[max(s0, e0 - MIN_RUNS):e0])), float(np.median(x[s1:min(e1, s1 + MIN_RUNS)])))
+        verdict = judge(metric, before, after, better, limit, None, floor)[0]
+        if verdict == "same" or judge(metric, *local, better, limit, None, floor)[0] != verdict:
+            continue
+        if trending(scaled[s0:e0]) or trending(scaled[s1:e1]):
+            continue  # a slope, not a step: drift judges it
+        first, last_before = int(index[s1]), int(index[e0 - 1])
+        change = Change(series, metric, "", "regression" if verdict == "worse" else "improvement", first,
+                        observations[last_before].commit, observations[first].commit, before, after,
+                        ci=bootstrap_ratio_ci(x[s0:e0], x[s1:e1]))
+        classify(change, exact, last_before, first)
+        change.latest = s1 == starts[-1]
+        changes.append(change)
+    drift = judge_drift(series, metric, x, scaled, index, starts, ends, observations, limit, floor, better, exact,
+                        changes, acknowledged)
+    return changes + ([drift] if drift else [])
+
+
+def segment(x: np.ndarray) -> list[int]:
+    """Segment ends (exclusive; the last is len(x)) of a sequence: KernelCPD's proposal, pruned by the t-test."""
+    n = len(x)
+    if n < 2 * MIN_RUNS:
+        return [n]
+    steps = np.diff(x)
+    sigma = max(1.4826 * np.median(np.abs(steps - np.median(steps))) / math.sqrt(2), 1e-4 * np.median(np.abs(x)), 1e-12)
+    ends = [int(b) for b in ruptures.KernelCPD(kernel="linear", min_size=MIN_RUNS).fit(x).predict(
+        pen=2 * sigma**2 * math.log(n))]
+    edges = [0, *ends]  # segment i is x[edges[i]:edges[i + 1]]
+    pvalues = [t_test(x[edges[i]:edges[i + 1]], x[edges[i + 1]:edges[i + 2]]) for i in range(len(edges) - 2)]
+    while pvalues and max(pvalues) >= ALPHA:
+        worst = int(np.argmax(pvalues))  # boundary edges[worst + 1] goes: its two segments merge
+        del edges[worst + 1], pvalues[worst]
+        for i in (worst - 1, worst):  # the boundaries either side of the merged segment
+            if 0 <= i < len(pvalues):
+                pvalues[i] = t_test(x[edges[i]:edges[i + 1]], x[edges[i + 1]:edges[i + 2]])
+    ends = edges[1:]
+    return ends
+
+
+def trending(x: np.ndarray) -> bool:
+    """A segment that keeps rising or falling (Spearman's rank correlation with its order, p < 0.01): what a run of
+    small steps leaves where a single step leaves two flat segments."""
+    if len(x) < 2 * MIN_RUNS or np.ptp(x) == 0:
+        return False
+    return stats.spearmanr(np.arange(len(x)), x).pvalue < 0.01
+
+
+def t_test(a: np.ndarray, b: np.ndarray) -> float:
+    """Student's two-sample t-test p-value (two-sided, pooled variance: scipy.stats.ttest_ind's, computed here
+    because the search calls it thousands of times); two constant samples: 0 when they differ, else 1."""
+    na, nb = len(a), len(b)
+    pooled = (((a - a.mean()) ** 2).sum() + ((b - b.mean()) ** 2).sum()) / (na + nb - 2)
+    if pooled == 0:
+        return 0.0 if a[0] != b[0] else 1.0
+    t = (a.mean() - b.mean()) / math.sqrt(pooled * (1 / na + 1 / nb))
+    return float(2 * special.stdtr(na + nb - 2, -abs(t)))
+
+
+def classify(change: Change, exact: dict[str, list[Change]], last_before: int, first: int) -> None:
+    """explained (the metric's predicting count moved in the same commit range) or efficiency; accuracy apart."""
+    moved = [c for cs in exact.values() for c in cs if last_before < c.index <= first]
+    counts = ", ".join(sorted({c.metric for c in moved}))
+    if change.metric not in TIMING + ("peak_mem_bytes", "init_peak_mem_bytes"):
+        change.kind = "accuracy"
+        change.explanation = f"counts moved at the same commits: {counts}" if moved else ""
+        return
+    work = BY_NAME[change.metric].explained_by if change.metric in BY_NAME else ""
+    predicting = [c for c in moved if c.metric == work]
+    if predicting:
+        change.kind = "explained"
+        if BY_NAME[work].unit == "bytes":  # memory grows by the bytes added, not in proportion
+            change.predicted = (change.before + sum(c.after - c.before for c in predicting)) / change.before
+        else:  # time in proportion to the work
+            change.predicted = math.prod(c.ratio for c in predicting)
+        change.explanation = (f"{work} moved: it predicts {change.predicted - 1:+.1%}, observed "
+                              f"{change.ratio - 1:+.1%}")
+    else:
+        change.kind = "efficiency"
+        per_work = " per GFLOP of the step" if change.metric == PER_GFLOP else ""
+        change.explanation = (f"no count moved{per_work}" if not moved else
+                              f"{counts} moved{per_work}, not {work or 'the work'}")
+
+
+def judge_drift(series, metric, x, scaled, index, starts, ends, observations, limit, floor, better, exact, changes,
+                acknowledged) -> Change | None:
+    """The latest segment against the best earlier one since the last acknowledged change of this metric."""
+    if len(starts) < 2:
+        return None
+    baseline_start = max((i for a in acknowledged for i in ack_indices(a, series, metric, observations)), default=0)
+    earlier = [(s, e) for s, e in zip(starts[:-1], ends[:-1]) if index[s] >= baseline_start]
+    if not earlier:
+        return None
+    sign = 1 if better == "lower" else -1
+    best_s, best_e = min(earlier, key=lambda se: sign * np.median(x[se[0]:se[1]]))
+    s1, e1 = starts[-1], ends[-1]
+    before, after = float(np.median(x[best_s:best_e])), float(np.median(x[s1:e1]))
+    if judge(metric, before, after, better, limit, None, floor)[0] != "worse" or t_test(
+            scaled[best_s:best_e], scaled[s1:e1]) >= ALPHA:
+        return None
+    if any(c.latest and c.direction == "regression" and c.index == int(index[s1]) and
+           int(index[best_e - 1]) < c.index and best_e == s1 for c in changes):
+        return None  # one reported step from the best segment: already a change point
+    first, last_before = int(index[s1]), int(index[best_e - 1])
+    drift = Change(series, metric, "drift", "regression", first, observations[last_before].commit,
+                   observations[first].commit, before, after, ci=bootstrap_ratio_ci(x[best_s:best_e], x[s1:e1]),
+                   latest=True)
+    steps = len([s for s in starts if best_e <= s <= s1])
+    drift.explanation = (f"{steps} segment(s) since the best, at {observations[int(index[best_s])].commit[:8]}"
+                         f"..{observations[last_before].commit[:8]}")
+    moved = sorted({c.metric for cs in exact.values() for c in cs if last_before < c.index <= first})
+    if moved:
+        drift.explanation += f"; counts moved meanwhile: {', '.join(moved)}"
+    return drift

@@ -1,0 +1,302 @@
+"""The history over commits and its change points, on real runs of this machine (tests/data/history_runs, made by
+tests/data/make_history_runs.py: 24 runs of unchanged code, one commit each, then a commit that adds lm_head to
+the target modules and 6 runs of it). Changes are planted by scaling the raw step times of copies of those runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+from scipy import stats
+from small_run import rewrite_rows
+
+from bench.cli import main
+from bench.report.acknowledged import Acknowledgement, read_acknowledged
+from bench.report.changes import MIN_RUNS, PER_GFLOP, find_changes, t_test
+from bench.report.history import HISTORY_COLUMNS, append_history, read_history, select_series
+from bench.report.verdict import exit_code, format_verdict, verdict_json
+from bench.results.read import META_FILE, RESULTS_FILE
+
+RUNS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "history_runs")
+NOISE_RUNS = 24  # run-00 .. run-23: code unchanged
+TARGET_RUN = 24  # run-24 .. run-29: lm_head added to the targets at this run's commit
+STEP = "step_time_ms_p50"
+
+
+def recorded_busy() -> str:
+    """Why the checked-in runs cannot test timing detection ("" when they can): runs recorded on a busy machine are
+    left out of the timings, and their noise would hide a 10% step anyway."""
+    loads = []
+    for i in range(NOISE_RUNS + 6):
+        with open(os.path.join(RUNS_DIR, f"run-{i:02d}", META_FILE)) as f:
+            loads.append(json.load(f).get("load") or {})
+    busy = [load for load in loads if load.get("busy")]
+    if not busy:
+        return ""
+    return (f"{len(busy)} of the {len(loads)} runs in tests/data/history_runs were recorded on a busy machine "
+            f"(1-minute load up to {max(b['load_avg_1m_max'] for b in busy)} on {busy[0]['cpu_count']} cores): "
+            "re-record them on a quiet one: .venv/bin/python tests/data/make_history_runs.py tests/data/history_runs")
+
+
+needs_quiet_runs = pytest.mark.skipif(bool(recorded_busy()), reason=recorded_busy() or "quiet")
+
+
+def run_dirs(indices) -> list[str]:
+    return [os.path.join(RUNS_DIR, f"run-{i:02d}") for i in indices]
+
+
+def copy_runs(tmp_path, indices, scale=None) -> list[str]:
+    """Copies of the runs; scale(i) -> the factor for run i's raw step times (1 = untouched)."""
+    out = []
+    for i, source in zip(indices, run_dirs(indices)):
+        dest = tmp_path / "runs" / f"run-{i:02d}"
+        dest.mkdir(parents=True)
+        for name in (RESULTS_FILE, META_FILE):
+            shutil.copy(os.path.join(source, name), dest)
+        factor = scale(i) if scale else 1.0
+        if factor != 1.0:
+            rewrite_rows(str(dest), lambda rows, f=factor: [scaled(r, f) for r in rows])
+        out.append(str(dest))
+    return out
+
+
+def scaled(row: dict, factor: float) -> dict:
+    """A row whose every step time is `factor` times the measured one (and its summaries with it)."""
+    times = [float(t) * factor for t in row["step_times_ms"].split(";")]
+    columns = {c: float(row[c]) * factor for c in ("step_time_ms_p50", "step_time_ms_p90", "step_time_ms_mean",
+                                                    "step_time_ms_min")}
+    return {**row, **columns, "step_times_ms": ";".join(f"{t:.4f}" for t in times),
+            "tokens_per_s": float(row["tokens_per_s"]) / factor}
+
+
+def history_of(tmp_path, runs: list[str]) -> str:
+    path = str(tmp_path / "history.csv")
+    assert append_history(runs, path) == 3 * len(runs)
+    return path
+
+
+def step_changes(detection, metric=STEP):
+    return [c for c in detection.changes if c.metric == metric]
+
+
+def run_commit(i: int) -> str:
+    with open(os.path.join(RUNS_DIR, f"run-{i:02d}", META_FILE)) as f:
+        return json.load(f)["environment"]["commit"]
+
+
+# --- the store ---------------------------------------------------------------------------------------------------
+
+
+def test_history_keeps_raw_steps_counts_commit_order_machine_and_load(tmp_path):
+    path = history_of(tmp_path, run_dirs(range(6)))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == HISTORY_COLUMNS
+    assert all(len(r["step_times_ms"].split(";")) == 20 for r in rows)
+    assert all(r["flops_per_step"] and r["tensor_peak_bytes"] and r["trainable_params"] for r in rows)
+    assert all(r["host"] and r["device"] == "cpu" and r["executor"] == "local" and r["busy"] in ("0", "1")
+               for r in rows)
+    positions = [int(r["commit_position"]) for r in rows]
+    assert positions == sorted(positions) and len(set(positions)) == 6  # one commit per run, in first-parent order
+    assert append_history(run_dirs(range(6)), path) == 0  # a run already in the file adds nothing
+    history = read_history(path)
+    assert history["series"].nunique() == 3 and history["machine"].nunique() == 1
+
+
+def test_an_old_history_file_is_refused_with_how_to_rebuild_it(tmp_path):
+    old = tmp_path / "history.csv"
+    old.write_text("date,commit,dirty,run_dir,point_id,model\n2026-01-01,abc,False,r,p,llama-2m\n")
+    with pytest.raises(ValueError, match="older format.*history --append RUN_DIR"):
+        read_history(str(old))
+    other = tmp_path / "other.csv"
+    other.write_text("history_version,run_dir\n1,r\n")
+    with pytest.raises(ValueError, match="history version 1 .*rebuild"):
+        read_history(str(other))
+
+
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+    good, bad = copy_runs(tmp_path, [0, 1])
+    with open(os.path.join(bad, META_FILE)) as f:
+        meta = json.load(f)
+    meta["environment"]["commit"] = None
+    with open(os.path.join(bad, META_FILE), "w") as f:
+        json.dump(meta, f)
+    history, site = tmp_path / "history.csv", tmp_path / "site"
+    cases = [(["history", "regressions", "--append", good, bad, "--file", str(history), "--html", str(site)],
+              "records no commit"),
+             (["history", "regressions", "--file", str(tmp_path / "none.csv")], "no history at")]
+    old = tmp_path / "old.csv"
+    old.write_text("date,commit,dirty,run_dir,point_id\n")
+    cases.append((["history", "regressions", "--file", str(old), "--html", str(site)], "older format"))
+    acks = tmp_path / "ack.toml"
+    acks.write_text('[[acknowledged]]\nseries = "*"\nmetric = "*"\ncommit = "xyz"\nreason = "r"\n')
+    cases.append((["history", "regressions", "--file", str(history), "--acknowledged", str(acks)], "hex digits"))
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+        assert not history.exists() and not site.exists()  # the good run was not appended either
+
+
+def test_runs_of_two_machines_are_two_series_and_never_asked_as_one(tmp_path, capsys):
+    here, there = copy_runs(tmp_path, [0, 1])
+    rewrite_rows(there, lambda rows: [{**r, "host": "other-host"} for r in rows])
+    history = read_history(history_of(tmp_path, [here, there]))
+    assert history["series"].nunique() == 6 and history["machine"].nunique() == 2
+    with pytest.raises(ValueError, match="2 machines .*--machine"):
+        select_series(history, "*lora*")
+    assert select_series(history, "*lora*", "other-host/cpu")["machine"].unique().tolist() == ["other-host/cpu"]
+    assert main(["history", "regressions", "--file", str(tmp_path / "history.csv"), "--series", "*giva*"]) == 2
+    assert "as one series" in capsys.readouterr().err
+
+
+# --- change points -----------------------------------------------------------------------------------------------
+
+
+def test_the_t_test_is_scipys():
+    rng = np.random.default_rng(0)
+    for n, m in ((3, 3), (4, 9), (12, 12)):
+        a, b = rng.normal(0, 1, n), rng.normal(0.7, 1.5, m)
+        assert t_test(a, b) == pytest.approx(stats.ttest_ind(a, b).pvalue, rel=1e-9)
+    assert t_test(np.ones(3), np.ones(4)) == 1.0 and t_test(np.ones(3), 2 * np.ones(3)) == 0.0
+
+
+@needs_quiet_runs
+def test_a_noise_only_history_has_no_change_point(tmp_path):
+    detection = find_changes(read_history(history_of(tmp_path, run_dirs(range(NOISE_RUNS)))))
+    assert detection.changes == [], format_verdict(detection)
+    assert exit_code(detection) == 0
+
+
+@needs_quiet_runs
+def test_a_10pct_slowdown_from_run_k_is_one_efficiency_regression_at_k(tmp_path):
+    k = 12
+    runs = copy_runs(tmp_path, range(NOISE_RUNS), lambda i: 1.10 if i >= k else 1.0)
+    detection = find_changes(read_history(history_of(tmp_path, runs)))
+    for metric in (STEP, PER_GFLOP):
+        changes = step_changes(detection, metric)
+        assert len(changes) == 3, format_verdict(detection)  # one per series
+        for c in changes:
+            assert (c.index, c.kind, c.direction, c.latest) == (k, "efficiency", "regression", True)
+            assert c.commit_after == run_commit(k) and c.commit_before == run_commit(k - 1)
+            assert 1.05 < c.ratio < 1.16 and c.ci[0] > 1.0
+    assert {c.metric for c in detection.changes} == {STEP, PER_GFLOP}
+    assert exit_code(detection) == 1
+
+
+@needs_quiet_runs
+def test_one_slow_run_is_not_a_change_point(tmp_path):
+    runs = copy_runs(tmp_path, range(NOISE_RUNS), lambda i: 1.5 if i == 12 else 1.0)
+    detection = find_changes(read_history(history_of(tmp_path, runs)))
+    assert detection.changes == [], format_verdict(detection)
+
+
+@needs_quiet_runs
+def test_runs_on_a_busy_machine_are_left_out_of_the_timings(tmp_path):
+    """Runs 12-23 marked busy (their meta.json load above the cores) and 1.5x slower: left out, nothing reported;
+    with only 4 quiet commits left the timings are not judged at all, and the notes say so."""
+    runs = copy_runs(tmp_path, range(NOISE_RUNS), lambda i: 1.5 if i >= 12 else 1.0)
+    for run in runs[12:]:
+        with open(os.path.join(run, META_FILE)) as f:
+            meta = json.load(f)
+        meta["load"] = {"cpu_count": 2, "load_avg_1m_max": 9.5, "busy": True}
+        with open(os.path.join(run, META_FILE), "w") as f:
+            json.dump(meta, f)
+    history = read_history(history_of(tmp_path, runs))
+    assert (history["busy"] == 1).sum() == 3 * 12
+    detection = find_changes(history)
+    assert detection.changes == [], format_verdict(detection)
+    fit = next(iter(detection.series.values())).metrics[STEP]
+    assert fit.used.sum() == 12 and len(fit.segments) == 1
+    short = find_changes(history[history["commit_position"] >= history["commit_position"].min() + 8])
+    assert short.changes == [] and all("not judged: " in note for note in short.warnings)
+
+
+@needs_quiet_runs
+def test_five_small_steps_are_caught_as_drift(tmp_path):
+    """+3% at runs 9, 12, 15, 18 and 21: each step under the 5% minimum effect, 16% in all."""
+    runs = copy_runs(tmp_path, range(NOISE_RUNS), lambda i: 1.03 ** min(max(0, (i - 6) // 3), 5))
+    detection = find_changes(read_history(history_of(tmp_path, runs)))
+    drifts = [c for c in step_changes(detection) if c.kind == "drift"]
+    assert len(drifts) == 3, format_verdict(detection)  # every series
+    for c in drifts:
+        assert c.direction == "regression" and c.current_regression and c.ratio > 1.08
+        assert c.index >= 9 + MIN_RUNS  # the latest segment starts after the first step
+    assert exit_code(detection) == 1
+
+
+@needs_quiet_runs
+def test_an_acknowledged_regression_passes_and_later_runs_are_judged_against_it(tmp_path):
+    k, m = 8, 16
+    once = copy_runs(tmp_path / "once", range(NOISE_RUNS), lambda i: 1.10 if i >= k else 1.0)
+    history = read_history(history_of(tmp_path / "once", once))
+    ack = [Acknowledgement("*", "*", run_commit(k)[:10], "deliberate: a slower, exact kernel")]
+    assert exit_code(find_changes(history)) == 1
+    detection = find_changes(history, acknowledged=ack)
+    assert exit_code(detection) == 0, format_verdict(detection)
+    assert {c.acknowledged for c in detection.changes} == {"deliberate: a slower, exact kernel"}
+
+    twice = copy_runs(tmp_path / "twice", range(NOISE_RUNS), lambda i: 1.10 ** ((i >= k) + (i >= m)))
+    detection = find_changes(read_history(history_of(tmp_path / "twice", twice)), acknowledged=ack)
+    now = [c for c in detection.regressions if c.metric == STEP]
+    assert len(now) == 3 and all(c.index == m and c.kind == "efficiency" for c in now), format_verdict(detection)
+    assert all(1.05 < c.ratio < 1.16 for c in now)  # against the acknowledged segment, not the first one (x1.21)
+
+    small = copy_runs(tmp_path / "small", range(NOISE_RUNS), lambda i: 1.10 * 1.03 ** (i >= m) if i >= k else 1.0)
+    detection = find_changes(read_history(history_of(tmp_path / "small", small)), acknowledged=ack)
+    assert exit_code(detection) == 0, format_verdict(detection)  # 3% over the new baseline: no drift
+
+
+def target_detection(tmp_path):
+    """Six runs before and six after the commit that adds lm_head to Llama's default targets."""
+    return find_changes(read_history(history_of(tmp_path, run_dirs(range(TARGET_RUN - 6, TARGET_RUN + 6)))))
+
+
+def test_adding_a_target_module_is_an_exact_flops_change_at_its_commit(tmp_path):
+    detection = target_detection(tmp_path)
+    flops = [c for c in detection.changes if c.metric == "flops_per_step"]
+    assert len(flops) == 3 and {c.commit_after for c in flops} == {run_commit(TARGET_RUN)}
+    assert {c.commit_before for c in flops} == {run_commit(TARGET_RUN - 1)}
+    assert all(c.kind == "exact" and c.direction == "regression" and 1.3 < c.ratio < 1.5 for c in flops)
+    assert "flops_per_step " in flops[0].explanation and "FLOPs" in flops[0].explanation
+    assert {c.series for c in detection.regressions if c.metric == "flops_per_step"} == {c.series for c in flops}
+    assert exit_code(detection) == 1
+
+
+@needs_quiet_runs
+def test_the_slowdown_of_a_new_target_module_is_explained_by_its_flops(tmp_path):
+    detection = target_detection(tmp_path)
+    flops = {c.series: c for c in detection.changes if c.metric == "flops_per_step"}
+    steps = step_changes(detection)
+    assert len(steps) == 3, format_verdict(detection)
+    for c in steps:
+        assert (c.commit_after, c.kind, c.direction) == (run_commit(TARGET_RUN), "explained", "regression")
+        assert c.predicted == pytest.approx(flops[c.series].ratio) and "predicts" in c.explanation
+        assert not c.current_regression  # judged by its count change, which is
+
+
+def test_history_regressions_prints_a_table_or_json_and_exits_by_the_verdict(tmp_path, capsys):
+    runs = run_dirs(range(TARGET_RUN - 6, TARGET_RUN + 6))
+    history = str(tmp_path / "history.csv")
+    acks = tmp_path / "acknowledged.toml"
+    assert main(["history", "regressions", "--append", *runs, "--file", history, "--acknowledged", str(acks)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSIONS in the latest segment, unacknowledged" in out and "exact regression" in out
+    assert main(["history", "regressions", "--file", history, "--json", "--acknowledged", str(acks)]) == 1
+    verdict = json.loads(capsys.readouterr().out)
+    regressions = verdict["regressions"]
+    assert verdict["exit_code"] == 1 and len(verdict["series"]) == 3
+    assert {r["series"] for r in regressions if r["metric"] == "flops_per_step"} == set(verdict["series"])
+    assert all(r["commit_after"] == run_commit(TARGET_RUN) and r["current_regression"] for r in regressions)
+    acks.write_text(f'[[acknowledged]]\nseries = "*"\nmetric = "*"\ncommit = "{run_commit(TARGET_RUN)[:7]}"\n'
+                    'reason = "lm_head adapted too"\n')
+    assert read_acknowledged(str(acks))[0].reason == "lm_head adapted too"
+    assert main(["history", "regressions", "--file", history, "--acknowledged", str(acks)]) == 0
+    acknowledged = int(re.search(r"^acknowledged \((\d+)\)", capsys.readouterr().out, re.M).group(1))
+    assert acknowledged >= len(regressions)  # and any timing change at that commit
