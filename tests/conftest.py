@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+import subprocess
 
 import pytest
 import torch
@@ -188,3 +189,76 @@ def small_run_dir(tmp_path_factory) -> str:
     from small_run import make_small_run
 
     return make_small_run(str(tmp_path_factory.mktemp("small_run")))
+
+
+# --- a SLURM cluster -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """A one-node SLURM with accounting on this host (tests/cluster/slurm.sh: munge, MariaDB, slurmdbd, slurmctld,
+    slurmd), installed if need be and started for the session, then stopped; one already running (.ci/run starts
+    one) is used and left running. SLURM_CONF points at it meanwhile. Skips only where the packages cannot be
+    installed (not root, no package registry)."""
+    script = os.path.join(REPO_ROOT, "tests", "cluster", "slurm.sh")
+    up = subprocess.run(["bash", script, "up"], capture_output=True, text=True, timeout=900)
+    if up.returncode == 3:
+        pytest.skip(up.stderr.strip().splitlines()[-1])
+    assert up.returncode == 0, f"tests/cluster/slurm.sh up failed:\n{up.stderr}"
+    conf = up.stdout.strip().splitlines()[-1].removeprefix("SLURM_CONF=")
+    started_here = "slurm.sh: 0 started" not in up.stderr
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    yield conf
+    if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = previous
+    if started_here:
+        subprocess.run(["bash", script, "down"], capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def slurm_timeout_run(slurm_cluster, tmp_path_factory):
+    """(run directory, submitting process) of a point past its 1-minute SLURM limit, submitted with --no-wait; the
+    time-limit test collects it. Its point processes are stopped (SIGSTOP: a hung point) as soon as they appear, so
+    that its two minutes on SLURM's clock burn no core. Jobs still out at the end are cancelled."""
+    import sys
+    import threading
+
+    from point_processes import point_processes
+    from slurm_runs import job_ids, write_sweep
+
+    tmp = tmp_path_factory.mktemp("slurm-timeout")
+    run_dir = str(tmp / "run")
+    sweep = write_sweep(tmp / "sweep.toml", 22, methods=("lora",), timed_steps=10**7, slurm_time_min=1)
+    submit = subprocess.Popen([sys.executable, "run_bench.py", "run", "--config", sweep, "--out", run_dir,
+                               "--no-wait", "--no-report"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    stop = threading.Event()
+
+    def hang_points():
+        while not stop.wait(0.5):
+            for proc in point_processes(22):
+                try:
+                    proc.suspend()
+                except Exception:  # noqa: BLE001 - it ended meanwhile
+                    pass
+
+    threading.Thread(target=hang_points, daemon=True).start()
+    yield run_dir, submit
+    stop.set()
+    submit.wait(timeout=300)
+    subprocess.run(["scancel", *job_ids(run_dir)], capture_output=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def submit_slow_jobs_first(request):
+    """The SLURM time-limit case waits two minutes or more on SLURM's clock: where a selected test uses it, its job
+    is submitted before the session's first test, so that the wait passes while the other tests run. A failure
+    here (no SLURM) is left to those tests, which meet it again from the fixture's cache."""
+    if any("slurm_timeout_run" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        try:
+            request.getfixturevalue("slurm_timeout_run")
+        except (Exception, pytest.skip.Exception, pytest.fail.Exception):  # noqa: BLE001
+            pass

@@ -27,9 +27,9 @@ def key(row):
     return row["point_id"], row["status"], str(row.get("trainable_params"))
 
 
-def run_cli(*args, timeout=600):
+def run_cli(*args, timeout=600, env=None):
     return subprocess.run([sys.executable, "run_bench.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,8 @@ def test_no_wait_then_collect_gathers_every_row_once(local_rows, tmp_path):
     submitted = run_cli("run", "--config", str(tmp_path / "sweep.toml"), *args, "--no-wait")
     assert submitted.returncode == 0, submitted.stderr
     assert "2 points submitted as jobs" in submitted.stdout and not read_rows(os.path.join(run_dir, "results.csv"))
-    again = run_cli("run", "--config", str(tmp_path / "sweep.toml"), *args)  # jobs out: refused, not rerun
+    # jobs out: another executor is refused (the same one would wait for them)
+    again = run_cli("run", "--config", str(tmp_path / "sweep.toml"), *args, "--executor", "local")
     assert again.returncode == 2 and "collect" in again.stderr, again.stderr
     deadline = time.time() + 300
     while time.time() < deadline and len(read_rows(os.path.join(run_dir, "results.csv"))) < 2:
@@ -99,9 +100,9 @@ def test_no_wait_then_collect_gathers_every_row_once(local_rows, tmp_path):
     (["--tasks", "sst2", "--data-dir", "/no/such/data", "--executor", "pool"], "data_dir /no/such/data does not exist"),
 ])
 def test_bad_executor_input_is_one_line_exit_2(tmp_path, args, message):
-    if "SLURM" in message and subprocess.run(["sh", "-c", "command -v sbatch && command -v srun"]).returncode == 0:
-        pytest.skip("this machine has SLURM")
-    result = run_cli("run", "--preset", "profile-quick", "--threads", "1", *args, "--out", str(tmp_path / "run"))
+    no_slurm = {**os.environ, "PATH": os.path.dirname(sys.executable)}  # where this machine has SLURM, hide it
+    result = run_cli("run", "--preset", "profile-quick", "--threads", "1", *args, "--out", str(tmp_path / "run"),
+                     env=no_slurm)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -115,9 +116,10 @@ def test_missing_engine_names_the_extra_to_install(tmp_path):
         assert result.returncode == 2 and f"pip install -e '{extra}'" in result.stderr, result.stderr
 
 
-def test_a_job_preempted_twice_is_requeued_once_then_recorded_failed_with_the_reason(tmp_path):
-    """SIGUSR2 to the job's task, as SLURM sends before preemption or the time limit: submitit calls the job's
-    checkpoint, which requeues it the first time and not the second."""
+def test_a_job_warned_twice_is_requeued_once_then_runs_on_until_the_scheduler_ends_it(tmp_path):
+    """SIGUSR2 to the job's task, as SLURM sends before the time limit or a preemption: the first requeues the job
+    (its task starts again), the second is let be (the task runs on); the job then ends without a result (here
+    cancelled, as SLURM would stop it) and its row is failed. tests/test_slurm_cluster.py does it on SLURM."""
     import signal
 
     psutil = pytest.importorskip("psutil")
@@ -127,8 +129,8 @@ def test_a_job_preempted_twice_is_requeued_once_then_recorded_failed_with_the_re
     from bench.run.executors.worker import run_point_payload
 
     settings = ExecutorSettings(kind="slurm", slurm_cluster="local", slurm_array_parallelism=1)
-    executor = SlurmExecutor(settings, sweep(point_timeout_s=600), str(tmp_path))
-    point = expand_grid(sweep())[0]
+    executor = SlurmExecutor(settings, sweep(point_timeout_s=600, timed_steps=10**7), str(tmp_path))
+    point = expand_grid(sweep(timed_steps=10**7))[0]
     executor.submit([point], run_point_payload)
     job, point_dict = executor.running[point.point_id]
 
@@ -143,18 +145,38 @@ def test_a_job_preempted_twice_is_requeued_once_then_recorded_failed_with_the_re
                     continue
                 if running:
                     task.send_signal(signal.SIGUSR2)
-                    return task.pid
+                    return task
             time.sleep(0.2)
         raise AssertionError("the job's point did not start")
 
     try:
         first = signal_task()
-        signal_task(not_pid=first)  # started again: requeued once
+        second = signal_task(not_pid=first.pid)  # started again: requeued once
+        time.sleep(3)
+        assert second.is_running() and not job.paths.result_pickle.exists(), "the second warning ended the job"
+        assert "warned again (time limit or preemption) after one requeue" in job.stderr()
+        job.cancel()
         deadline = time.time() + 120
-        while time.time() < deadline and not job.paths.result_pickle.exists():
+        while time.time() < deadline and (job_payload(job, "local", point_dict)) is None:
             time.sleep(0.2)
         payload = job_payload(job, "local", point_dict)
         assert payload["row"]["status"] == "failed" and payload["row"]["point_id"] == point.point_id
-        assert "timed out or preempted again after one requeue" in payload["row"]["error"], payload["row"]["error"]
+        assert f"job {job.job_id} (local) ended without a result" in payload["row"]["error"], payload["row"]["error"]
     finally:
         executor.close()
+
+
+def test_a_point_job_unpickles_without_importing_torch(tmp_path):
+    """SLURM's warning can come seconds after a job starts, and submitit's handler is set once the job's pickle
+    has loaded: the pickle names its worker, whose imports (torch) come after."""
+    import cloudpickle
+
+    from bench.run.slurm_job import PointJob
+
+    path = tmp_path / "job.pkl"
+    path.write_bytes(cloudpickle.dumps(PointJob("bench.run.executors.worker:run_point_payload", 60)))
+    code = (f"import pickle, sys; job = pickle.load(open({str(path)!r}, 'rb')); "
+            "heavy = [m for m in ('torch', 'transformers', 'bench.run.executors') if m in sys.modules]; "
+            "assert not heavy, heavy; print(job.worker)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "run_point_payload" in result.stdout, result.stderr

@@ -49,7 +49,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
     runs_here = executors.EXECUTORS[settings.kind].runs_here and not estimated
     driver_device = resolve_device(config.device) if runs_here else config.device
     with lock_run_dir(run_dir):
-        _refuse_pending_jobs(run_dir)
+        _refuse_pending_jobs(run_dir, settings)
         meta, done = open_run_dir(run_dir, config, command, driver_device, log, retry_failed, estimated)
         meta["executor"] = {**config.executor, "kind": "estimate" if estimated else settings.kind}
         meta["methods"] = {method: adapters.describe(method) for method in config.methods}  # for the report
@@ -128,11 +128,13 @@ def _write_or_stop(run_dir: str, write, rows_so_far: int) -> None:
                                "same command (the points not recorded run then)") from None
 
 
-def _refuse_pending_jobs(run_dir: str) -> None:
-    jobs = executors.pending_jobs(run_dir)
+def _refuse_pending_jobs(run_dir: str, settings: ExecutorSettings) -> None:
+    """Jobs submitted earlier that this sweep's executor cannot wait for (another executor or cluster) stop it."""
+    jobs = executors.pending_jobs(run_dir, settings)
     if jobs:
         raise ValueError(f"{jobs} points of {run_dir!r} were submitted as jobs and not gathered; run "
-                         f"`run_bench.py collect {run_dir}` (again once they end) before running the sweep again")
+                         f"`run_bench.py collect {run_dir}` (again once they end) before running the sweep again "
+                         "with another executor")
 
 
 @contextmanager

@@ -8,8 +8,9 @@ payloads back:
 
 An executor knows where and how many points run at once, never what a point is: the worker does that, taking the
 point as plain data and returning plain data (worker.run_point_payload: a fresh process per point; run/estimate.py's
-estimate_payload: a shapes-only trace). An executor that leaves jobs behind (slurm with --no-wait) also answers
-pending_jobs(run_dir) and collect_jobs(run_dir).
+estimate_payload: a shapes-only trace). An executor that leaves jobs behind (slurm with --no-wait, or a killed
+driver) also answers pending_jobs(run_dir), collect_jobs(run_dir) and takes_over(settings, run_dir): whether a
+rerun with those settings waits for the jobs instead of submitting their points again.
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def leaving_jobs() -> dict:
     return {name: executor for name, executor in EXECUTORS.items() if hasattr(executor, "pending_jobs")}
 
 
-def pending_jobs(run_dir: str) -> int:
-    """Points of the run directory submitted as jobs and not yet gathered, by any executor."""
-    return sum(executor.pending_jobs(run_dir) for executor in leaving_jobs().values())
+def pending_jobs(run_dir: str, settings: ExecutorSettings | None = None) -> int:
+    """Points of the run directory submitted as jobs and not yet gathered, by any executor; with settings, only
+    those that the executor they name cannot take over."""
+    return sum(executor.pending_jobs(run_dir) for name, executor in leaving_jobs().items()
+               if settings is None or name != settings.kind or not executor.takes_over(settings, run_dir))
 
 
 def collect(run_dir: str) -> tuple[list[dict], int, str]:

@@ -1,10 +1,13 @@
 """`slurm`: points as a SLURM job array through submitit, or as submitit's local jobs (real subprocesses here).
 
 Each job runs the worker it is handed (a fresh process per point) and its result comes back through submitit's
-files in RUN_DIR/slurm/;
-the driver writes the rows. A timed-out or preempted job is requeued once (submitit checkpointing), then recorded
-as failed with the reason. With no_wait the driver submits, writes RUN_DIR/slurm/jobs.json and returns;
-`run_bench.py collect RUN_DIR` gathers what has finished, as often as needed.
+files in RUN_DIR/slurm/; the driver writes the rows. SLURM warns a job before its time limit or a preemption
+(SIGUSR2); on the first warning the job is requeued from the start (submitit checkpointing), a second warning is
+let be, and SLURM ends the job: its row is failed and names SLURM's state (TIMEOUT, PREEMPTED, CANCELLED ...).
+Submitted jobs are noted in RUN_DIR/slurm/jobs.json until their rows are written. With no_wait the driver submits
+and returns; `run_bench.py collect RUN_DIR` gathers what has finished, as often as needed. A rerun of the sweep
+with the same cluster takes the noted jobs over (a killed driver's, or --no-wait's) instead of submitting their
+points again.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from dataclasses import asdict
 
 from ...config.executor import ExecutorSettings
 from ...config.sweep import Point, SweepConfig
+from ..slurm_job import PointJob
 from .worker import REPO_ROOT, failed_payload
 
+LOG_TAIL_CHARS = 1 << 16  # of a job that ended without a result, the end of its stderr goes into the point's log
+SIGNAL_DELAY_S = 10  # SLURM's warning (SIGUSR2) before a job's time limit; see SlurmExecutor
 JOBS_FILE = "jobs.json"  # {"cluster": ..., "jobs": {point_id: {"job_id": ..., "point": {...}}}}, pending jobs only
 
 
@@ -29,25 +35,6 @@ def import_submitit():
     except ImportError:
         raise ValueError("--executor slurm needs submitit: pip install -e '.[slurm]'") from None
     return submitit
-
-
-class PointJob:
-    """The callable a job runs (pickled by submitit). Timed out or preempted, it is requeued once, from the start."""
-
-    def __init__(self, worker: Callable, timeout_s: int):
-        self.worker, self.timeout_s, self.requeued = worker, timeout_s, False
-
-    def __call__(self, point: dict) -> dict:
-        return self.worker(point, self.timeout_s)
-
-    def checkpoint(self, point: dict):
-        """Called by submitit on the job's timeout or preemption signal; None = do not requeue."""
-        import submitit
-
-        if self.requeued:
-            return None
-        self.requeued = True
-        return submitit.helpers.DelayedSubmission(self, point)
 
 
 class SlurmExecutor:
@@ -79,16 +66,23 @@ class SlurmExecutor:
         parameters = dict(timeout_min=time_min, cpus_per_task=max(1, threads), tasks_per_node=1, nodes=1,
                           gpus_per_node=gpus_per_task, name="giva-bench")
         if cluster == "slurm":
+            # SLURM warns a job this long before its limit, and up to 30 s earlier (its check runs every 30 s): the
+            # job has nothing to save, so 10 s (submitit's default is 90) leaves the point its time, and a job with a
+            # 1-minute limit has started when the warning comes
             parameters.update(slurm_array_parallelism=array_parallelism or 256,
+                              slurm_signal_delay_s=SIGNAL_DELAY_S,
                               slurm_setup=[f"export PYTHONPATH={REPO_ROOT}:$PYTHONPATH"])
             if partition:
                 parameters["slurm_partition"] = partition
         self.executor.update_parameters(**parameters)
+        self.run_dir = run_dir
         self.running: dict = {}  # point_id -> (job, point as a dict)
 
     def run(self, points: list[Point], worker: Callable) -> Iterator[dict]:
-        """Submit the points (at most array_parallelism at once for local jobs) and yield payloads as they end."""
-        waiting = list(reversed(points))
+        """Submit the points (at most array_parallelism at once for local jobs) and yield payloads as they end;
+        points whose jobs were submitted earlier and are noted in jobs.json are waited for, not submitted again."""
+        self._take_over(points)
+        waiting = [p for p in reversed(points) if p.point_id not in self.running]
         while waiting or self.running:
             limit = len(waiting) if self.cluster == "slurm" or self.no_wait else (self.parallelism or 1)
             batch = [waiting.pop() for _ in range(min(len(waiting), limit - len(self.running)))]
@@ -106,12 +100,20 @@ class SlurmExecutor:
 
     def submit(self, points: list[Point], worker: Callable) -> None:
         """Submit the points as one batch (a job array on SLURM) and note the jobs in jobs.json."""
-        job_fn, dicts = PointJob(worker, self.timeout_s), [asdict(p) for p in points]
+        job_fn = PointJob(f"{worker.__module__}:{worker.__name__}", self.timeout_s)
+        dicts = [asdict(p) for p in points]
         with self.executor.batch():
             jobs = [self.executor.submit(job_fn, point) for point in dicts]
         for point, job in zip(dicts, jobs):
             self.running[Point(**point).point_id] = (job, point)
         self._save_jobs()
+
+    def _take_over(self, points: list[Point]) -> None:
+        folder, cluster, jobs = load_jobs(self.run_dir)
+        wanted = {p.point_id for p in points}
+        for point_id, entry in jobs.items():
+            if point_id in wanted:
+                self.running[point_id] = (job_handle(folder, cluster, entry["job_id"]), entry["point"])
 
     def _save_jobs(self) -> None:
         jobs = {pid: {"job_id": job.job_id, "point": point} for pid, (job, point) in self.running.items()}
@@ -127,8 +129,13 @@ class SlurmExecutor:
 
     @staticmethod
     def pending_jobs(run_dir: str) -> int:
-        """Jobs submitted with --no-wait and not yet gathered."""
+        """Jobs submitted and not yet gathered (--no-wait, or a driver killed while they ran)."""
         return len(load_jobs(run_dir)[2])
+
+    @staticmethod
+    def takes_over(settings: ExecutorSettings, run_dir: str) -> bool:
+        """Whether a sweep with these settings waits for the run's pending jobs (their cluster is the same)."""
+        return load_jobs(run_dir)[1] == settings.slurm_cluster
 
     @staticmethod
     def collect_jobs(run_dir: str) -> tuple[list[dict], int]:
@@ -160,17 +167,31 @@ def collect_finished(run_dir: str) -> tuple[list[dict], int]:
     folder, cluster, jobs = load_jobs(run_dir)
     if not jobs:
         return [], 0
-    submitit = import_submitit()
-    job_class = submitit.SlurmJob if cluster == "slurm" else submitit.LocalJob
     payloads = []
     for point_id, entry in list(jobs.items()):
-        job = job_class(folder, entry["job_id"])
+        job = job_handle(folder, cluster, entry["job_id"])
         payload = job_payload(job, cluster, entry["point"])
         if payload is not None:
             payloads.append(payload)
             del jobs[point_id]
     save_jobs(folder, cluster, jobs)
     return payloads, len(jobs)
+
+
+def job_handle(folder: str, cluster: str, job_id: str):
+    """submitit's handle on a job submitted earlier, by its id."""
+    submitit = import_submitit()
+    return (submitit.SlurmJob if cluster == "slurm" else submitit.LocalJob)(folder, job_id)
+
+
+# SLURM's states of a job it stopped (sacct's, first word) -> what that means for the point
+SLURM_ENDINGS = {
+    "TIMEOUT": "past its time limit again after one requeue; raise --slurm-time-min or shrink the point",
+    "PREEMPTED": "preempted again after one requeue",
+    "CANCELLED": "cancelled (scancel, or the cluster's administrator)",
+    "NODE_FAIL": "its node failed",
+    "OUT_OF_MEMORY": "out of memory on its node",
+}
 
 
 def job_payload(job, cluster: str, point: dict) -> dict | None:
@@ -182,17 +203,38 @@ def job_payload(job, cluster: str, point: dict) -> dict | None:
         elif _local_job_alive(job):
             return None
     try:
-        return job.result()
-    except Exception as e:  # noqa: BLE001 - timed out twice, preempted, killed, lost: the reason goes in the row
-        reason = " ".join(str(e).split()) or type(e).__name__
-        if "checkpoint function returned None" in reason or "timed-out too many times" in reason:
-            reason = "timed out or preempted again after one requeue"
-        elif "No module named 'bench." in reason:  # pickled by a version whose module paths have moved since
+        payload = job.result()
+    except Exception as e:  # noqa: BLE001 - timed out, preempted, cancelled, killed, lost: the reason goes in the row
+        payload, reason = None, " ".join(str(e).split()) or type(e).__name__
+        if "No module named 'bench." in reason:  # pickled by a version whose module paths have moved since
             module = reason.split("No module named ", 1)[1].split()[0]
             reason = (f"it was submitted by another version of giva-bench, whose module {module} this one does not "
                       "have; run the point again with this version: run_bench.py run --retry-failed")
-        reason = reason[:300]
-        return failed_payload(point, f"job {job.job_id} ({cluster}) ended without a result: {reason}")
+    else:
+        if cluster != "slurm" or payload["row"]["status"] != "failed":
+            return payload
+        reason = payload["row"]["error"]
+    if cluster == "slurm":
+        # SLURM stopping a job (time limit, preemption, scancel) kills its point, whose row then says only that:
+        # the job's state, once it has ended, names the reason
+        if not job.watcher.is_done(job.job_id, mode="force"):
+            return None
+        state = job.state
+        if state.split(" ")[0] in SLURM_ENDINGS:
+            error = f"job {job.job_id} (slurm) ended {state}: {SLURM_ENDINGS[state.split(' ')[0]]}"
+            return {**failed_payload(point, error), "log": payload["log"] if payload else _job_stderr(job)}
+    if payload is not None:
+        return payload
+    return {**failed_payload(point, f"job {job.job_id} ({cluster}) ended without a result: {reason[:300]}"),
+            "log": _job_stderr(job)}
+
+
+def _job_stderr(job) -> str:
+    """The end of the job's own stderr (submitit's log of it), for the point's log."""
+    try:
+        return (job.stderr() or "")[-LOG_TAIL_CHARS:]
+    except OSError:
+        return ""
 
 
 def _local_job_alive(job) -> bool:

@@ -62,7 +62,7 @@ def _run_in_subprocess(point: dict, scratch: str, timeout_s: int, env: dict | No
     error = None
     with open(log_file, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "bench.run.point", point_file, row_file, scratch], stdout=log,
-                                stderr=log, cwd=REPO_ROOT, preexec_fn=_die_with_parent,
+                                stderr=log, cwd=REPO_ROOT, preexec_fn=_point_process_setup,
                                 env={**os.environ, **env} if env else None)
         with _running_lock:
             _running.add(proc)
@@ -103,8 +103,11 @@ def kill_running_points() -> None:
                 proc.kill()
 
 
-def _die_with_parent() -> None:
-    """Linux: the point process gets SIGKILL when the thread that started it dies, so no orphan runs after a kill."""
+def _point_process_setup() -> None:
+    """In the point process before it starts. SLURM's warning of a time limit or preemption (SIGUSR2) goes to every
+    process of the job: the job's own process acts on it (bench/run/slurm_job.py), the point ignores it. Linux: the
+    point process gets SIGKILL when the thread that started it dies, so no orphan runs after a kill."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
