@@ -11,7 +11,9 @@ num_grad_batches batches), and one training step run with the code a real point 
 
 Every point is traced as the profile task's step at the point's shapes (tasks/profile.py's
 batch): random tokens of batch_size x seq_len, causal-LM loss for decoders, a classification
-head (task option num_labels) for encoders; a task's data is not read. Without CUDA the trace
+head (task option num_labels) for encoders; for vision models random pixels of batch_size images
+at the model's image size (seq_len not used) and an image-classification head; a task's data is
+not read. Without CUDA the trace
 runs on CPU tensors: the bytes of parameters, gradients, optimizer state and activations do not
 depend on the device; attention is the one kernel that can differ (flash attention on CPU and
 CUDA both keep the output and its log-sum-exp).
@@ -30,7 +32,7 @@ from ..adapters import make_adapter, why_not_traceable
 from ..config.sweep import Point
 from ..config.train import TrainSettings
 from ..measure.counters import ScalarsReadAsOne, trace_costs
-from ..models import build_config, build_model, get_entry
+from ..models import build_config, build_model, get_entry, torch_dtype
 from ..tasks import TaskOptions, get_task
 from ..tasks.base import head_modules
 from ..tasks.profile import profile_batch
@@ -55,9 +57,9 @@ def trace_point(point: Point) -> dict:
         raise ValueError(f"{point.method}: {why_not_traceable(point.method)}")
     entry = get_entry(point.model)
     head = get_task("profile").head_for(entry)
-    encoder = head == "seq_cls"
     options = TaskOptions.from_dict(json.loads(point.task_options))
-    check_positions(build_config(entry, head), point.seq_len)
+    if head != "img_cls":
+        check_positions(build_config(entry, head), point.seq_len)
     device = torch.device(point.device if point.device.startswith("cuda") and torch.cuda.is_available() else "cpu")
     settings = TrainSettings(**json.loads(point.train))
     start = time.perf_counter()
@@ -67,12 +69,12 @@ def trace_point(point: Point) -> dict:
         with torch.device(device):
             model = build_model(entry, head, point.dtype, options.num_labels).eval()
         model_params = sum(p.numel() for p in model.parameters())
-        trainable_modules = head_modules(model) if encoder else []
+        trainable_modules = head_modules(model) if head != "causal_lm" else []
         adapter = make_adapter(point.method, point.rank, json.loads(point.adapter_options), seed=point.seed,
                                trainable_modules=trainable_modules)  # as a real point makes it
         num_init = adapter.init_batches
-        batches = [profile_batch(point.batch_size, point.seq_len, model.config.vocab_size, options.num_labels, encoder,
-                                 device) for _ in range(max(1, num_init))]
+        batches = [profile_batch(model.config, head, point.batch_size, point.seq_len, options.num_labels, device,
+                                 pixel_dtype=torch_dtype(point.dtype)) for _ in range(max(1, num_init))]
         adapted = []
         init = trace_costs(model, lambda: adapted.append(adapter.apply(model, batches[:num_init])))
         model = adapted[0]

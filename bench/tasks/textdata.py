@@ -173,15 +173,11 @@ def line_list(numbers: list[int]) -> str:
     return f"line{'s' if len(numbers) > 1 else ''} {shown}"
 
 
-def read_table(path: str, opts: TaskOptions) -> list[Row]:
-    """(text, pair, label) rows of a .csv, .tsv or .jsonl file; labels as strings, or floats for regression.
-
-    Refused, naming the file and its lines: a missing or empty label, a regression label that is not a
-    number, a classification file with a single class, or labels that all look real-valued (regression?).
-    """
-    text = read_text(path, opts.encoding)
+def read_records(path: str, encoding: str = "utf-8") -> tuple[list[dict], list[int], list[str]]:
+    """(records, the file line of each, column names) of a .csv, .tsv or .jsonl file."""
+    text = read_text(path, encoding)
+    records, numbers = [], []
     if path.endswith(".jsonl"):
-        records, numbers = [], []
         for number, line in enumerate(text.splitlines(), 1):
             try:
                 if line.strip():
@@ -190,17 +186,24 @@ def read_table(path: str, opts: TaskOptions) -> list[Row]:
             except json.JSONDecodeError:
                 raise ValueError(f"{path} line {number}: not valid JSON; a .jsonl file holds one object per line") from None
         if not all(isinstance(r, dict) for r in records):
-            raise ValueError(f"{path}: every line must be a JSON object with the text and label columns")
-        columns = list(records[0]) if records else []
-    elif path.endswith((".csv", ".tsv")):
+            raise ValueError(f"{path}: every line must be a JSON object with the columns the task reads")
+        return records, numbers, list(records[0]) if records else []
+    if path.endswith((".csv", ".tsv")):
         reader = csv.DictReader(io.StringIO(text), delimiter="\t" if path.endswith(".tsv") else ",")
-        records, numbers = [], []
         for record in reader:
             records.append(record)
             numbers.append(reader.line_num)  # the file line where the record ends
-        columns = reader.fieldnames or []
-    else:
-        raise ValueError(f"{path}: unknown file type; give a .csv, .tsv or .jsonl file")
+        return records, numbers, list(reader.fieldnames or [])
+    raise ValueError(f"{path}: unknown file type; give a .csv, .tsv or .jsonl file")
+
+
+def read_table(path: str, opts: TaskOptions) -> list[Row]:
+    """(text, pair, label) rows of a .csv, .tsv or .jsonl file; labels as strings, or floats for regression.
+
+    Refused, naming the file and its lines: a missing or empty label, a regression label that is not a
+    number, a classification file with a single class, or labels that all look real-valued (regression?).
+    """
+    records, numbers, columns = read_records(path, opts.encoding)
     if not records:
         raise ValueError(f"{path} has no examples; give a file with a header line and at least one row")
     text_columns = [opts.text_column] if isinstance(opts.text_column, str) else list(opts.text_column)
