@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 
 from .base import TaskOptions
-from .textdata import SPLIT_SEED, line_list, read_records, split_rows
+from .textdata import SPLIT_SEED, line_list, read_columns, split_rows
 
 LETTERS = "ABCDEFGH"
 
@@ -87,19 +87,9 @@ def arithmetic_data(sizes: tuple[int, int] = ARITHMETIC_SIZES) -> GenData:
 def read_gen_file(path: str, opts: TaskOptions) -> list[GenExample]:
     """Examples of a question-answer file; refused, naming the file and its lines: a missing column, an empty
     answer, an option letter beyond the options."""
-    records, numbers, columns = read_records(path, opts.encoding)
-    if not records:
-        raise ValueError(f"{path} has no examples; give a file with a header line and at least one row")
-    named = [("question", opts.question_column), ("answer", opts.answer_column)]
+    named = [("answer", opts.answer_column), ("question", opts.question_column)]
     named += [(kind, c) for kind, c in (("options", opts.options_column), ("solution", opts.solution_column)) if c]
-    for kind, name in named:
-        if name not in columns:
-            raise ValueError(f"{kind} column {name!r} is not in {path}; its columns are {columns}; "
-                             f"pass task option {kind}_column=...")
-    empty = [n for n, r in zip(numbers, records) if str(r.get(opts.answer_column) or "").strip() == ""]
-    if empty:
-        raise ValueError(f"{path}: {line_list(empty)} have no answer in column {opts.answer_column!r}; fill them in or "
-                         "drop those rows")
+    records, numbers = read_columns(path, opts.encoding, named)
     examples, bad = [], []
     for number, record in zip(numbers, records):
         answer = str(record[opts.answer_column]).strip()

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .base import TaskOptions
-from .textdata import SPLIT_SEED, line_list, read_records, split_rows, sorted_labels, to_text_data
+from .textdata import SPLIT_SEED, line_list, read_columns, split_rows, sorted_labels, to_text_data
 
 EVAL_FOLDERS = ("val", "validation", "eval", "test")  # the held-out split's folder beside train/, the first found
 # name -> (load_dataset arguments, train split, eval split, image column, label column): the authors' sources and
@@ -128,17 +128,7 @@ def read_image_folder(root: str, opts: TaskOptions) -> tuple[list, list, list[st
 
 def read_image_table(path: str, opts: TaskOptions) -> list[tuple[str, str]]:
     """(image path, label) rows of a .csv / .tsv / .jsonl file; paths relative to the file's folder."""
-    records, numbers, columns = read_records(path, opts.encoding)
-    if not records:
-        raise ValueError(f"{path} has no examples; give a file with a header line and at least one row")
-    for kind, name in (("image", opts.image_column), ("label", opts.label_column)):
-        if name not in columns:
-            raise ValueError(f"{kind} column {name!r} is not in {path}; its columns are {columns}; "
-                             f"pass task option {kind}_column=...")
-    empty = [n for n, r in zip(numbers, records) if str(r.get(opts.label_column) or "").strip() == ""]
-    if empty:
-        raise ValueError(f"{path}: {line_list(empty)} have no label in column {opts.label_column!r}; fill them in or "
-                         "drop those rows (an empty label is not a class)")
+    records, numbers = read_columns(path, opts.encoding, [("label", opts.label_column), ("image", opts.image_column)])
     base = os.path.dirname(os.path.abspath(path))
     rows = [(os.path.join(base, str(r[opts.image_column])), str(r[opts.label_column]).strip()) for r in records]
     missing = [n for n, (image, _) in zip(numbers, rows) if not os.path.isfile(image)]
