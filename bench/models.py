@@ -247,8 +247,8 @@ def auto_class(head: str):
             "img_cls": AutoModelForImageClassification}[head]
 
 
-def count_params(entry: ModelEntry, head: str = "causal_lm") -> int:
-    """Exact parameter count without allocating weights (built on the meta device)."""
+def count_params(entry: ModelEntry, head: str | None = None) -> int:
+    """Exact parameter count without allocating weights (built on the meta device); head None: the body's own."""
     return sum(p.numel() for p in meta_model(entry, head).parameters())
 
 

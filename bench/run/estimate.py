@@ -66,7 +66,7 @@ def trace_point(point: Point) -> dict:
     with FakeTensorMode(), ScalarsReadAsOne(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # transformers' notes on random init and the like
         torch.manual_seed(point.seed)
-        with torch.device(device):
+        with torch.device(device), no_init_weights():
             model = build_model(entry, head, point.dtype, options.num_labels).eval()
         model_params = sum(p.numel() for p in model.parameters())
         trainable_modules = head_modules(model) if head != "causal_lm" else []
@@ -91,6 +91,17 @@ def trace_point(point: Point) -> dict:
     costs = {**cost_columns(init, step), "cost_trace_s": round(time.perf_counter() - start, 3)}  # the whole trace
     return dict(model_params=model_params, **adapter_columns(stats, point.rank), optimizer_state_bytes=state_bytes,
                 **costs)
+
+
+def no_init_weights():
+    """transformers' switch that skips weight initialization: a fake tensor has no values to initialize, and some
+    initializers loop on a value read (trunc_normal_'s rejection sampling, used by ViT and DINOv2, would never end
+    under ScalarsReadAsOne)."""
+    try:
+        from transformers.initialization import no_init_weights as skip
+    except ImportError:  # transformers 4
+        from transformers.modeling_utils import no_init_weights as skip
+    return skip()
 
 
 def check_positions(model_config, seq_len: int) -> None:
