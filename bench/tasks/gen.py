@@ -131,8 +131,7 @@ def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_d
         return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
     chunks = [data.eval[i : i + opts.eval_batch_size] for i in range(0, len(data.eval), opts.eval_batch_size)]
-    generate_kwargs = {k: v for k, v in settings.items() if k != "stop" and (v != GENERATION[k] or k in
-                                                                            ("max_new_tokens", "do_sample", "num_beams"))}
+    generate_kwargs = {k: v for k, v in settings.items() if k != "stop"}  # the stop strings are cut after, too
     task_columns = {"answer_rule": RULES[rule], "decoding": json.dumps(settings, sort_keys=True)}
 
     def generated_answers(model: nn.Module, examples: list[GenExample]) -> tuple[list[str], int, float]:
