@@ -84,7 +84,8 @@ PRESETS = {
     ),
     # Image classification on CPU: a small random ViT (vit-micro) on scikit-learn's handwritten digits (1,438 train,
     # 359 eval images), every method at two ranks (GiVA r against VeRA 8r and LoRA r); the head trains beside the
-    # adapter. A couple of minutes on 2 CPU cores; README "Images and generated answers" has the figures.
+    # adapter. 16 min on 2 CPU cores that other jobs loaded 4-7x over (1.1-3.1 GFLOPs a step); README "Images and
+    # generated answers" has the figures.
     "image-quick": dict(
         models=["vit-micro"], tasks=["digits"], methods=["lora", "vera", "giva"], ranks=[4, 16],
         method_options={"vera": {"ranks": [32, 128]}}, batch_sizes=[32], warmup_steps=3,
@@ -92,7 +93,8 @@ PRESETS = {
     ),
     # Generation scored by its answers on CPU: SmolLM2-135M (pretrained, the wheel) on 500 generated arithmetic
     # word problems, 100 held-out ones answered by greedy decoding and scored by their last number; LoRA and GiVA at
-    # two ranks. About half an hour on 2 busy CPU cores (README has the figures).
+    # two ranks. Measured here only while other jobs loaded the 2 cores 5-9x over (21 and 51 min a point); the
+    # README has the figures.
     "gen-quick": dict(
         models=["smollm2-135m"], tasks=["gen:arithmetic"], methods=["lora", "giva"], ranks=[8, 32],
         batch_sizes=[8], seq_lens=[64], warmup_steps=3, train={"steps": 40}, task_options={"max_eval_examples": 100},

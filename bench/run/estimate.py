@@ -68,6 +68,7 @@ def trace_point(point: Point) -> dict:
         torch.manual_seed(point.seed)
         with torch.device(device), no_init_weights():
             model = build_model(entry, head, point.dtype, options.num_labels).eval()
+        model.tie_weights()  # init_weights, skipped above, is also where the output embedding is tied to the input
         model_params = sum(p.numel() for p in model.parameters())
         trainable_modules = head_modules(model) if head != "causal_lm" else []
         adapter = make_adapter(point.method, point.rank, json.loads(point.adapter_options), seed=point.seed,
@@ -94,9 +95,9 @@ def trace_point(point: Point) -> dict:
 
 
 def no_init_weights():
-    """transformers' switch that skips weight initialization: a fake tensor has no values to initialize, and some
-    initializers loop on a value read (trunc_normal_'s rejection sampling, used by ViT and DINOv2, would never end
-    under ScalarsReadAsOne)."""
+    """transformers' switch that skips weight initialization (and with it the weight tying: call tie_weights after):
+    a fake tensor has no values to initialize, and some initializers loop on a value read (trunc_normal_'s
+    rejection sampling, used by ViT and DINOv2, would never end under ScalarsReadAsOne)."""
     try:
         from transformers.initialization import no_init_weights as skip
     except ImportError:  # transformers 4

@@ -147,7 +147,8 @@ def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_d
         seconds = time.perf_counter() - start
         texts, new_tokens = [], 0
         for row in output[:, batch["input_ids"].shape[1] :].tolist():
-            length = row.index(eos) + 1 if eos in row else len(row)
+            # up to the end-of-sequence token; a row stopped by a stop string is padded after it
+            length = next((i + 1 if token == eos else i for i, token in enumerate(row) if token in (eos, pad)), len(row))
             new_tokens += length
             text = tokenizer.decode(row[:length], skip_special_tokens=True)
             for stop in settings["stop"]:
