@@ -93,7 +93,7 @@ PRESETS = {
     ),
     # Generation scored by its answers on CPU: SmolLM2-135M (pretrained, the wheel) on 500 generated arithmetic
     # word problems, 100 held-out ones answered by greedy decoding and scored by their last number; LoRA and GiVA at
-    # two ranks. Measured here only while other jobs loaded the 2 cores 5-9x over (21 and 51 min a point); the
+    # two ranks. Measured here only while other jobs loaded the 2 cores 3-9x over (7 to 51 min a point); the
     # README has the figures.
     "gen-quick": dict(
         models=["smollm2-135m"], tasks=["gen:arithmetic"], methods=["lora", "giva"], ranks=[8, 32],
