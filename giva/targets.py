@@ -15,6 +15,12 @@ except ImportError:  # transformers is optional for plain PyTorch models
 # BERT-style names are anchored to the encoder layers so that the pooler and a
 # classification head ("classifier.dense" in RoBERTa) are never adapted.
 BERT_TARGETS = r".*layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)"
+# Vision transformers: the GiVA authors' image set, q, k, v and the two MLP layers (not the attention output
+# projection, nor the classifier). transformers 5 names them q_proj/k_proj/v_proj/fc1/fc2 in ViT, DINOv2 and
+# CLIP; transformers 4's ViT and DINOv2 named them query/key/value and intermediate.dense/output.dense (or
+# mlp.fc1/fc2), which the second half matches.
+VISION_TARGETS = (r".*\.(q_proj|k_proj|v_proj|fc1|fc2)"
+                  r"|.*layer\.\d+\.(attention\.attention\.(query|key|value)|intermediate\.dense|output\.dense)")
 DEFAULT_TARGETS = {
     "bert": BERT_TARGETS,
     "roberta": BERT_TARGETS,
@@ -23,6 +29,11 @@ DEFAULT_TARGETS = {
     "qwen2": ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"],
     "mistral": ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"],
     "gpt2": ["c_attn", "c_fc", "c_proj"],
+    "vit": VISION_TARGETS,
+    "deit": VISION_TARGETS,
+    "dinov2": VISION_TARGETS,
+    "clip": VISION_TARGETS,
+    "siglip": VISION_TARGETS,
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 from giva.config import check_field_types
@@ -22,6 +24,9 @@ class TrainSettings:
     schedule: str = "linear"  # linear | cosine | constant, after warmup
     max_grad_norm: float = 1.0  # clip the global norm; 0 turns clipping off
     eval_every: int = 0  # 0: evaluate only before and after training
+    # > 0: train this many passes over the task's train split instead of `steps` (steps = ceil(epochs x its full
+    # batches)), as the GiVA authors count their image runs; tasks without a finite split (profile, planted) refuse
+    epochs: float = 0.0
 
     def __post_init__(self):
         check_field_types(self, "train setting")
@@ -35,5 +40,14 @@ class TrainSettings:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name}={value!r} must be positive (or None for the default)")
-        if self.eval_every < 0 or self.max_grad_norm < 0 or self.weight_decay < 0:
-            raise ValueError("eval_every, max_grad_norm and weight_decay must be >= 0")
+        if self.eval_every < 0 or self.max_grad_norm < 0 or self.weight_decay < 0 or self.epochs < 0:
+            raise ValueError("eval_every, max_grad_norm, weight_decay and epochs must be >= 0")
+
+    def resolved(self, steps_per_epoch: int) -> "TrainSettings":
+        """These settings with `epochs` turned into steps for a train split of `steps_per_epoch` full batches."""
+        if not self.epochs:
+            return self
+        if steps_per_epoch < 1:
+            raise ValueError(f"train epochs={self.epochs:g} needs a task with a train split of at least one batch; "
+                             "this one has none (profile, planted): set steps instead")
+        return dataclasses.replace(self, steps=math.ceil(self.epochs * steps_per_epoch), epochs=0.0)

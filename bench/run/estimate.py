@@ -11,7 +11,9 @@ num_grad_batches batches), and one training step run with the code a real point 
 
 Every point is traced as the profile task's step at the point's shapes (tasks/profile.py's
 batch): random tokens of batch_size x seq_len, causal-LM loss for decoders, a classification
-head (task option num_labels) for encoders; a task's data is not read. Without CUDA the trace
+head (task option num_labels) for encoders; for vision models random pixels of batch_size images
+at the model's image size (seq_len not used) and an image-classification head; a task's data is
+not read. Without CUDA the trace
 runs on CPU tensors: the bytes of parameters, gradients, optimizer state and activations do not
 depend on the device; attention is the one kernel that can differ (flash attention on CPU and
 CUDA both keep the output and its log-sum-exp).
@@ -30,7 +32,7 @@ from ..adapters import make_adapter, why_not_traceable
 from ..config.sweep import Point
 from ..config.train import TrainSettings
 from ..measure.counters import ScalarsReadAsOne, trace_costs
-from ..models import build_config, build_model, get_entry
+from ..models import build_config, build_model, get_entry, torch_dtype
 from ..tasks import TaskOptions, get_task
 from ..tasks.base import head_modules
 from ..tasks.profile import profile_batch
@@ -55,24 +57,25 @@ def trace_point(point: Point) -> dict:
         raise ValueError(f"{point.method}: {why_not_traceable(point.method)}")
     entry = get_entry(point.model)
     head = get_task("profile").head_for(entry)
-    encoder = head == "seq_cls"
     options = TaskOptions.from_dict(json.loads(point.task_options))
-    check_positions(build_config(entry, head), point.seq_len)
+    if head != "img_cls":
+        check_positions(build_config(entry, head), point.seq_len)
     device = torch.device(point.device if point.device.startswith("cuda") and torch.cuda.is_available() else "cpu")
     settings = TrainSettings(**json.loads(point.train))
     start = time.perf_counter()
     with FakeTensorMode(), ScalarsReadAsOne(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # transformers' notes on random init and the like
         torch.manual_seed(point.seed)
-        with torch.device(device):
+        with torch.device(device), no_init_weights():
             model = build_model(entry, head, point.dtype, options.num_labels).eval()
+        model.tie_weights()  # init_weights, skipped above, is also where the output embedding is tied to the input
         model_params = sum(p.numel() for p in model.parameters())
-        trainable_modules = head_modules(model) if encoder else []
+        trainable_modules = head_modules(model) if head != "causal_lm" else []
         adapter = make_adapter(point.method, point.rank, json.loads(point.adapter_options), seed=point.seed,
                                trainable_modules=trainable_modules)  # as a real point makes it
         num_init = adapter.init_batches
-        batches = [profile_batch(point.batch_size, point.seq_len, model.config.vocab_size, options.num_labels, encoder,
-                                 device) for _ in range(max(1, num_init))]
+        batches = [profile_batch(model.config, head, point.batch_size, point.seq_len, options.num_labels, device,
+                                 pixel_dtype=torch_dtype(point.dtype)) for _ in range(max(1, num_init))]
         adapted = []
         init = trace_costs(model, lambda: adapted.append(adapter.apply(model, batches[:num_init])))
         model = adapted[0]
@@ -89,6 +92,17 @@ def trace_point(point: Point) -> dict:
     costs = {**cost_columns(init, step), "cost_trace_s": round(time.perf_counter() - start, 3)}  # the whole trace
     return dict(model_params=model_params, **adapter_columns(stats, point.rank), optimizer_state_bytes=state_bytes,
                 **costs)
+
+
+def no_init_weights():
+    """transformers' switch that skips weight initialization (and with it the weight tying: call tie_weights after):
+    a fake tensor has no values to initialize, and some initializers loop on a value read (trunc_normal_'s
+    rejection sampling, used by ViT and DINOv2, would never end under ScalarsReadAsOne)."""
+    try:
+        from transformers.initialization import no_init_weights as skip
+    except ImportError:  # transformers 4
+        from transformers.modeling_utils import no_init_weights as skip
+    return skip()
 
 
 def check_positions(model_config, seq_len: int) -> None:

@@ -91,7 +91,7 @@ def measure_point(point: Point, run_dir: str, device: torch.device) -> dict:
         adapter_file_bytes = os.path.getsize(adapter.save(model, tmp))
 
     # Training: warmup, then timed steps (profile) or the whole run (accuracy tasks).
-    settings = TrainSettings(**json.loads(point.train))
+    settings = TrainSettings(**json.loads(point.train)).resolved(setup.steps_per_epoch)
     if setup.evaluate is None:
         settings.steps = point.warmup_steps + point.timed_steps
     if settings.steps <= point.warmup_steps:
@@ -125,7 +125,7 @@ def measure_point(point: Point, run_dir: str, device: torch.device) -> dict:
         eval_accuracy_before=result.eval_accuracy_before, eval_accuracy=result.eval_accuracy,
         eval_accuracy_best=result.eval_accuracy_best, eval_loss=result.eval_loss,
         train_steps=result.train_steps, train_time_s=result.train_time_s, lr=result.lr, head_lr=result.head_lr,
-        **cost_columns(init_costs, result.step_costs),
+        **cost_columns(init_costs, result.step_costs), **setup.task_columns,
     )
 
 

@@ -133,6 +133,7 @@ def train(model: nn.Module, setup: TaskSetup, settings: TrainSettings, *, method
     trace_step: after the last step, one more, untimed, traced for FLOPs and tensor bytes (result.step_costs).
     """
     device = torch.device(device)
+    settings = settings.resolved(setup.steps_per_epoch)  # epochs -> steps
     opt = make_optimizer(model, setup.trainable_modules, settings, method)
     lr, head_lr = opt.lr, opt.head_lr or DEFAULT_HEAD_LR  # for messages
     result = TrainResult(step_times_ms=[], losses=[], lr=opt.lr, head_lr=opt.head_lr)

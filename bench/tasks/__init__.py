@@ -8,6 +8,10 @@
 - sst2, trec, emotion, agnews, mrpc, stsb, the other GLUE tasks, and csv (a user's own files): text
   classification or regression with a sequence-classification head (text.py, reading through textdata.py).
 - lm:<dataset> (and sst2-lm): the same data as a causal-LM prompt ending in a label word, for decoders (lm.py).
+- digits, images (a user's image folder or csv / jsonl of paths), cifar100, food101, flowers102, resisc45,
+  imagenet: image classification with an image-classification head (image.py, reading through imagedata.py).
+- gen:<dataset> (gen:arithmetic, gen:gsm8k, the commonsense sets, gen:csv): a decoder trained on prompt +
+  solution, scored by the answers it generates (gen.py, reading through gendata.py; rules in answers.py).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from dataclasses import dataclass
 import torch
 
 from ..models import ModelEntry, choose_head, get_entry
-from . import lm, planted, profile, text
+from . import gen, image, lm, planted, profile, text
 from .base import TaskOptions, TaskSetup
+from .gendata import GEN_DATASETS
+from .imagedata import IMAGE_DATASETS
 from .textdata import DATASETS
 
 TEXT_DATASETS = (*DATASETS, "csv")
@@ -35,8 +41,9 @@ class Task:
 
     name: str
     setup: Callable
-    head: str | None = None  # what it loads on the body: "seq_cls", "causal_lm", or None (the body's own head)
-    dataset: str | None = None  # the labelled data it reads (a name of textdata.DATASETS or "csv"); None: none
+    head: str | None = None  # what it loads on the body: "seq_cls", "causal_lm", "img_cls", or None (the body's own)
+    dataset: str | None = None  # the data it reads (a name of textdata.DATASETS, IMAGE_DATASETS, GEN_DATASETS, or
+    # "csv"); None: none
     check: Callable | None = None
 
     @property
@@ -55,6 +62,8 @@ TASKS: dict[str, Task] = {
         *(Task(d, text.setup, "seq_cls", d, text.check) for d in TEXT_DATASETS),
         Task("sst2-lm", lm.setup, "causal_lm", "sst2", text.check),
         *(Task(f"lm:{d}", lm.setup, "causal_lm", d, text.check) for d in TEXT_DATASETS),
+        *(Task(d, image.setup, "img_cls", d, image.check) for d in IMAGE_DATASETS),
+        *(Task(f"gen:{d}", gen.setup, "causal_lm", d, gen.check) for d in GEN_DATASETS),
     ]
 }
 TASK_NAMES = tuple(TASKS)
@@ -85,5 +94,5 @@ def check_task(task: str, data_dir: str | None, options: dict | None) -> None:
         spec.check(spec, data_dir, TaskOptions.from_dict(options))
 
 
-__all__ = ["Task", "TASKS", "TASK_NAMES", "TEXT_DATASETS", "TaskOptions", "TaskSetup", "get_task", "task_head",
+__all__ = ["Task", "TASKS", "TASK_NAMES", "TEXT_DATASETS", "IMAGE_DATASETS", "GEN_DATASETS", "TaskOptions", "TaskSetup", "get_task", "task_head",
            "setup_task", "check_task"]

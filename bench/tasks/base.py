@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from giva.config import check_field_types
 
+from .answers import ANSWER_RULES
 from .metrics import METRICS
 
 LABEL_TYPES = ("classification", "regression")
@@ -38,6 +39,19 @@ class TaskOptions:
     # label-id order; None: the dataset's own
     prompt: str | None = None
     label_words: list[str] | None = None
+    # image tasks (image.py): "images" reads a folder of class subfolders (image_dir) or a csv / jsonl file
+    # (train_file, eval_file) of image paths (image_column, relative to the file) and labels (label_column)
+    image_dir: str | None = None
+    image_column: str = "image"
+    augment: bool = False  # train batches: a random crop of 50-100% of the area and a horizontal flip (the authors')
+    # gen:<dataset> tasks (gen.py): csv / jsonl columns of gen:csv; the answer's extraction rule (None: the data's
+    # kind decides: last_number, option_letter or exact_match); decoding settings over greedy (gen.GENERATION)
+    question_column: str = "question"
+    answer_column: str = "answer"
+    options_column: str | None = None  # multiple choice: a list (jsonl) or "|"-separated options (csv)
+    solution_column: str | None = None  # the completion trained on (a worked solution); None: the answer itself
+    answer_rule: str | None = None
+    generation: dict = field(default_factory=dict)  # e.g. {max_new_tokens = 64, num_beams = 4}
     # planted and profile
     k: int = 8  # rank of the planted change per target layer
     scale: float = 2.0  # planted singular values = scale * the layer's rms one; 2: argmax agreement before ~0.6-0.9
@@ -49,6 +63,8 @@ class TaskOptions:
         check_field_types(self, "task option")
         if self.padding not in ("longest", "max_length"):
             raise ValueError(f"padding={self.padding!r}: use 'longest' or 'max_length'")
+        if self.answer_rule is not None and self.answer_rule not in ANSWER_RULES:
+            raise ValueError(f"unknown answer_rule {self.answer_rule!r}; choose one of {', '.join(ANSWER_RULES)}")
         if self.label_type not in LABEL_TYPES:
             raise ValueError(f"label_type={self.label_type!r}: use {' or '.join(map(repr, LABEL_TYPES))}")
         if self.metric is not None and self.metric not in METRICS:
@@ -79,13 +95,21 @@ class TaskSetup:
     label_names: list[str] = field(default_factory=list)  # classes of text tasks, in id order; [] for regression
     num_eval_examples: int = 0  # predictions each evaluation scores
     metric: str = ""  # the task's own metric, a key of evaluate()'s dict ("" for profile)
+    steps_per_epoch: int = 0  # full batches in one pass over the train split (train epochs); 0: no finite split
+    # Results columns the task fills itself, by name (bench/columns.py): how images became pixels
+    # (image_transform), the answer rule and decoding of gen: tasks, and the last evaluation's generation figures
+    # (gen_time_s, gen_new_tokens), which evaluate() updates.
+    task_columns: dict = field(default_factory=dict)
 
 
 def head_modules(model: nn.Module) -> list[str]:
-    """The new head of a seq_cls model: every top-level part with parameters outside the pretrained body
-    (classifier for BERT, pre_classifier and classifier for DistilBERT, score for decoders)."""
-    return [name for name, child in model.named_children()
-            if name != model.base_model_prefix and any(True for _ in child.parameters())]
+    """The new head of a seq_cls or img_cls model: every top-level part with parameters outside the pretrained body
+    (classifier for BERT and ViT, pre_classifier and classifier for DistilBERT, score for decoders). The body is
+    the child named base_model_prefix, else (CLIPForImageClassification: prefix "clip", child "vision_model") the
+    child with the most parameters."""
+    children = {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
+    body = model.base_model_prefix if model.base_model_prefix in children else max(children, key=children.get)
+    return [name for name, count in children.items() if name != body and count]
 
 
 def random_tokens(generator: torch.Generator | None, batch_size: int, seq_len: int, vocab_size: int, device) -> dict:

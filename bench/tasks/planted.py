@@ -54,6 +54,9 @@ def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_d
     (trainable_modules is empty: a trained head would move the teacher's too).
     """
     head = task.head_for(entry)
+    if head == "img_cls":
+        raise ValueError(f"planted feeds random tokens, and model {entry.name!r} is a vision model; use profile or an "
+                         "image task (digits, images, ...)")
     encoder = head == "seq_cls"
     student = load_model(entry, head, dtype=dtype, device=device, num_labels=opts.num_labels, seed=seed)
     targets = find_targets(student, opts.target_modules)

@@ -173,15 +173,11 @@ def line_list(numbers: list[int]) -> str:
     return f"line{'s' if len(numbers) > 1 else ''} {shown}"
 
 
-def read_table(path: str, opts: TaskOptions) -> list[Row]:
-    """(text, pair, label) rows of a .csv, .tsv or .jsonl file; labels as strings, or floats for regression.
-
-    Refused, naming the file and its lines: a missing or empty label, a regression label that is not a
-    number, a classification file with a single class, or labels that all look real-valued (regression?).
-    """
-    text = read_text(path, opts.encoding)
+def read_records(path: str, encoding: str = "utf-8") -> tuple[list[dict], list[int], list[str]]:
+    """(records, the file line of each, column names) of a .csv, .tsv or .jsonl file."""
+    text = read_text(path, encoding)
+    records, numbers = [], []
     if path.endswith(".jsonl"):
-        records, numbers = [], []
         for number, line in enumerate(text.splitlines(), 1):
             try:
                 if line.strip():
@@ -190,31 +186,46 @@ def read_table(path: str, opts: TaskOptions) -> list[Row]:
             except json.JSONDecodeError:
                 raise ValueError(f"{path} line {number}: not valid JSON; a .jsonl file holds one object per line") from None
         if not all(isinstance(r, dict) for r in records):
-            raise ValueError(f"{path}: every line must be a JSON object with the text and label columns")
-        columns = list(records[0]) if records else []
-    elif path.endswith((".csv", ".tsv")):
+            raise ValueError(f"{path}: every line must be a JSON object with the columns the task reads")
+        return records, numbers, list(records[0]) if records else []
+    if path.endswith((".csv", ".tsv")):
         reader = csv.DictReader(io.StringIO(text), delimiter="\t" if path.endswith(".tsv") else ",")
-        records, numbers = [], []
         for record in reader:
             records.append(record)
             numbers.append(reader.line_num)  # the file line where the record ends
-        columns = reader.fieldnames or []
-    else:
-        raise ValueError(f"{path}: unknown file type; give a .csv, .tsv or .jsonl file")
+        return records, numbers, list(reader.fieldnames or [])
+    raise ValueError(f"{path}: unknown file type; give a .csv, .tsv or .jsonl file")
+
+
+def read_columns(path: str, encoding: str, named: list[tuple[str, str]]) -> tuple[list[dict], list[int]]:
+    """(records, their file lines) of a table that has every named column, (kind, column name) with the first one
+    filled in on every row (the label, the answer); errors name the file, its lines and the task option to set."""
+    records, numbers, columns = read_records(path, encoding)
     if not records:
         raise ValueError(f"{path} has no examples; give a file with a header line and at least one row")
-    text_columns = [opts.text_column] if isinstance(opts.text_column, str) else list(opts.text_column)
-    named = [("label", opts.label_column)] + [("text", c) for c in text_columns]
-    named += [("text_pair", opts.text_pair_column)] if opts.text_pair_column else []
     for kind, name in named:
         if name not in columns:
             raise ValueError(f"{kind} column {name!r} is not in {path}; its columns are {columns}; "
                              f"pass task option {kind}_column=...")
-    labels = [r.get(opts.label_column) for r in records]
-    empty = [n for n, y in zip(numbers, labels) if y is None or str(y).strip() == ""]
+    kind, name = named[0]
+    empty = [n for n, r in zip(numbers, records) if r.get(name) is None or str(r.get(name)).strip() == ""]
     if empty:
-        raise ValueError(f"{path}: {line_list(empty)} have no label in column {opts.label_column!r}; "
-                         "fill them in or drop those rows (an empty label is not a class)")
+        raise ValueError(f"{path}: {line_list(empty)} have no {kind} in column {name!r}; fill them in or drop those "
+                         "rows" + (" (an empty label is not a class)" if kind == "label" else ""))
+    return records, numbers
+
+
+def read_table(path: str, opts: TaskOptions) -> list[Row]:
+    """(text, pair, label) rows of a .csv, .tsv or .jsonl file; labels as strings, or floats for regression.
+
+    Refused, naming the file and its lines: a missing or empty label, a regression label that is not a
+    number, a classification file with a single class, or labels that all look real-valued (regression?).
+    """
+    text_columns = [opts.text_column] if isinstance(opts.text_column, str) else list(opts.text_column)
+    named = [("label", opts.label_column)] + [("text", c) for c in text_columns]
+    named += [("text_pair", opts.text_pair_column)] if opts.text_pair_column else []
+    records, numbers = read_columns(path, opts.encoding, named)
+    labels = [r.get(opts.label_column) for r in records]
     if opts.label_type == "regression":
         labels = [real_value(y, path, n, opts.label_column) for y, n in zip(labels, numbers)]
     else:
