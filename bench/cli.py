@@ -9,6 +9,10 @@ import sys
 from .config.executor import KINDS
 
 DEFAULT_PRESET = "quick"
+# The one rule for relative paths, stated in --help (the checks and every point follow it: config/grid.py).
+RELATIVE_PATHS = ("A relative path (--data-dir, a model folder, the csv task's train_file and eval_file; in a preset or "
+                  "sweep file too) is resolved from the directory run_bench.py is started in, by the checks and by "
+                  "every point.")
 REPORTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reports")
 
 
@@ -37,14 +41,15 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         "stsb, csv, ...; `list tasks` names them all)")
     parser.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva and PEFT's as "
                         "peft:<name> (see `list methods`)")
-    parser.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks (a method's own ranks win)")
+    parser.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks for every method; replaces a "
+                        "preset's or sweep file's per-method ranks")
     parser.add_argument("--seeds", type=_csv_list(int))
     parser.add_argument("--batch-sizes", type=_csv_list(int))
     parser.add_argument("--seq-lens", type=_csv_list(int))
     parser.add_argument("--device", help="auto, cpu or cuda[:N]")
     parser.add_argument("--dtype", help="float32, bfloat16 or float16")
     parser.add_argument("--data-dir", help="folder with sst2/, trec/, emotion/, agnews/, mrpc/, stsb/ (e.g. "
-                        "../shared/data); empty: the datasets by name from the Hugging Face hub")
+                        "../shared/data); empty: the datasets by name from the Hugging Face hub. " + RELATIVE_PATHS)
     parser.add_argument("--steps", type=int, help="training steps per accuracy point")
     parser.add_argument("--threads", type=int, help="torch threads per point (0 = default)")
     parser.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
@@ -148,15 +153,31 @@ def sweep_config(args):
             raise ValueError(f"the sweep file's executor must be a table ([executor]), got {executor_table!r}")
         overrides["executor"] = {**executor_table, **executor_flags}
     preset = None if args.config else (args.preset or DEFAULT_PRESET)
+    base = make_sweep_config(preset, file_values)
+    notes = []
     if args.steps is not None:
-        base = make_sweep_config(preset, file_values)
         overrides["train"] = {**base.train, "steps": args.steps}
+    if args.ranks is not None:  # the command line wins over the preset's or file's per-method ranks
+        own = {m: options["ranks"] for m, options in base.method_options.items() if "ranks" in options}
+        if own:
+            overrides["method_options"] = {m: {k: v for k, v in options.items() if k != "ranks"}
+                                           for m, options in base.method_options.items()}
+            replaced = ", ".join(f"{m} {ranks}" for m, ranks in own.items())
+            notes.append(f"--ranks {','.join(map(str, args.ranks))} replaces the per-method ranks of the "
+                         f"{'sweep file' if args.config else 'preset'} ({replaced})")
     config = make_sweep_config(preset, file_values, overrides)
     name = (preset or os.path.splitext(os.path.basename(args.config))[0]) + ("-estimate" if args.command == "estimate" else "")
     if args.out is not None and not args.out.strip():
         raise ValueError("--out is empty; give a run directory, or leave --out out for reports/runs/NAME-COMMIT")
     run_dir = args.out or os.path.join(REPORTS_DIR, "runs", f"{name}-{(git_info()['commit'] or 'nogit')[:7]}")
+    print(f"sweep: {describe_sweep(config)}" + "".join(f"\nnote: {note}" for note in notes))
     return config, run_dir
+
+
+def describe_sweep(config) -> str:
+    """The resolved grid in one line: models, tasks, and each method's ranks as they will run."""
+    ranks = "; ".join(f"{m} r={','.join(map(str, config.ranks_for(m)))}" for m in config.methods)
+    return f"models={','.join(config.models)} tasks={','.join(config.tasks)} {ranks}"
 
 
 def cmd_run(args, argv) -> int:
@@ -199,6 +220,7 @@ def finish_run(run_dir: str, args) -> int:
         from .report.history import append_history
 
         print(f"history: {append_history(run_dir, args.history)} rows added to {args.history}")
+    return 0
 
 
 def cmd_collect(args, argv) -> int:
@@ -225,9 +247,7 @@ def cmd_list(args, argv) -> int:
     if args.what in (None, "presets"):
         print("presets:")
         for name in PRESETS:
-            config = make_sweep_config(name)
-            ranks = "; ".join(f"{m} r={','.join(map(str, config.ranks_for(m)))}" for m in config.methods)
-            print(f"  {name:15s} models={','.join(config.models)} tasks={','.join(config.tasks)} {ranks}")
+            print(f"  {name:15s} {describe_sweep(make_sweep_config(name))}")
     if args.what in (None, "methods"):
         ours, peft = method_names()
         print("methods: " + ", ".join(ours))

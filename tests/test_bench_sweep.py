@@ -263,3 +263,49 @@ def test_bad_model_paths_and_unreachable_hub_ids_fail_before_any_point(tmp_path,
                             timeout=600)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "HF_HUB_OFFLINE" in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_command_line_ranks_replace_per_method_ranks_say_so_and_a_finished_run_exits_0(tmp_path, capsys):
+    """--ranks wins over a sweep's per-method ranks (a preset's or a file's: the same merge), the printed sweep says
+    so, and a command that ran its points returns 0 (not None)."""
+    from bench.cli import main
+
+    sweep = tmp_path / "own_ranks.toml"
+    sweep.write_text('models = ["llama-2m"]\nmethods = ["lora", "vera"]\nbatch_sizes = [2]\nseq_lens = [16]\n'
+                     '[method_options.vera]\nranks = [64, 256]\nd_initial = 0.5\n')
+    out = tmp_path / "run"
+    assert main(["estimate", "--config", str(sweep), "--ranks", "4", "--out", str(out), "--no-report"]) == 0
+    printed = capsys.readouterr().out
+    assert "lora r=4; vera r=4" in printed, printed
+    assert "note: --ranks 4 replaces the per-method ranks of the sweep file (vera [64, 256])" in printed
+    rows = read_rows(str(out / "results.csv"))
+    assert sorted((r["method"], r["rank"], r["status"]) for r in rows) == [("lora", "4", "ok"), ("vera", "4", "ok")]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["config"]["method_options"] == {"vera": {"d_initial": 0.5}}  # the other options stay
+
+
+def test_relative_paths_are_resolved_from_where_the_sweep_starts_by_the_checks_and_the_points(
+        tmp_path, monkeypatch, minilm_dir, data_dir):
+    """A model folder and the csv task's file given relative to the current directory: the checks read them from
+    there and so does the point, in its own process (which starts in the repository)."""
+    from bench.cli import main
+
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "mini").symlink_to(minilm_dir)
+    with open(os.path.join(data_dir, "mrpc", "train.tsv"), encoding="utf-8") as f:
+        (work / "data" / "pairs.tsv").write_text("".join(f.readlines()[:41]), encoding="utf-8")  # header + 40
+    (work / "sweep.toml").write_text(
+        'models = ["mini"]\ntasks = ["csv"]\nmethods = ["lora"]\nranks = [2]\nbatch_sizes = [4]\nseq_lens = [16]\n'
+        'warmup_steps = 1\nthreads = 1\ntrain = {steps = 2, eval_every = 0}\n'
+        '[task_options]\ntrain_file = "data/pairs.tsv"\ntext_column = "#1 String"\n'
+        'text_pair_column = "#2 String"\nlabel_column = "Quality"\nmax_eval_examples = 8\n')
+    monkeypatch.chdir(work)
+    assert main(["run", "--config", "sweep.toml", "--out", "run", "--no-report"]) == 0
+    (row,) = read_rows(str(work / "run" / "results.csv"))
+    assert row["status"] == "ok", row["error"]
+    assert row["model"] == "mini" and int(row["eval_examples"]) > 0  # the file was read in the point's process
+    from bench.cli import RELATIVE_PATHS, build_parser
+
+    run_help = " ".join(build_parser()._subparsers._group_actions[0].choices["run"].format_help().split())
+    assert " ".join(RELATIVE_PATHS.split()) in run_help

@@ -11,7 +11,8 @@ from .sweep import Point, SweepConfig
 
 def expand_grid(config: SweepConfig) -> list[Point]:
     """The sweep's points in a stable order: models outermost, seeds innermost. The device is the one asked for
-    (auto resolves where the point runs), so a point's id is the same on every executor."""
+    (auto resolves where the point runs), so a point's id is the same on every executor. Relative paths are
+    resolved from this process's working directory, by the checks here and by every point (Point.work_dir)."""
     points = []
     for model, task, bs, sl, method in itertools.product(config.models, config.tasks, config.batch_sizes,
                                                          config.seq_lens, config.methods):
@@ -24,6 +25,7 @@ def expand_grid(config: SweepConfig) -> list[Point]:
                 data_dir=os.path.abspath(config.data_dir) if config.data_dir else "",  # workers run elsewhere
                 adapter_options=_canonical({k: v for k, v in options.items() if k != "r"}),
                 task_options=_canonical(config.task_options), train=_canonical(config.train_for(method)),
+                work_dir=os.getcwd(),
             ))
     return points
 

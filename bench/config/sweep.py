@@ -34,7 +34,9 @@ class SweepConfig:
     warmup_steps: int = 3  # steps run before timing (allocator, caches, lazy init)
     timed_steps: int = 10  # profile task: steps timed after warmup (accuracy tasks time every step after warmup)
     threads: int = 0  # torch intra-op threads; 0 = torch's default
-    data_dir: str = ""  # folder of the datasets (../shared/data here); "" = load by name from the hub
+    # folder of the datasets (../shared/data here); "" = load by name from the hub. Relative paths here, in `models`
+    # and in task_options (train_file, eval_file) are resolved from the directory the sweep is started in.
+    data_dir: str = ""
     isolate: bool = True  # each point in a fresh process: clean peak memory, a crash loses one point
     point_timeout_s: int = 3600
     # Per-method options, e.g. {"vera": {"ranks": [256], "d_initial": 0.1}, "lora": {"alpha": 16}}: the
@@ -135,10 +137,13 @@ class Point:
     adapter_options: str  # canonical JSON of the make_config options
     task_options: str  # canonical JSON
     train: str  # canonical JSON of TrainSettings overrides
+    # Where the sweep was started: the point resolves relative paths (a model folder, the csv task's files) from
+    # here, as the checks did before any point ran; "" = its own working directory.
+    work_dir: str = ""
 
     @property
     def point_id(self) -> str:
-        identity = {k: v for k, v in asdict(self).items() if k not in ("data_dir", "threads")}
+        identity = {k: v for k, v in asdict(self).items() if k not in ("data_dir", "threads", "work_dir")}
         return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

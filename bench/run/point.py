@@ -146,6 +146,8 @@ def main(argv: list[str]) -> int:
     point_file, row_file, run_dir = argv
     with open(point_file) as f:
         point = Point(**json.load(f))
+    if point.work_dir and os.path.isdir(point.work_dir):  # relative paths as the sweep's checks read them
+        os.chdir(point.work_dir)
     row = run_point(point, run_dir)
     tmp = row_file + ".tmp"
     with open(tmp, "w") as f:
