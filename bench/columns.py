@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCHEMA_VERSION = 3  # 2: lr and head_lr; 3: estimated, FLOPs and tensor memory by category, host and executor,
-# device as the point ran, eval_metric and eval_score*, eval_examples, adapter_seed
+SCHEMA_VERSION = 4  # 2: lr and head_lr; 3: estimated, FLOPs and tensor memory by category, host and executor,
+# device as the point ran, eval_metric and eval_score*, eval_examples, adapter_seed; 4: load_avg_1m_start,
+# load_avg_1m_end, cpu_steal_s, ctx_switches_involuntary
 COMPARE_KINDS = ("exact", "noisy", "steps", "accuracy", "")
 MIB = 2**20
 
@@ -49,6 +50,11 @@ class Column:
     @property
     def is_text(self) -> bool:
         return self.unit == "text"
+
+    @property
+    def is_timing(self) -> bool:
+        """A wall-clock reading, which other work on the machine slows (the summary marks those of a busy machine)."""
+        return self.unit in ("s", "ms", "tokens/s")
 
     def format(self, value: float) -> str:
         """A value for people, with its unit: bytes in KiB / MiB, FLOPs in G, counts with separators."""
@@ -195,6 +201,15 @@ COLUMNS = [
     Column("train_time_s", "s", "training wall time, evaluation excluded"),
     Column("started_at", "text", "UTC time the point started"),
     Column("point_wall_s", "s", "wall time of the whole point, model loading included"),
+    # How busy the machine was (bench/measure/load.py): a timing taken with the load above the core count is marked
+    # in the summary, and compare will not call it a regression against a run taken at another load.
+    Column("load_avg_1m_start", "", "1-minute load average of the machine when the point started (runnable "
+           "threads, all processes; above the core count = busy)"),
+    Column("load_avg_1m_end", "", "1-minute load average of the machine when the point ended"),
+    Column("cpu_steal_s", "s", "CPU time the hypervisor gave to other machines while the point ran, all CPUs "
+           "(/proc/stat's steal); empty where the kernel does not report it"),
+    Column("ctx_switches_involuntary", "count", "times the point's process was preempted while the point ran "
+           "(involuntary context switches): other work took its core"),
 ]
 COLUMN_NAMES = [c.name for c in COLUMNS]
 BY_NAME = {c.name: c for c in COLUMNS}

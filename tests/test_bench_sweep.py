@@ -65,6 +65,16 @@ def test_small_sweep_writes_schema_rows_with_formula_counts(tmp_path):
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["config"]["models"] == ["llama-2m"] and meta["environment"]["versions"]["torch"]
     assert "commit" in meta["environment"] and meta["ended_at"]
+    # how busy the machine was: each point's load and preemptions, the run's highest load against the cores
+    steal_reported = open("/proc/stat").readline().split()[0] == "cpu"
+    for row in written:
+        assert float(row["load_avg_1m_start"]) >= 0 and float(row["load_avg_1m_end"]) >= 0
+        assert int(row["ctx_switches_involuntary"]) >= 0
+        assert float(row["cpu_steal_s"]) >= 0 if steal_reported else row["cpu_steal_s"] == ""
+    load = meta["load"]
+    highest = max(float(r[c]) for r in written for c in ("load_avg_1m_start", "load_avg_1m_end"))
+    assert load["cpu_count"] == os.cpu_count() and load["load_avg_1m_max"] >= highest
+    assert load["busy"] == (load["load_avg_1m_max"] > os.cpu_count())
 
 
 def test_a_method_s_own_train_settings_override_the_sweep_s(tmp_path):

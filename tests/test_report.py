@@ -267,3 +267,39 @@ def test_differences_within_the_eval_sets_binomial_noise_are_marked(small_run_di
         assert all(marked), changes + claims
     else:
         assert marked == tie, changes + claims
+
+
+def test_timings_taken_on_a_busy_machine_are_marked(small_run_dir, tmp_path):
+    """Points whose load average was above the cores: their timing cells (step time, init) carry the mark in the
+    results table and the claim check (GiVA's step ratio and init in steps), with a note; the run section gives the
+    load. Counts and scores are not marked; a quiet point's timings are not."""
+    from bench.report.tables import BUSY_MARK
+
+    run_dir = copy_run(small_run_dir, tmp_path / "busy")
+    busy_method = "giva"
+    rewrite_rows(run_dir, lambda rows: [{**r, "load_avg_1m_start": "0.3",
+                                         "load_avg_1m_end": "7.5" if r["method"] == busy_method else "0.5"}
+                                        for r in rows])
+    meta_path = os.path.join(run_dir, META_FILE)
+    meta = json.load(open(meta_path))
+    meta["load"] = {"cpu_count": 2, "load_avg_1m_max": 7.5, "busy": True}
+    with open(meta_path, "w") as f:
+        json.dump(meta, f)
+    build_report([run_dir])
+    summary = open(os.path.join(run_dir, "summary.md")).read()
+    rows = latest_rows(read_rows(os.path.join(run_dir, RESULTS_FILE)))
+    assert f"| load | 1-minute load average up to 7.5 on 2 cores: busy; " \
+           f"{sum(r['method'] == busy_method for r in rows)} of {len(rows)} points ran above" in summary
+    results = summary.split("## Results", 1)[1].split("## Claim check", 1)[0]
+    assert "above its 2 cores (busy)" in results
+    lines = [line for line in results.splitlines() if line.startswith("| ") and line.split("|")[2].strip().isdigit()]
+    header = next(line for line in results.splitlines() if "step p50" in line)
+    names = [cell.strip() for cell in header.split("|")]
+    for line in lines:
+        cells = dict(zip(names, (cell.strip() for cell in line.split("|"))))
+        marked = {name for name, cell in cells.items() if cell.endswith(BUSY_MARK)}
+        assert marked == ({"init total", "step p50"} if cells["method"] == busy_method else set()), line
+    claims = summary.split("## Claim check", 1)[1].split("\n## ", 1)[0]
+    giva_lines = [line for line in claims.splitlines() if line.startswith("| giva")]
+    assert giva_lines and all(line.rstrip(" |").endswith(BUSY_MARK) for line in giva_lines)
+    assert "above its 2 cores (busy)" in claims

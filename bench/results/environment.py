@@ -1,4 +1,5 @@
-"""What produced a result file: versions, device, CPU, the commit and whether the tree was dirty; and the time."""
+"""What produced a result file: versions, device, CPU, the commit and whether the tree was dirty, how busy the machine
+was; and the time."""
 
 from __future__ import annotations
 
@@ -62,3 +63,17 @@ def _cpu_model() -> str:
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def is_busy(load_avg_1m: float, cpu_count: int | None) -> bool:
+    """The rule for a busy machine: a 1-minute load average above its core count (more runnable work than cores, so
+    a point's threads waited for a core and its timings are not faithful)."""
+    return bool(cpu_count) and load_avg_1m > cpu_count
+
+
+def machine_load(load_avgs: list[float], previous: dict | None = None) -> dict:
+    """meta.json's "load": this machine's cores, the highest 1-minute load average seen during the run (earlier
+    sessions of a resumed run included), and whether it was busy."""
+    cpu_count = os.cpu_count()
+    highest = max([*load_avgs, (previous or {}).get("load_avg_1m_max", 0.0)])
+    return {"cpu_count": cpu_count, "load_avg_1m_max": round(highest, 2), "busy": is_busy(highest, cpu_count)}

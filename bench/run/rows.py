@@ -19,6 +19,7 @@ from dataclasses import asdict
 from ..columns import IDENTITY
 from ..config.sweep import Point
 from ..measure.counters import Costs
+from ..measure.load import load_columns, read_load
 from ..results.environment import utc_now
 
 # The Point field of an identity column where the names differ.
@@ -45,8 +46,9 @@ def failed_row(point: Point, error: str, **columns) -> dict:
 
 
 def point_row(point: Point, measure: Callable[[], dict], estimated: bool = False, **columns) -> dict:
-    """identity + columns + measure()'s columns + status and timing; a failure in measure() is a failed row."""
-    started, start = utc_now(), time.perf_counter()
+    """identity + columns + measure()'s columns + status, timing and the machine's load; a failure in measure() is a
+    failed row."""
+    started, start, load = utc_now(), time.perf_counter(), read_load()
     row = {**identity_columns(point, estimated), **columns}
     try:
         row.update(status="ok", error="", **measure())
@@ -58,7 +60,7 @@ def point_row(point: Point, measure: Callable[[], dict], estimated: bool = False
         else:  # in the point's own process, whose log keeps the traceback
             row.update(status="failed", error=one_line(e))
             traceback.print_exc(file=sys.stderr)
-    row.update(started_at=started, point_wall_s=round(time.perf_counter() - start, 3))
+    row.update(started_at=started, point_wall_s=round(time.perf_counter() - start, 3), **load_columns(load, read_load()))
     return row
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from contextlib import contextmanager
 
@@ -24,7 +25,7 @@ from ..columns import PROGRESS
 from ..config.executor import ExecutorSettings
 from ..config.grid import expand_grid
 from ..config.sweep import SweepConfig
-from ..results.environment import utc_now
+from ..results.environment import machine_load, utc_now
 from ..results.read import done_point_ids, read_meta
 from ..results.rundir import RunDirUnwritable, ensure_writable, lock_run_dir, open_run_dir
 from ..results.write import append_row, write_meta
@@ -53,6 +54,8 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         meta, done = open_run_dir(run_dir, config, command, driver_device, log, retry_failed, estimated)
         meta["executor"] = {**config.executor, "kind": "estimate" if estimated else settings.kind}
         meta["methods"] = {method: adapters.describe(method) for method in config.methods}  # for the report
+        load_avgs = [os.getloadavg()[0]]  # this machine's, at the start and end and around each point run here
+        meta["load"] = machine_load(load_avgs, meta.get("load"))
         points = expand_grid(config)
         todo = [p for p in points if p.point_id not in done]
         if done:
@@ -68,6 +71,8 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
                     row = record(run_dir, payload, "estimate" if estimated else executor.name, done)
                     if row is not None:
                         rows.append(row)
+                        if row.get("host") in (None, socket.gethostname()):
+                            load_avgs += [row[c] for c in ("load_avg_1m_start", "load_avg_1m_end") if row.get(c) is not None]
                         bar.update()
                         bar.write(summary_line(row))
         finally:
@@ -76,6 +81,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         if settings.no_wait:
             log(f"{len(todo)} points submitted as jobs; gather their rows with `run_bench.py collect {run_dir}`")
         meta["ended_at"] = utc_now()
+        meta["load"] = machine_load([*load_avgs, os.getloadavg()[0]], meta["load"])
         _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
         return rows
 
