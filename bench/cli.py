@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--in-process", action="store_true", help="run points in this process (faster start, "
                      "memory readings shared between points, a crash ends the sweep)")
     run.add_argument("--retry-failed", action="store_true", help="run failed points of the run directory again")
+    run.add_argument("--malloc-mmap-threshold", type=int, metavar="BYTES", help="MALLOC_MMAP_THRESHOLD_ of point "
+                     "processes on CPU (default 65536: RSS follows the live tensors); 0 leaves glibc's own, whose "
+                     "kept heap lets peak_mem_bytes run past them")
     run.add_argument("--history", metavar="CSV", nargs="?", const=os.path.join(REPORTS_DIR, "history.csv"),
                      help="append the run's results to a history file (default reports/history.csv)")
     ex = run.add_argument_group("executor", "where points run (also an [executor] table in the sweep file; "
@@ -147,6 +150,8 @@ def sweep_config(args):
         data_dir=args.data_dir, threads=args.threads).items() if v is not None}
     if getattr(args, "in_process", False):
         overrides["isolate"] = False
+    if getattr(args, "malloc_mmap_threshold", None) is not None:
+        overrides["malloc_mmap_threshold"] = args.malloc_mmap_threshold
     file_values = load_sweep_file(args.config) if args.config else {}
     # `run`'s executor flags (`estimate` has none), by ExecutorSettings field; --executor sets `kind`
     executor_flags = {("kind" if flag == "executor" else flag): getattr(args, flag) for flag in EXECUTOR_FLAGS

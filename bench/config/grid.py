@@ -25,7 +25,7 @@ def expand_grid(config: SweepConfig) -> list[Point]:
                 data_dir=os.path.abspath(config.data_dir) if config.data_dir else "",  # workers run elsewhere
                 adapter_options=_canonical({k: v for k, v in options.items() if k != "r"}),
                 task_options=_canonical(config.task_options), train=_canonical(config.train_for(method)),
-                work_dir=os.getcwd(),
+                work_dir=os.getcwd(), malloc_mmap_threshold=config.malloc_mmap_threshold if config.isolate else 0,
             ))
     return points
 

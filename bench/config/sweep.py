@@ -38,6 +38,11 @@ class SweepConfig:
     # and in task_options (train_file, eval_file) are resolved from the directory the sweep is started in.
     data_dir: str = ""
     isolate: bool = True  # each point in a fresh process: clean peak memory, a crash loses one point
+    # glibc's MALLOC_MMAP_THRESHOLD_ for point processes on CPU: blocks from this size up are mapped and unmapped one
+    # by one, so process RSS (peak_mem_bytes) follows the live tensors instead of the heap glibc keeps for reuse
+    # (RSS growth 1.0x the tracked tensors with it, 1.6-1.9x without: tests/benchmarks/rss_vs_tracked.py); 0 = glibc's
+    # own dynamic threshold. Fresh point processes only (not --in-process).
+    malloc_mmap_threshold: int = 65536
     point_timeout_s: int = 3600
     # Per-method options, e.g. {"vera": {"ranks": [256], "d_initial": 0.1}, "lora": {"alpha": 16}}: the
     # adapter's options, plus "ranks" (the method's own ranks) and "train" (TrainSettings over `train`
@@ -72,6 +77,8 @@ class SweepConfig:
                 raise ValueError(f"{name} must be positive integers, got {getattr(self, name)}")
         if self.warmup_steps < 0 or self.timed_steps < 1:
             raise ValueError("warmup_steps must be >= 0 and timed_steps >= 1")
+        if self.malloc_mmap_threshold < 0:
+            raise ValueError(f"malloc_mmap_threshold={self.malloc_mmap_threshold} must be >= 0 bytes (0: glibc's own)")
         for method in self.methods:  # rank <= 0, unknown options, bad values
             for rank in self.ranks_for(method):
                 adapters.make_adapter(method, rank, self.adapter_options(method, rank))
@@ -113,7 +120,8 @@ class SweepConfig:
 
     def config_hash(self) -> str:
         """What decides the points; resuming a run dir needs the same hash."""
-        relevant = {k: v for k, v in self.to_dict().items() if k not in ("isolate", "point_timeout_s", "executor")}
+        relevant = {k: v for k, v in self.to_dict().items()
+                    if k not in ("isolate", "point_timeout_s", "executor", "malloc_mmap_threshold")}
         return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -140,10 +148,12 @@ class Point:
     # Where the sweep was started: the point resolves relative paths (a model folder, the csv task's files) from
     # here, as the checks did before any point ran; "" = its own working directory.
     work_dir: str = ""
+    malloc_mmap_threshold: int = 0  # bytes; set for the point's process where it runs on CPU (0: glibc's default)
 
     @property
     def point_id(self) -> str:
-        identity = {k: v for k, v in asdict(self).items() if k not in ("data_dir", "threads", "work_dir")}
+        identity = {k: v for k, v in asdict(self).items()
+                    if k not in ("data_dir", "threads", "work_dir", "malloc_mmap_threshold")}
         return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

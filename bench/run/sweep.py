@@ -32,7 +32,7 @@ from ..results.write import append_row, write_meta
 from . import executors
 from .checks import check_inputs
 from .estimate import estimate_payload
-from .executors.worker import run_point_payload, run_point_here
+from .executors.worker import malloc_env, run_point_payload, run_point_here
 from .point import resolve_device
 
 
@@ -54,6 +54,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         meta, done = open_run_dir(run_dir, config, command, driver_device, log, retry_failed, estimated)
         meta["executor"] = {**config.executor, "kind": "estimate" if estimated else settings.kind}
         meta["methods"] = {method: adapters.describe(method) for method in config.methods}  # for the report
+        meta["cpu_point_env"] = malloc_env(config.malloc_mmap_threshold) if config.isolate and not estimated else {}
         load_avgs = [os.getloadavg()[0]]  # this machine's, at the start and end and around each point run here
         meta["load"] = machine_load(load_avgs, meta.get("load"))
         points = expand_grid(config)
