@@ -186,7 +186,8 @@ def sweep_config(args):
 def describe_sweep(config) -> str:
     """The resolved grid in one line: models, tasks, and each method's ranks as they will run."""
     ranks = "; ".join(f"{m} r={','.join(map(str, config.ranks_for(m)))}" for m in config.methods)
-    return f"models={','.join(config.models)} tasks={','.join(config.tasks)} {ranks}"
+    ladder = f" size_ladder={','.join(config.size_ladder)} (estimated)" if config.size_ladder else ""
+    return f"models={','.join(config.models)} tasks={','.join(config.tasks)} {ranks}{ladder}"
 
 
 def cmd_run(args, argv) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 SCHEMA_VERSION = 4  # 2: lr and head_lr; 3: estimated, FLOPs and tensor memory by category, host and executor,
 # device as the point ran, eval_metric and eval_score*, eval_examples, adapter_seed; 4: load_avg_1m_start,
-# load_avg_1m_end, cpu_steal_s, ctx_switches_involuntary
+# load_avg_1m_end, cpu_steal_s, ctx_switches_involuntary, cost_trace_batch
 COMPARE_KINDS = ("exact", "noisy", "steps", "accuracy", "")
 MIB = 2**20
 
@@ -87,8 +87,8 @@ COLUMNS = [
            "shapes, device as asked for: auto, cpu, cuda); the same whichever executor runs it"),
     Column("status", "text", "ok, failed or skipped"),
     Column("error", "text", "one-line reason when failed or skipped"),
-    Column("estimated", "", "1: predicted by `run_bench.py estimate` (a shapes-only trace, FakeTensorMode: FLOPs and "
-           "tensor bytes, nothing timed); 0: measured"),
+    Column("estimated", "", "1: predicted by `run_bench.py estimate` or as a point of the sweep's size ladder (a "
+           "shapes-only trace, FakeTensorMode: FLOPs and tensor bytes, nothing timed); 0: measured"),
     Column("model", "text", "model registry name", identity=True),
     Column("task", "text", "'profile' (synthetic batches, timing only) or a task name", identity=True),
     Column("method", "text", "a registered method (giva.methods: lora, vera, giva, ...) or PEFT's as peft:<name> "
@@ -178,6 +178,10 @@ COLUMNS = [
            progress="tensors"),
     Column("cost_trace_s", "s", "wall time of the untimed FLOP and memory trace (init and step; in `estimate` the "
            "whole fake trace)"),
+    Column("cost_trace_batch", "text", "BxT of the batch the step's FLOPs and tensor bytes were traced on: the task's "
+           "own, the one after the training steps (T is its longest text's with padding='longest'); 'as profile' "
+           "where `estimate` traced a task it cannot set up without weights (planted) as the profile task's random "
+           "tokens at the point's shapes"),
     Column("eval_metric", "text", "the task's own metric, what eval_score holds: accuracy, f1, matthews, pearson or "
            "spearman (GLUE's convention per task: matthews for cola, pearson for stsb, else accuracy; or task option "
            "metric)"),

@@ -261,10 +261,10 @@ def test_bad_model_paths_and_unreachable_hub_ids_fail_before_any_point(tmp_path,
     cases.append(("someorg/not-cached", r"the hub \(http://127.0.0.1:9\) is unreachable"))
     for model, message in cases:
         with pytest.raises(ValueError, match=message):
-            check_inputs(tiny_sweep(models=[model]), read_data=False)  # paths fail at validation already
+            check_inputs(tiny_sweep(models=[model]))  # paths fail at validation already
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ValueError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
-        check_inputs(tiny_sweep(models=["someorg/not-cached"]), read_data=False)
+        check_inputs(tiny_sweep(models=["someorg/not-cached"]))
 
     # The CLI: one line, exit 2, nothing run (before: every point waited ~30 s on the hub, then failed).
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}

@@ -289,7 +289,7 @@ def test_timings_taken_on_a_busy_machine_are_marked(small_run_dir, tmp_path):
     summary = open(os.path.join(run_dir, "summary.md")).read()
     rows = latest_rows(read_rows(os.path.join(run_dir, RESULTS_FILE)))
     assert f"| load | 1-minute load average up to 7.5 on 2 cores: busy; " \
-           f"{sum(r['method'] == busy_method for r in rows)} of {len(rows)} points ran above" in summary
+           f"{sum(r['method'] == busy_method for r in rows)} of {len(rows)} measured points ran above" in summary
     results = summary.split("## Results", 1)[1].split("## Claim check", 1)[0]
     assert "above its 2 cores (busy)" in results
     lines = [line for line in results.splitlines() if line.startswith("| ") and line.split("|")[2].strip().isdigit()]

@@ -23,6 +23,10 @@ class SweepConfig:
     """Everything a sweep varies or fixes. A sweep file (TOML) sets these keys at top level."""
 
     models: list[str] = field(default_factory=lambda: ["llama-2m"])
+    # The size axis beside the measured points: these models (any size; the ladder goes to llama-70b) traced by
+    # `estimate` (FakeTensorMode: FLOPs and tensor bytes, no timings) as the profile task at the sweep's shapes,
+    # each method at its first rank, the first seed. [] = none. Their rows share the run and its report.
+    size_ladder: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=lambda: ["profile"])  # "profile" = synthetic batches, timing only
     methods: list[str] = field(default_factory=lambda: ["lora", "vera", "giva"])
     ranks: list[int] = field(default_factory=lambda: [8])  # a method's own "ranks" option overrides these
@@ -59,8 +63,11 @@ class SweepConfig:
         for name in ("models", "tasks", "methods", "ranks", "seeds", "batch_sizes", "seq_lens"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is empty; give at least one value")
-        for model in self.models:
+        for model in [*self.models, *self.size_ladder]:
             get_entry(model)
+        both = sorted(set(self.models) & set(self.size_ladder))
+        if both:
+            raise ValueError(f"model {both[0]} is in both models (measured) and size_ladder (estimated); keep it in one")
         for method, options in self.method_options.items():
             if not isinstance(options, dict):
                 raise ValueError(f"method_options.{method} must be a table of options, e.g. "
@@ -149,11 +156,12 @@ class Point:
     # here, as the checks did before any point ran; "" = its own working directory.
     work_dir: str = ""
     malloc_mmap_threshold: int = 0  # bytes; set for the point's process where it runs on CPU (0: glibc's default)
+    estimated: bool = False  # traced by `estimate` instead of run (a size_ladder point, or every point of `estimate`)
 
     @property
     def point_id(self) -> str:
         identity = {k: v for k, v in asdict(self).items()
-                    if k not in ("data_dir", "threads", "work_dir", "malloc_mmap_threshold")}
+                    if k not in ("data_dir", "threads", "work_dir", "malloc_mmap_threshold", "estimated")}
         return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

@@ -22,7 +22,7 @@ from ..columns import IDENTITY, MIB, TABLE, column
 from ..results.read import STATUSES, Run, load_run
 from .claims import format_claim_check
 from .plots import LINESTYLES, MARKERS, PLOTS, STYLE, NoData, save_figure
-from .tables import (NOISE_NOTE, busy_note, format_difference, format_value, mark_busy, md_cell, noise_points,
+from .tables import (BUSY_MARK, NOISE_NOTE, busy_note, format_difference, format_value, mark_busy, md_cell, noise_points,
                      task_metric)
 
 # What can split a point's line besides its method options: the identity but what a plot or table already shows.
@@ -299,10 +299,12 @@ def format_load(run: Run) -> str:
     load = run.meta.get("load")
     if not load:
         return "not recorded"
-    busy = int(run.busy().sum())
+    timed = run.rows["estimated"] != 1  # estimated rows have no timings
+    busy = int(run.busy()[timed].sum())
     text = f"1-minute load average up to {load['load_avg_1m_max']:g} on {load['cpu_count']} cores"
     if load.get("busy"):
-        text += f": busy; {busy} of {len(run.rows)} points ran above the core count (their timings marked †)"
+        text += (f": busy; {busy} of {int(timed.sum())} measured points ran above the core count (their timings "
+                 f"marked {BUSY_MARK})")
     return text
 
 
@@ -323,7 +325,9 @@ def format_run_section(run: Run, label: str) -> list[str]:
         ("python / platform", f"{env.get('python', '?')} / {env.get('platform', '?')}"),
         ("versions", versions or "unknown"),
         ("points", ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
-         + (" (estimated: FakeTensorMode, shapes only, no timings)" if meta.get("estimated") else "")),
+         + (" (estimated: FakeTensorMode, shapes only, no timings)" if meta.get("estimated") else
+            f" ({estimated} of them estimated: the size ladder, FakeTensorMode, shapes only, no timings)"
+            if (estimated := int((run.rows["estimated"] == 1).sum())) else "")),
         ("config hash", f"`{meta.get('config_hash', '?')}`"),
         ("load", format_load(run)),
     ]

@@ -74,8 +74,10 @@ def adapter_columns(stats: dict, rank: int) -> dict:
         effective_ranks=json.dumps(capped) if capped else "", adapter_buffer_bytes=stats["adapter_buffer_bytes"])
 
 
-def cost_columns(init: Costs, step: Costs) -> dict:
-    """The columns of an init trace and a training-step trace (bench/measure/counters.py)."""
+def cost_columns(init: Costs, step: Costs, step_batch_shape: tuple, traced_as: str = "") -> dict:
+    """The columns of an init trace and a training-step trace (bench/measure/counters.py); step_batch_shape: the
+    traced step's batch (B, T); traced_as: the task it was traced as, where not the point's own."""
     return {"init_flops": init.flops, "init_tensor_peak_bytes": init.peak_bytes, "flops_per_step": step.flops,
             "adapter_flops_per_step": step.adapter_flops, **step.by_category, "tensor_peak_bytes": step.peak_bytes,
-            "cost_trace_s": round(init.trace_s + step.trace_s, 3)}
+            "cost_trace_s": round(init.trace_s + step.trace_s, 3),
+            "cost_trace_batch": "x".join(map(str, step_batch_shape)) + (f" as {traced_as}" if traced_as else "")}

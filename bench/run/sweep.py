@@ -12,11 +12,13 @@ and the points not recorded run on the next plain rerun.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
 import sys
 from contextlib import contextmanager
+from dataclasses import asdict
 
 from tqdm import tqdm
 
@@ -41,11 +43,12 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
     """Run every point not yet done (failed ones too with retry_failed); returns the rows written this time.
 
     estimated: trace each point under FakeTensorMode in this process instead of running it (run/estimate.py,
-    `run_bench.py estimate`); a "cuda" device needs no GPU then.
+    `run_bench.py estimate`); a "cuda" device needs no GPU then. The size ladder's points are traced so in any case,
+    after the measured ones.
     """
     settings = ExecutorSettings.from_dict({} if estimated else config.executor)
-    check_inputs(config, read_data=not estimated)  # models, ranks, targets, data: one error before any point runs
-    worker = estimate_payload if estimated else run_point_payload if config.isolate else run_point_here
+    check_inputs(config)  # models, ranks, targets, data: one error before any point runs
+    worker = run_point_payload if config.isolate else run_point_here
     # the device meta.json records: this machine's where the points run here, else as asked (resolved where they run)
     runs_here = executors.EXECUTORS[settings.kind].runs_here and not estimated
     driver_device = resolve_device(config.device) if runs_here else config.device
@@ -61,15 +64,19 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         todo = [p for p in points if p.point_id not in done]
         if done:
             log(f"resuming {run_dir}: {len(points) - len(todo)} of {len(points)} points already done")
-        # bad executor input stops here, nothing written; a trace reads no data
+        # the executor runs the measured points; the driver traces the rest (all of `estimate`'s, the size ladder's)
+        measured = [] if estimated else [p for p in todo if not p.estimated]
+        traced = [p for p in todo if p not in measured]
+        # bad executor input stops here, nothing written
         executor = executors.make_executor(settings, config, run_dir, check_paths=not estimated)
         rows = []
         bar = tqdm(total=len(todo), unit="point", dynamic_ncols=True, file=sys.stderr)
         try:
             _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
             with _sigterm_as_interrupt():
-                for payload in executor.run(todo, worker):
-                    row = record(run_dir, payload, "estimate" if estimated else executor.name, done)
+                for payload in itertools.chain(executor.run(measured, worker),
+                                               (estimate_payload(asdict(p)) for p in traced)):
+                    row = record(run_dir, payload, "estimate" if payload["row"]["estimated"] else executor.name, done)
                     if row is not None:
                         rows.append(row)
                         if row.get("host") in (None, socket.gethostname()):

@@ -47,6 +47,7 @@ class TrainResult:
     lr: float = 0.0  # the adapter's peak learning rate, resolved (settings.lr or the method's default)
     head_lr: float | None = None  # the head's, when trainable_modules has parameters; None otherwise
     step_costs: Costs | None = None  # FLOPs and tensor bytes of one more, untimed step (train(trace_step=True))
+    step_batch_shape: tuple = ()  # (B, T) of that step's batch: with padding="longest" T is its longest text's
 
 
 class NonFiniteLoss(ValueError):
@@ -173,6 +174,7 @@ def train(model: nn.Module, setup: TaskSetup, settings: TrainSettings, *, method
         model.train()
         result.step_costs = trace_costs(model, lambda: training_step(model, batch, setup.loss_fn, opt,
                                                                       settings.max_grad_norm), (opt.optimizer, batch))
+        result.step_batch_shape = tuple(batch["input_ids"].shape)
     model.eval()
 
     result.step_times_ms = timer.times_ms()

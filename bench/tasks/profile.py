@@ -22,11 +22,11 @@ def profile_batch(batch_size: int, seq_len: int, vocab_size: int, num_labels: in
     return batch
 
 
-def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None) -> TaskSetup:
+def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None, load=load_model) -> TaskSetup:
     """Random token batches on the body's own head: causal-LM loss for decoders, random classes for encoders."""
     head = task.head_for(entry)
     encoder = head == "seq_cls"
-    model = load_model(entry, head, dtype=dtype, device=device, num_labels=opts.num_labels, seed=seed)
+    model = load(entry, head, dtype=dtype, device=device, num_labels=opts.num_labels, seed=seed)
     vocab_size = model.config.vocab_size
 
     def batches():
