@@ -9,6 +9,10 @@ import sys
 from .config.executor import KINDS
 
 DEFAULT_PRESET = "quick"
+# The one rule for relative paths, stated in --help (the checks and every point follow it: config/grid.py).
+RELATIVE_PATHS = ("A relative path (--data-dir, a model folder, the csv task's train_file and eval_file; in a preset or "
+                  "sweep file too) is resolved from the directory run_bench.py is started in, by the checks and by "
+                  "every point.")
 REPORTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reports")
 
 
@@ -38,14 +42,15 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         "names them all)")
     parser.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva and PEFT's as "
                         "peft:<name> (see `list methods`)")
-    parser.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks (a method's own ranks win)")
+    parser.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks for every method; replaces a "
+                        "preset's or sweep file's per-method ranks")
     parser.add_argument("--seeds", type=_csv_list(int))
     parser.add_argument("--batch-sizes", type=_csv_list(int))
     parser.add_argument("--seq-lens", type=_csv_list(int))
     parser.add_argument("--device", help="auto, cpu or cuda[:N]")
     parser.add_argument("--dtype", help="float32, bfloat16 or float16")
     parser.add_argument("--data-dir", help="folder with sst2/, trec/, emotion/, agnews/, mrpc/, stsb/ (e.g. "
-                        "../shared/data); empty: the datasets by name from the Hugging Face hub")
+                        "../shared/data); empty: the datasets by name from the Hugging Face hub. " + RELATIVE_PATHS)
     parser.add_argument("--steps", type=int, help="training steps per accuracy point")
     parser.add_argument("--threads", type=int, help="torch threads per point (0 = default)")
     parser.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
@@ -61,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--in-process", action="store_true", help="run points in this process (faster start, "
                      "memory readings shared between points, a crash ends the sweep)")
     run.add_argument("--retry-failed", action="store_true", help="run failed points of the run directory again")
+    run.add_argument("--malloc-mmap-threshold", type=int, metavar="BYTES", help="MALLOC_MMAP_THRESHOLD_ of point "
+                     "processes on CPU (default 65536: RSS follows the live tensors); 0 leaves glibc's own, whose "
+                     "kept heap lets peak_mem_bytes run past them")
     run.add_argument("--history", metavar="CSV", nargs="?", const=os.path.join(REPORTS_DIR, "history.csv"),
                      help="append the run's results to a history file (default reports/history.csv)")
     ex = run.add_argument_group("executor", "where points run (also an [executor] table in the sweep file; "
@@ -112,11 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     report.add_argument("--out", help="output folder (needed for several run directories)")
 
-    compare = sub.add_parser("compare", help="compare two runs; exit 1 on a regression")
+    compare = sub.add_parser("compare", help="compare two runs; exit 1 on a regression, 3 when the only "
+                             "regressions are timings taken at different loads")
     compare.add_argument("baseline", help="baseline run directory or results.csv")
     compare.add_argument("current", help="current run directory or results.csv")
     compare.add_argument("--threshold", action="append", default=[], metavar="METRIC:LIMIT",
                          help="e.g. step_time_ms_p50:10%%, peak_mem_bytes:5%%, eval_accuracy:1pt (repeatable)")
+    compare.add_argument("--across-loads", action="store_true", help="judge timing regressions of points one run "
+                         "timed on a busy machine (1-minute load above its cores) and the other on a quiet one; "
+                         "without it they are listed as not judged and compare exits 3 when nothing else regressed")
 
     history = sub.add_parser("history", help="append runs to a history over commits; plot it, find its change points "
                              "and regressions (exit 1 on one), write its page")
@@ -169,6 +181,8 @@ def sweep_config(args):
         data_dir=args.data_dir, threads=args.threads).items() if v is not None}
     if getattr(args, "in_process", False):
         overrides["isolate"] = False
+    if getattr(args, "malloc_mmap_threshold", None) is not None:
+        overrides["malloc_mmap_threshold"] = args.malloc_mmap_threshold
     file_values = load_sweep_file(args.config) if args.config else {}
     # `run`'s executor flags (`estimate` has none), by ExecutorSettings field; --executor sets `kind`
     executor_flags = {("kind" if flag == "executor" else flag): getattr(args, flag) for flag in EXECUTOR_FLAGS
@@ -179,15 +193,32 @@ def sweep_config(args):
             raise ValueError(f"the sweep file's executor must be a table ([executor]), got {executor_table!r}")
         overrides["executor"] = {**executor_table, **executor_flags}
     preset = None if args.config else (args.preset or DEFAULT_PRESET)
+    base = make_sweep_config(preset, file_values)
+    notes = []
     if args.steps is not None:
-        base = make_sweep_config(preset, file_values)
         overrides["train"] = {**base.train, "steps": args.steps}
+    if args.ranks is not None:  # the command line wins over the preset's or file's per-method ranks
+        own = {m: options["ranks"] for m, options in base.method_options.items() if "ranks" in options}
+        if own:
+            overrides["method_options"] = {m: {k: v for k, v in options.items() if k != "ranks"}
+                                           for m, options in base.method_options.items()}
+            replaced = ", ".join(f"{m} {ranks}" for m, ranks in own.items())
+            notes.append(f"--ranks {','.join(map(str, args.ranks))} replaces the per-method ranks of the "
+                         f"{'sweep file' if args.config else 'preset'} ({replaced})")
     config = make_sweep_config(preset, file_values, overrides)
     name = (preset or os.path.splitext(os.path.basename(args.config))[0]) + ("-estimate" if args.command == "estimate" else "")
     if args.out is not None and not args.out.strip():
         raise ValueError("--out is empty; give a run directory, or leave --out out for reports/runs/NAME-COMMIT")
     run_dir = args.out or os.path.join(REPORTS_DIR, "runs", f"{name}-{(git_info()['commit'] or 'nogit')[:7]}")
+    print(f"sweep: {describe_sweep(config)}" + "".join(f"\nnote: {note}" for note in notes))
     return config, run_dir
+
+
+def describe_sweep(config) -> str:
+    """The resolved grid in one line: models, tasks, and each method's ranks as they will run."""
+    ranks = "; ".join(f"{m} r={','.join(map(str, config.ranks_for(m)))}" for m in config.methods)
+    ladder = f" size_ladder={','.join(config.size_ladder)} (estimated)" if config.size_ladder else ""
+    return f"models={','.join(config.models)} tasks={','.join(config.tasks)} {ranks}{ladder}"
 
 
 def cmd_run(args, argv) -> int:
@@ -230,6 +261,7 @@ def finish_run(run_dir: str, args) -> int:
         from .report.history import append_history
 
         print(f"history: {append_history(run_dir, args.history)} rows added to {args.history}")
+    return 0
 
 
 def cmd_collect(args, argv) -> int:
@@ -282,9 +314,7 @@ def cmd_list(args, argv) -> int:
     if args.what in (None, "presets"):
         print("presets:")
         for name in PRESETS:
-            config = make_sweep_config(name)
-            ranks = "; ".join(f"{m} r={','.join(map(str, config.ranks_for(m)))}" for m in config.methods)
-            print(f"  {name:15s} models={','.join(config.models)} tasks={','.join(config.tasks)} {ranks}")
+            print(f"  {name:15s} {describe_sweep(make_sweep_config(name))}")
     if args.what in (None, "methods"):
         ours, peft = method_names()
         print("methods: " + ", ".join(ours))
@@ -304,11 +334,9 @@ def cmd_report(args, argv) -> int:
 
 
 def cmd_compare(args, argv) -> int:
-    from .report.compare import compare_runs, format_comparison, parse_thresholds
+    from .report.compare import compare_and_print
 
-    comparison = compare_runs(args.baseline, args.current, parse_thresholds(args.threshold))
-    print(format_comparison(comparison))
-    return 1 if comparison.regressions else 0
+    return compare_and_print(args.baseline, args.current, args.threshold, across_loads=args.across_loads)
 
 
 def cmd_history(args, argv) -> int:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 SCHEMA_VERSION = 4  # 2: lr and head_lr; 3: estimated, FLOPs and tensor memory by category, host and executor,
 # device as the point ran, eval_metric and eval_score*, eval_examples, adapter_seed; 4: image_transform, answer_rule,
-# decoding, gen_time_s, gen_new_tokens (image and generation tasks)
+# decoding, gen_time_s, gen_new_tokens (image and generation tasks), load_avg_1m_start, load_avg_1m_end, cpu_steal_s,
+# ctx_switches_involuntary, cost_trace_batch
 COMPARE_KINDS = ("exact", "noisy", "steps", "accuracy", "")
 MIB = 2**20
 
@@ -51,6 +52,11 @@ class Column:
     @property
     def is_text(self) -> bool:
         return self.unit == "text"
+
+    @property
+    def is_timing(self) -> bool:
+        """A wall-clock reading, which other work on the machine slows (the summary marks those of a busy machine)."""
+        return self.unit in ("s", "ms", "tokens/s")
 
     def format(self, value: float) -> str:
         """A value for people, with its unit: bytes in KiB / MiB, FLOPs in G, counts with separators."""
@@ -83,8 +89,8 @@ COLUMNS = [
            "shapes, device as asked for: auto, cpu, cuda); the same whichever executor runs it"),
     Column("status", "text", "ok, failed or skipped"),
     Column("error", "text", "one-line reason when failed or skipped"),
-    Column("estimated", "", "1: predicted by `run_bench.py estimate` (a shapes-only trace, FakeTensorMode: FLOPs and "
-           "tensor bytes, nothing timed); 0: measured"),
+    Column("estimated", "", "1: predicted by `run_bench.py estimate` or as a point of the sweep's size ladder (a "
+           "shapes-only trace, FakeTensorMode: FLOPs and tensor bytes, nothing timed); 0: measured"),
     Column("model", "text", "model registry name", identity=True),
     Column("task", "text", "'profile' (synthetic batches, timing only) or a task name", identity=True),
     Column("method", "text", "a registered method (giva.methods: lora, vera, giva, ...) or PEFT's as peft:<name> "
@@ -177,6 +183,10 @@ COLUMNS = [
            progress="tensors"),
     Column("cost_trace_s", "s", "wall time of the untimed FLOP and memory trace (init and step; in `estimate` the "
            "whole fake trace)"),
+    Column("cost_trace_batch", "text", "BxT of the batch the step's FLOPs and tensor bytes were traced on: the task's "
+           "own, the one after the training steps (T is its longest text's with padding='longest'); 'as profile' "
+           "where `estimate` traced a task it cannot set up without weights (planted) as the profile task's random "
+           "tokens at the point's shapes"),
     Column("eval_metric", "text", "the task's own metric, what eval_score holds: accuracy, f1, matthews, pearson or "
            "spearman (GLUE's convention per task: matthews for cola, pearson for stsb, else accuracy; or task option "
            "metric)"),
@@ -210,6 +220,15 @@ COLUMNS = [
     Column("train_time_s", "s", "training wall time, evaluation excluded"),
     Column("started_at", "text", "UTC time the point started"),
     Column("point_wall_s", "s", "wall time of the whole point, model loading included"),
+    # How busy the machine was (bench/measure/load.py): a timing taken with the load above the core count is marked
+    # in the summary, and compare will not call it a regression against a run taken at another load.
+    Column("load_avg_1m_start", "", "1-minute load average of the machine when the point started (runnable "
+           "threads, all processes; above the core count = busy)"),
+    Column("load_avg_1m_end", "", "1-minute load average of the machine when the point ended"),
+    Column("cpu_steal_s", "s", "CPU time the hypervisor gave to other machines while the point ran, all CPUs "
+           "(/proc/stat's steal); empty where the kernel does not report it"),
+    Column("ctx_switches_involuntary", "count", "times the point's process was preempted while the point ran "
+           "(involuntary context switches): other work took its core"),
 ]
 COLUMN_NAMES = [c.name for c in COLUMNS]
 BY_NAME = {c.name: c for c in COLUMNS}

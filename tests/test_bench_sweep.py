@@ -65,6 +65,16 @@ def test_small_sweep_writes_schema_rows_with_formula_counts(tmp_path):
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["config"]["models"] == ["llama-2m"] and meta["environment"]["versions"]["torch"]
     assert "commit" in meta["environment"] and meta["ended_at"]
+    # how busy the machine was: each point's load and preemptions, the run's highest load against the cores
+    steal_reported = open("/proc/stat").readline().split()[0] == "cpu"
+    for row in written:
+        assert float(row["load_avg_1m_start"]) >= 0 and float(row["load_avg_1m_end"]) >= 0
+        assert int(row["ctx_switches_involuntary"]) >= 0
+        assert float(row["cpu_steal_s"]) >= 0 if steal_reported else row["cpu_steal_s"] == ""
+    load = meta["load"]
+    highest = max(float(r[c]) for r in written for c in ("load_avg_1m_start", "load_avg_1m_end"))
+    assert load["cpu_count"] == os.cpu_count() and load["load_avg_1m_max"] >= highest
+    assert load["busy"] == (load["load_avg_1m_max"] > os.cpu_count())
 
 
 def test_a_method_s_own_train_settings_override_the_sweep_s(tmp_path):
@@ -251,10 +261,10 @@ def test_bad_model_paths_and_unreachable_hub_ids_fail_before_any_point(tmp_path,
     cases.append(("someorg/not-cached", r"the hub \(http://127.0.0.1:9\) is unreachable"))
     for model, message in cases:
         with pytest.raises(ValueError, match=message):
-            check_inputs(tiny_sweep(models=[model]), read_data=False)  # paths fail at validation already
+            check_inputs(tiny_sweep(models=[model]))  # paths fail at validation already
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ValueError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
-        check_inputs(tiny_sweep(models=["someorg/not-cached"]), read_data=False)
+        check_inputs(tiny_sweep(models=["someorg/not-cached"]))
 
     # The CLI: one line, exit 2, nothing run (before: every point waited ~30 s on the hub, then failed).
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
@@ -263,3 +273,68 @@ def test_bad_model_paths_and_unreachable_hub_ids_fail_before_any_point(tmp_path,
                             timeout=600)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "HF_HUB_OFFLINE" in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_command_line_ranks_replace_per_method_ranks_say_so_and_a_finished_run_exits_0(tmp_path, capsys):
+    """--ranks wins over a sweep's per-method ranks (a preset's or a file's: the same merge), the printed sweep says
+    so, and a command that ran its points returns 0 (not None)."""
+    from bench.cli import main
+
+    sweep = tmp_path / "own_ranks.toml"
+    sweep.write_text('models = ["llama-2m"]\nmethods = ["lora", "vera"]\nbatch_sizes = [2]\nseq_lens = [16]\n'
+                     '[method_options.vera]\nranks = [64, 256]\nd_initial = 0.5\n')
+    out = tmp_path / "run"
+    assert main(["estimate", "--config", str(sweep), "--ranks", "4", "--out", str(out), "--no-report"]) == 0
+    printed = capsys.readouterr().out
+    assert "lora r=4; vera r=4" in printed, printed
+    assert "note: --ranks 4 replaces the per-method ranks of the sweep file (vera [64, 256])" in printed
+    rows = read_rows(str(out / "results.csv"))
+    assert sorted((r["method"], r["rank"], r["status"]) for r in rows) == [("lora", "4", "ok"), ("vera", "4", "ok")]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["config"]["method_options"] == {"vera": {"d_initial": 0.5}}  # the other options stay
+
+
+def test_relative_paths_are_resolved_from_where_the_sweep_starts_by_the_checks_and_the_points(
+        tmp_path, monkeypatch, minilm_dir, data_dir):
+    """A model folder and the csv task's file given relative to the current directory: the checks read them from
+    there and so does the point, in its own process (which starts in the repository)."""
+    from bench.cli import main
+
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "mini").symlink_to(minilm_dir)
+    with open(os.path.join(data_dir, "mrpc", "train.tsv"), encoding="utf-8") as f:
+        (work / "data" / "pairs.tsv").write_text("".join(f.readlines()[:41]), encoding="utf-8")  # header + 40
+    (work / "sweep.toml").write_text(
+        'models = ["mini"]\ntasks = ["csv"]\nmethods = ["lora"]\nranks = [2]\nbatch_sizes = [4]\nseq_lens = [16]\n'
+        'warmup_steps = 1\nthreads = 1\ntrain = {steps = 2, eval_every = 0}\n'
+        '[task_options]\ntrain_file = "data/pairs.tsv"\ntext_column = "#1 String"\n'
+        'text_pair_column = "#2 String"\nlabel_column = "Quality"\nmax_eval_examples = 8\n')
+    monkeypatch.chdir(work)
+    assert main(["run", "--config", "sweep.toml", "--out", "run", "--no-report"]) == 0
+    (row,) = read_rows(str(work / "run" / "results.csv"))
+    assert row["status"] == "ok", row["error"]
+    assert row["model"] == "mini" and int(row["eval_examples"]) > 0  # the file was read in the point's process
+    from bench.cli import RELATIVE_PATHS, build_parser
+
+    run_help = " ".join(build_parser()._subparsers._group_actions[0].choices["run"].format_help().split())
+    assert " ".join(RELATIVE_PATHS.split()) in run_help
+
+
+def test_a_cpu_point_s_peak_memory_follows_its_live_tensors(tmp_path):
+    """A real point in its own process on CPU gets MALLOC_MMAP_THRESHOLD_ (recorded in meta.json), so the growth of
+    its RSS during training is the tensors that grew (the traced step's peak less the parameters and buffers already
+    resident): 1.06x here, 1.40x without the threshold, when glibc's kept heap counts too."""
+    config = make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=["lora"], ranks=[8],
+                                          batch_sizes=[8], seq_lens=[128], warmup_steps=1, timed_steps=2, threads=1))
+    (row,) = run_sweep(config, str(tmp_path / "on"), ["test"], log=lambda *_: None)
+    assert row["status"] == "ok", row["error"]
+    grown = row["tensor_peak_bytes"] - row["tensor_params_bytes"] - row["tensor_buffers_bytes"]
+    assert 0.9 < row["mem_growth_bytes"] / grown < 1.2, (row["mem_growth_bytes"], grown)
+    assert json.loads((tmp_path / "on" / "meta.json").read_text())["cpu_point_env"] == {"MALLOC_MMAP_THRESHOLD_": "65536"}
+    # turned off from the command line: glibc's own threshold, the same points (a measurement setting, not a point's)
+    from bench.cli import build_parser, sweep_config
+
+    args = build_parser().parse_args(["run", "--preset", "profile-quick", "--malloc-mmap-threshold", "0"])
+    off, _ = sweep_config(args)
+    assert off.malloc_mmap_threshold == 0 and off.config_hash() == make_sweep_config("profile-quick").config_hash()

@@ -349,3 +349,39 @@ def test_history_keeps_variants_of_a_point_apart(timed_runs, tmp_path):
     assert any(max(line.get_ydata()) == 1e6 for line in lines)
     assert any("VrUr" in line.get_label() for line in lines)
     assert plot_history(history, ["step_time_ms_p50"], str(tmp_path / "plots"))
+
+
+def with_load(run_dir: str, load_avg: float, cpu_count: int = 2) -> str:
+    """The run as if timed at this 1-minute load average on a machine of cpu_count cores."""
+    rewrite_rows(run_dir, lambda rows: [{**r, "load_avg_1m_start": str(load_avg), "load_avg_1m_end": str(load_avg)}
+                                        for r in rows])
+    path = os.path.join(run_dir, "meta.json")
+    meta = json.load(open(path))
+    meta["load"] = {"cpu_count": cpu_count, "load_avg_1m_max": load_avg, "busy": load_avg > cpu_count}
+    with open(path, "w") as f:
+        json.dump(meta, f)
+    return run_dir
+
+
+def test_a_timing_regression_between_a_quiet_and_a_busy_run_is_not_judged_unless_asked(timed_runs, tmp_path):
+    """The slower workload timed on a busy machine against a quiet baseline: its step-time regressions are listed as
+    not judged (exit 3, saying why and which flag judges them), each timing verdict with both loads beside it;
+    --across-loads judges them (exit 1). Counts are judged whatever the load."""
+    quiet = with_load(copy_run(timed_runs["baseline"], tmp_path / "quiet"), 0.4)
+    busy = with_load(copy_run(timed_runs["slower"], tmp_path / "busy"), 5.5)
+    c = compare_runs(quiet, busy)
+    assert c.regressions == [] and len(c.not_judged) >= 0.5 * n_ok_points(quiet), format_comparison(c)
+    assert {ch.metric for ch in c.not_judged} <= {"step_time_ms_p50", "tokens_per_s"}
+    timings = [ch for ch in c.changes if ch.metric in ("step_time_ms_p50", "init_total_s")]
+    assert timings and all("different loads (baseline 0.4, current 5.5 on 2 cores)" in ch.note for ch in timings)
+    assert all("loads" not in ch.note for ch in c.changes if ch.metric == "trainable_params")
+    printed = []
+    assert compare_and_print(quiet, busy, print_fn=printed.append) == 3
+    assert "NOT JUDGED" in printed[0] and "--across-loads" in printed[0] and "(exit 3)" in printed[0]
+    judged = compare_runs(quiet, busy, across_loads=True)
+    assert len(judged.regressions) == len(c.not_judged) and exit_code(judged) == 1
+    assert compare_and_print(quiet, busy, print_fn=lambda _: None, across_loads=True) == 1
+    # both busy: judged, and noted
+    both = compare_runs(with_load(copy_run(quiet, tmp_path / "busy_base"), 4.0), busy)
+    assert both.not_judged == [] and len(both.regressions) >= 0.5 * n_ok_points(quiet)
+    assert all("both timed on a busy machine" in ch.note for ch in both.regressions)

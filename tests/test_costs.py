@@ -135,6 +135,29 @@ def test_estimate_agrees_with_a_real_run_of_the_same_point(tmp_path):
             assert {c: again[c] for c in exact} == {c: real[c] for c in exact}
 
 
+def test_estimate_of_a_text_task_traces_the_task_s_own_batches(tmp_path, data_dir):
+    """MiniLM (pretrained) on a csv task made from SST-2's dev file: a text batch is as long as its longest text
+    (padding="longest"), the head has the data's classes, GiVA's gradient pass reads the first batch. The estimate
+    traces those same batches, so every method's FLOPs and tensor peaks (init included) are the real point's within
+    5% (before: the step 1.6x and GiVA's init 1.2x, tracing batch_size x seq_len and a 4-class head)."""
+    options = {"train_file": os.path.join(data_dir, "sst2", "dev.tsv"), "text_column": "content",
+               "label_column": "label", "max_eval_examples": 8}
+    config = make_sweep_config(None, overrides=dict(
+        models=["minilm"], tasks=["csv"], methods=METHODS, ranks=[R], batch_sizes=[4], seq_lens=[64],
+        warmup_steps=1, threads=1, isolate=False, task_options=options, train={"steps": 2, "eval_every": 0}))
+    for point in expand_grid(config):
+        real, estimated = run_point(point, str(tmp_path)), estimate_point(point)
+        assert real["status"] == estimated["status"] == "ok", (real["error"], estimated["error"])
+        batch, length = map(int, real["cost_trace_batch"].split("x"))
+        assert batch == 4 and length < 64 and estimated["cost_trace_batch"] == real["cost_trace_batch"]
+        assert estimated["trainable_params"] == real["trainable_params"], point.method  # a 2-class head
+        for column in ("flops_per_step", "adapter_flops_per_step", "init_flops", "tensor_peak_bytes",
+                       "init_tensor_peak_bytes", "tensor_activations_bytes"):
+            if real[column] or estimated[column]:
+                assert abs(estimated[column] / real[column] - 1) < 0.05, (point.method, column)
+        assert real["init_flops"] > 0 if point.method == "giva" else real["init_flops"] == 0
+
+
 def test_a_bad_point_is_a_failed_row_naming_it_and_the_estimate_goes_on(tmp_path):
     broken = tmp_path / "broken-model"
     broken.mkdir()
@@ -182,3 +205,28 @@ def test_estimate_cli_refuses_bad_input_in_one_line_before_anything_runs(tmp_pat
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and "unknown dtype 'float8'" in errors[0] and "unknown model 'no-such-model'" in errors[1]
     assert not out.exists()
+
+
+def test_a_size_ladder_is_traced_beside_the_measured_points_and_drawn_by_size(tmp_path):
+    """size_ladder: its models traced by `estimate` in the same run (each method at its first rank, as the profile
+    task), after the measured points; the report draws the tensor peak against model size from both."""
+    from bench.report.summary import build_report
+
+    config, _ = profile_points(tmp_path, methods=["lora", "giva"], ranks=[R, 2 * R], size_ladder=["llama-12m"])
+    with pytest.raises(ValueError, match="in both models .* and size_ladder"):
+        make_sweep_config(None, {**config.to_dict(), "size_ladder": ["llama-2m"]})
+    run_dir = str(tmp_path / "run")
+    rows = run_sweep(config, run_dir, ["test"], log=lambda _: None)
+    measured = [r for r in rows if not r["estimated"]]
+    traced = [r for r in rows if r["estimated"]]
+    assert [(r["model"], r["method"], r["rank"]) for r in rows] == [
+        ("llama-2m", "lora", R), ("llama-2m", "lora", 2 * R), ("llama-2m", "giva", R), ("llama-2m", "giva", 2 * R),
+        ("llama-12m", "lora", R), ("llama-12m", "giva", R)]  # the ladder last, at each method's first rank
+    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
+    assert all(r["step_time_ms_p50"] > 0 and r["executor"] == "local" for r in measured)
+    assert all(r["task"] == "profile" and r["executor"] == "estimate" and "step_time_ms_p50" not in r
+               and r["tensor_peak_bytes"] > max(m["tensor_peak_bytes"] for m in measured) for r in traced)
+    written = build_report([run_dir])
+    assert os.path.join(run_dir, "plots", "memory_size.png") in written
+    summary = open(os.path.join(run_dir, "summary.md")).read()
+    assert "(2 of them estimated: the size ladder" in summary and "### llama-12m · task profile" in summary

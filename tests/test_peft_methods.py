@@ -93,7 +93,7 @@ def test_bad_peft_methods_fail_before_any_point(methods, options, message):
     with pytest.raises(ValueError) as error:
         config = make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=methods,
                                               method_options=options))
-        check_inputs(config, read_data=False)
+        check_inputs(config)
     assert message in str(error.value) and "\n" not in str(error.value)
 
 

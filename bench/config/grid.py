@@ -10,22 +10,33 @@ from .sweep import Point, SweepConfig
 
 
 def expand_grid(config: SweepConfig) -> list[Point]:
-    """The sweep's points in a stable order: models outermost, seeds innermost. The device is the one asked for
-    (auto resolves where the point runs), so a point's id is the same on every executor."""
+    """The sweep's points in a stable order: models outermost, seeds innermost; then the size ladder's (estimated),
+    each method at its first rank. The device is the one asked for (auto resolves where the point runs), so a
+    point's id is the same on every executor. Relative paths are resolved from this process's working directory, by
+    the checks here and by every point (Point.work_dir)."""
     points = []
     for model, task, bs, sl, method in itertools.product(config.models, config.tasks, config.batch_sizes,
                                                          config.seq_lens, config.methods):
         for rank, seed in itertools.product(config.ranks_for(method), config.seeds):
-            options = config.adapter_options(method, rank)
-            points.append(Point(
-                model=model, task=task, method=method, rank=rank, seed=seed, batch_size=bs, seq_len=sl,
-                dtype=config.dtype, device=config.device, warmup_steps=config.warmup_steps,
-                timed_steps=config.timed_steps, threads=config.threads,
-                data_dir=os.path.abspath(config.data_dir) if config.data_dir else "",  # workers run elsewhere
-                adapter_options=_canonical({k: v for k, v in options.items() if k != "r"}),
-                task_options=_canonical(config.task_options), train=_canonical(config.train_for(method)),
-            ))
+            points.append(_point(config, model, task, method, rank, seed, bs, sl))
+    for model, bs, sl, method in itertools.product(config.size_ladder, config.batch_sizes, config.seq_lens,
+                                                   config.methods):
+        points.append(_point(config, model, "profile", method, config.ranks_for(method)[0], config.seeds[0], bs, sl,
+                             estimated=True))
     return points
+
+
+def _point(config: SweepConfig, model: str, task: str, method: str, rank: int, seed: int, batch_size: int,
+           seq_len: int, estimated: bool = False) -> Point:
+    options = config.adapter_options(method, rank)
+    return Point(
+        model=model, task=task, method=method, rank=rank, seed=seed, batch_size=batch_size, seq_len=seq_len,
+        dtype=config.dtype, device=config.device, warmup_steps=config.warmup_steps, timed_steps=config.timed_steps,
+        threads=config.threads, data_dir=os.path.abspath(config.data_dir) if config.data_dir else "",  # run elsewhere
+        adapter_options=_canonical({k: v for k, v in options.items() if k != "r"}),
+        task_options=_canonical(config.task_options), train=_canonical(config.train_for(method)),
+        work_dir=os.getcwd(), malloc_mmap_threshold=config.malloc_mmap_threshold if config.isolate else 0,
+        estimated=estimated)
 
 
 def _canonical(d: dict) -> str:

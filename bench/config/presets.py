@@ -16,15 +16,20 @@ from .sweep import SweepConfig
 
 # Presets: named sweeps. "quick" is the default run: a few minutes on 2 CPU cores.
 PRESETS = {
-    # Every point's accuracy moves beyond its eval set's binomial noise (tests/test_quick_preset.py), measured
-    # here (k = 8, 8192 eval tokens, noise about ±1 point): LoRA r8 +9.2 points, GiVA r8 +2.3, VeRA r64 +1.3;
-    # 200 steps add nothing for VeRA and GiVA (+1.3, +2.3; VeRA r256 +1.7).
-    # Not llama-2m (0.895 -> 0.898 at best, whatever the steps or lr), nor VeRA under r64 (r16: +0.0 to +0.9)
-    # or LoRA r2 in 60 steps (+1.3): a vector method recovers a rank-8 change slowly.
+    # Both axes in one run: ranks measured for real, model size traced. Every point's accuracy moves beyond its eval
+    # set's binomial noise (tests/test_quick_preset.py), measured here (k = 8, 8192 eval tokens, noise about ±1
+    # point): LoRA r8 +9.2 points, GiVA r8 +2.3, VeRA r64 +1.3; 200 steps add nothing for VeRA and GiVA (+1.3,
+    # +2.3; VeRA r256 +1.7). Not llama-2m (0.895 -> 0.898 at best, whatever the steps or lr), nor VeRA under r64
+    # (r16: +0.0 to +0.9) or LoRA r2 in 60 steps (+1.3): a vector method recovers a rank-8 change slowly; nor a
+    # GPT-2 with a smaller vocabulary (1024 or 2048: 2x cheaper steps, but VeRA r64 +0.7). The size ladder adds
+    # llama-1b and llama-7b, each method at its first rank, traced (shapes only: tensor peak against GPU sizes).
+    # One thread per point: on 2 cores that other work keeps busy, 2 threads made a step 5x slower (4.1 s against
+    # 0.86 s at a load of 13), and the accuracies are the same either way.
     "quick": dict(
         models=["gpt2-tiny"], tasks=["planted"], methods=["lora", "vera", "giva"], ranks=[8, 32],
         method_options={"vera": {"ranks": [64, 256]}, "lora": {"ranks": [8, 64]}}, batch_sizes=[8], seq_lens=[64],
-        train={"steps": 120, "eval_every": 40}, task_options={"k": 8, "eval_batches": 16},
+        train={"steps": 120, "eval_every": 60}, task_options={"k": 8, "eval_batches": 16},
+        size_ladder=["llama-1b", "llama-7b"], threads=1,
     ),
     "profile-quick": dict(
         models=["llama-2m", "llama-12m"], tasks=["profile"], methods=["lora", "vera", "giva"], ranks=[4, 16],

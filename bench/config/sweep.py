@@ -23,6 +23,10 @@ class SweepConfig:
     """Everything a sweep varies or fixes. A sweep file (TOML) sets these keys at top level."""
 
     models: list[str] = field(default_factory=lambda: ["llama-2m"])
+    # The size axis beside the measured points: these models (any size; the ladder goes to llama-70b) traced by
+    # `estimate` (FakeTensorMode: FLOPs and tensor bytes, no timings) as the profile task at the sweep's shapes,
+    # each method at its first rank, the first seed. [] = none. Their rows share the run and its report.
+    size_ladder: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=lambda: ["profile"])  # "profile" = synthetic batches, timing only
     methods: list[str] = field(default_factory=lambda: ["lora", "vera", "giva"])
     ranks: list[int] = field(default_factory=lambda: [8])  # a method's own "ranks" option overrides these
@@ -34,8 +38,15 @@ class SweepConfig:
     warmup_steps: int = 3  # steps run before timing (allocator, caches, lazy init)
     timed_steps: int = 10  # profile task: steps timed after warmup (accuracy tasks time every step after warmup)
     threads: int = 0  # torch intra-op threads; 0 = torch's default
-    data_dir: str = ""  # folder of the datasets (../shared/data here); "" = load by name from the hub
+    # folder of the datasets (../shared/data here); "" = load by name from the hub. Relative paths here, in `models`
+    # and in task_options (train_file, eval_file) are resolved from the directory the sweep is started in.
+    data_dir: str = ""
     isolate: bool = True  # each point in a fresh process: clean peak memory, a crash loses one point
+    # glibc's MALLOC_MMAP_THRESHOLD_ for point processes on CPU: blocks from this size up are mapped and unmapped one
+    # by one, so process RSS (peak_mem_bytes) follows the live tensors instead of the heap glibc keeps for reuse
+    # (RSS growth 1.0x the tracked tensors with it, 1.6-1.9x without: tests/benchmarks/rss_vs_tracked.py); 0 = glibc's
+    # own dynamic threshold. Fresh point processes only (not --in-process).
+    malloc_mmap_threshold: int = 65536
     point_timeout_s: int = 3600
     # Per-method options, e.g. {"vera": {"ranks": [256], "d_initial": 0.1}, "lora": {"alpha": 16}}: the
     # adapter's options, plus "ranks" (the method's own ranks) and "train" (TrainSettings over `train`
@@ -52,8 +63,11 @@ class SweepConfig:
         for name in ("models", "tasks", "methods", "ranks", "seeds", "batch_sizes", "seq_lens"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is empty; give at least one value")
-        for model in self.models:
+        for model in [*self.models, *self.size_ladder]:
             get_entry(model)
+        both = sorted(set(self.models) & set(self.size_ladder))
+        if both:
+            raise ValueError(f"model {both[0]} is in both models (measured) and size_ladder (estimated); keep it in one")
         for method, options in self.method_options.items():
             if not isinstance(options, dict):
                 raise ValueError(f"method_options.{method} must be a table of options, e.g. "
@@ -70,6 +84,8 @@ class SweepConfig:
                 raise ValueError(f"{name} must be positive integers, got {getattr(self, name)}")
         if self.warmup_steps < 0 or self.timed_steps < 1:
             raise ValueError("warmup_steps must be >= 0 and timed_steps >= 1")
+        if self.malloc_mmap_threshold < 0:
+            raise ValueError(f"malloc_mmap_threshold={self.malloc_mmap_threshold} must be >= 0 bytes (0: glibc's own)")
         for method in self.methods:  # rank <= 0, unknown options, bad values
             for rank in self.ranks_for(method):
                 adapters.make_adapter(method, rank, self.adapter_options(method, rank))
@@ -111,7 +127,8 @@ class SweepConfig:
 
     def config_hash(self) -> str:
         """What decides the points; resuming a run dir needs the same hash."""
-        relevant = {k: v for k, v in self.to_dict().items() if k not in ("isolate", "point_timeout_s", "executor")}
+        relevant = {k: v for k, v in self.to_dict().items()
+                    if k not in ("isolate", "point_timeout_s", "executor", "malloc_mmap_threshold")}
         return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -135,10 +152,16 @@ class Point:
     adapter_options: str  # canonical JSON of the make_config options
     task_options: str  # canonical JSON
     train: str  # canonical JSON of TrainSettings overrides
+    # Where the sweep was started: the point resolves relative paths (a model folder, the csv task's files) from
+    # here, as the checks did before any point ran; "" = its own working directory.
+    work_dir: str = ""
+    malloc_mmap_threshold: int = 0  # bytes; set for the point's process where it runs on CPU (0: glibc's default)
+    estimated: bool = False  # traced by `estimate` instead of run (a size_ladder point, or every point of `estimate`)
 
     @property
     def point_id(self) -> str:
-        identity = {k: v for k, v in asdict(self).items() if k not in ("data_dir", "threads")}
+        identity = {k: v for k, v in asdict(self).items()
+                    if k not in ("data_dir", "threads", "work_dir", "malloc_mmap_threshold", "estimated")}
         return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

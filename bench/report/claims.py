@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .steps import LORA_STEPS_NOTE
-from .tables import NOISE_NOTE, format_difference, md_cell, noise_points, task_metric
+from .tables import NOISE_NOTE, busy_note, format_difference, mark_busy, md_cell, noise_points, task_metric
 
 # The paper's headline, as data: GiVA at rank r matches vector-based methods (VeRA) at rank 8r, and LoRA at 8r and r.
 CLAIMED = "giva"
@@ -21,11 +21,12 @@ def format_claim_check(ok: pd.DataFrame, several_runs: bool) -> list[str]:
     out = ["## Claim check: GiVA at rank r against VeRA and LoRA at rank 8r", "",
            "Each task's own metric (named in its heading), mean over seeds; in brackets GiVA minus the other, in "
            "points (x100). Step time is GiVA's over LoRA's at the same rank; init is GiVA's init time in LoRA "
-           f"training steps ({LORA_STEPS_NOTE}). '–': not in the runs. {NOISE_NOTE}", ""]
+           f"training steps ({LORA_STEPS_NOTE}). '–': not in the runs. {NOISE_NOTE}"
+           + (" " + busy_note(set(rows.loc[rows["busy"], "cpu_count"])) if rows["busy"].any() else ""), ""]
     for (run, model, task), group in rows.groupby(["run", "model", "task"], sort=False):
         stats = group.groupby(["method", "variant", "rank"]).agg(
             score=("eval_score", "mean"), step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"),
-            lora_step_ms=("lora_step_ms", "mean"), examples=("eval_examples", "mean"))
+            lora_step_ms=("lora_step_ms", "mean"), examples=("eval_examples", "mean"), busy=("busy", "any"))
         variants = group.groupby("method")["variant"].unique()
         if CLAIMED not in variants:
             continue
@@ -50,10 +51,11 @@ def format_claim_check(ok: pd.DataFrame, several_runs: bool) -> list[str]:
                 "|---|---:|---:|" + "---:|" * len(AGAINST) + "---:|---:|"]
         for (_, variant, rank), mine in stats.loc[[CLAIMED]].iterrows():
             baseline = other(STEP_BASELINE, rank)
-            step_ratio = f"{mine['step_ms'] / baseline['step_ms']:.2f}x" if baseline is not None else "–"
+            step_ratio = ("–" if baseline is None else
+                          mark_busy(f"{mine['step_ms'] / baseline['step_ms']:.2f}x", mine["busy"] or baseline["busy"]))
             init_steps = mine["init_s"] / (mine["lora_step_ms"] / 1000.0)
+            init_cell = "–" if pd.isna(init_steps) else mark_busy(f"{init_steps:.2g}", mine["busy"])
             cells = " | ".join(against(mine, other(method, factor * rank)) for method, factor, _ in AGAINST)
-            out.append(f"| {md_cell(variant)} | {rank} | {mine['score']:.3f} | {cells} | {step_ratio} | "
-                       f"{'–' if pd.isna(init_steps) else f'{init_steps:.2g}'} |")
+            out.append(f"| {md_cell(variant)} | {rank} | {mine['score']:.3f} | {cells} | {step_ratio} | {init_cell} |")
         out.append("")
     return out

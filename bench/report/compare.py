@@ -14,6 +14,11 @@ step_times_ms, must lie entirely beyond 1 + threshold (a slowdown) or 1 - thresh
 beyond a noise floor (64 MiB for memory read as process RSS); counts (parameters,
 adapter sizes, FLOPs, tracked tensor bytes) must not change at all. Which column is
 judged how is its entry in bench/columns.py.
+
+Timings know the load: a point one run timed on a busy machine (1-minute load average
+above its cores: results/environment.py is_busy) has a note beside each timing verdict,
+and a timing that got worse between a busy and a quiet run is "not judged" (exit 3
+when nothing else regressed) unless across_loads (`--across-loads`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import math
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -33,6 +38,8 @@ EXACT = [c.name for c in COMPARED if c.compare == "exact"]
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.99
 MIN_SAMPLES = 5  # fewer step times per side: threshold only, noted
+NOT_JUDGED = "not judged"  # the verdict of a timing regression between a busy and a quiet machine
+EXIT_NOT_JUDGED = 3  # compare's exit code when the only regressions are timings it would not judge
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,8 @@ class MetricChange:
     verdict: str  # "worse", "better", "same" or "changed" (an exact metric moved)
     ci: tuple[float, float] | None = None  # confidence interval of the ratio, timings with raw steps
     note: str = ""
+    # A timing judged "worse" between a quiet and a busy machine is "not judged" instead (unless across_loads):
+    # the slowdown may be the other work's, not the code's.
 
 
 @dataclass
@@ -115,11 +124,22 @@ class Comparison:
     def improvements(self) -> list[MetricChange]:
         return [c for c in self.changes if c.verdict == "better"]
 
+    @property
+    def not_judged(self) -> list[MetricChange]:
+        """Timings worse beyond their threshold between runs at different loads: no verdict (see across_loads)."""
+        return [c for c in self.changes if c.verdict == NOT_JUDGED]
 
-def compare_runs(baseline: str, current: str, thresholds: dict | None = None) -> Comparison:
-    """Match the two runs' points by configuration and judge every metric both measured."""
+
+def compare_runs(baseline: str, current: str, thresholds: dict | None = None, across_loads: bool = False) -> Comparison:
+    """Match the two runs' points by configuration and judge every metric both measured.
+
+    A timing of a point that one run took on a busy machine (load above its cores) and the other on a quiet one
+    carries a note; worse beyond its threshold, it is "not judged" unless across_loads.
+    """
     limits = {**DEFAULT_THRESHOLDS, **resolve_thresholds(thresholds or {})}
     base_run, cur_run = load_run(baseline), load_run(current)
+    loads = {name: dict(zip(run.rows["point_id"], zip(run.point_loads(), run.busy())))
+             for name, run in (("baseline", base_run), ("current", cur_run))}
     base = {r["point_id"]: r for r in base_run.rows.to_dict("records")}
     cur = {r["point_id"]: r for r in cur_run.rows.to_dict("records")}
     common = [pid for pid in base if pid in cur]
@@ -140,10 +160,32 @@ def compare_runs(baseline: str, current: str, thresholds: dict | None = None) ->
                       for name, row in (("baseline", b), ("current", k)) if row["status"] != "ok"]
             c.not_compared.append(f"{describe(k)}: {'; '.join(states)}")
             continue
-        c.changes += compare_point(b, k, limits, one_sided)
+        changes = compare_point(b, k, limits, one_sided)
+        c.changes += judge_loads(changes, loads["baseline"][pid], loads["current"][pid],
+                                 (base_run.cpu_count, cur_run.cpu_count), across_loads)
     c.warnings += [f"{metric} measured in the {side} run only, for {n} points: not compared"
                    for (metric, side), n in sorted(one_sided.items())]
     return c
+
+
+def judge_loads(changes: list[MetricChange], base_load: tuple, cur_load: tuple, cpu_counts: tuple,
+                across_loads: bool) -> list[MetricChange]:
+    """A point's timing changes, noted where either run was busy; a timing regression between a busy and a quiet
+    run is not judged, unless across_loads. base_load, cur_load: (1-minute load average or NaN, busy)."""
+    (base_avg, base_busy), (cur_avg, cur_busy) = base_load, cur_load
+    if not (base_busy or cur_busy):
+        return changes
+    cores = "/".join(dict.fromkeys(str(n) for n in cpu_counts))
+    differ = base_busy != cur_busy and not (math.isnan(base_avg) or math.isnan(cur_avg))  # unknown is not quiet
+    note = (f"timed at different loads (baseline {base_avg:g}, current {cur_avg:g} on {cores} cores)" if differ
+            else f"both timed on a busy machine (load {base_avg:g}, {cur_avg:g} on {cores} cores)")
+    out = []
+    for change in changes:
+        if column(change.metric).is_timing:
+            verdict = NOT_JUDGED if differ and change.verdict == "worse" and not across_loads else change.verdict
+            change = replace(change, verdict=verdict, note="; ".join(n for n in (change.note, note) if n))
+        out.append(change)
+    return out
 
 
 def resolve_thresholds(thresholds: dict) -> dict[str, Threshold]:
@@ -174,6 +216,15 @@ def machine_warnings(base: Run, cur: Run) -> list[str]:
     b_torch, c_torch = (e.get("versions", {}).get("torch") for e in (b_env, c_env))
     if b_torch != c_torch:
         warnings.append(f"torch differs: baseline {b_torch}, current {c_torch}")
+    b_load, c_load = (run.meta.get("load") or {} for run in (base, cur))
+    if not (b_load and c_load):
+        missing = " and ".join(name for name, load in (("baseline", b_load), ("current", c_load)) if not load)
+        warnings.append(f"the {missing} run recorded no load: whether its timings were taken on a busy machine is "
+                        "unknown")
+    elif b_load.get("busy") or c_load.get("busy"):
+        warnings.append(f"1-minute load average up to {b_load['load_avg_1m_max']:g} on {b_load['cpu_count']} cores "
+                        f"(baseline) and {c_load['load_avg_1m_max']:g} on {c_load['cpu_count']} cores (current): "
+                        "timings of a busy machine are noted point by point")
     return warnings
 
 
@@ -283,14 +334,15 @@ def bootstrap_ratio_ci(base: np.ndarray, cur: np.ndarray, resamples: int = BOOTS
 
 
 def exit_code(c: Comparison) -> int:
-    """1 when there is a regression, else 0 (bad input raises; the CLI makes that 2)."""
-    return 1 if c.regressions else 0
+    """1 when there is a regression; else 3 when timing regressions went unjudged (different loads); else 0 (bad
+    input raises; the CLI makes that 2)."""
+    return 1 if c.regressions else EXIT_NOT_JUDGED if c.not_judged else 0
 
 
 def compare_and_print(baseline: str, current: str, rules: list[str] = (), show_all: bool = False,
-                      print_fn=print) -> int:
-    """The whole `run_bench.py compare`: parse rules, compare, print, return the exit code (0 or 1)."""
-    c = compare_runs(baseline, current, parse_thresholds(list(rules)))
+                      print_fn=print, across_loads: bool = False) -> int:
+    """The whole `run_bench.py compare`: parse rules, compare, print, return the exit code (exit_code)."""
+    c = compare_runs(baseline, current, parse_thresholds(list(rules)), across_loads)
     print_fn(format_comparison(c, show_all))
     return exit_code(c)
 
@@ -307,6 +359,9 @@ def format_comparison(c: Comparison, show_all: bool = False) -> str:
     for title, items in (("REGRESSIONS", c.regressions), ("improvements", c.improvements)):
         out += ["", f"{title} ({len(items)})"]
         out += format_table(items) if items else []
+    if c.not_judged:
+        out += ["", f"NOT JUDGED ({len(c.not_judged)}): slower, but one run was timed on a busy machine and the other "
+                "on a quiet one"] + format_table(c.not_judged)
     noted = [ch for ch in c.changes if ch.verdict == "same" and ch.note]
     if noted:
         out += ["", f"within noise ({len(noted)})"] + format_table(noted)
@@ -318,6 +373,10 @@ def format_comparison(c: Comparison, show_all: bool = False) -> str:
             out += ["", f"{title} ({len(items)})"] + [f"  {item}" for item in items]
     verdict = f"{len(c.regressions)} regression(s)" if c.regressions else "no regression"
     out += ["", f"result: {verdict}, {len(c.improvements)} improvement(s)"]
+    if c.not_judged:
+        out.append(f"{len(c.not_judged)} timing regression(s) not judged: the runs were timed at different loads "
+                   f"(a busy machine against a quiet one); rerun on a quiet machine, or pass --across-loads to judge "
+                   f"them anyway" + ("" if c.regressions else f" (exit {EXIT_NOT_JUDGED})"))
     return "\n".join(out)
 
 

@@ -301,7 +301,8 @@ def plot_memory_vs_size(data: pd.DataFrame, caption: str) -> list[Figure]:
     if rows["model_params"].nunique() < 2:
         raise NoData("one model size only; it needs two or more models (e.g. `run_bench.py estimate --preset "
                      "sizes-estimate`)")
-    kind = "estimated" if (rows["estimated"] == 1).all() else "tracked"
+    kind = " and ".join(name for name, present in (("tracked", (rows["estimated"] != 1).any()),
+                                                   ("estimated", (rows["estimated"] == 1).any())) if present)
     fig, body, (ax,) = new_figure(f"Tensor peak of a training step vs model size ({kind}; line: largest rank, "
                                   "band: down to the smallest)", caption)
     for style, group in series(rows):

@@ -22,7 +22,8 @@ from ..results.read import STATUSES, Run, load_run
 from .claims import format_claim_check
 from .plots import LINESTYLES, MARKERS, PLOTS, STYLE, NoData, remove_pages, save_pages
 from .steps import LORA_STEPS_NOTE, lora_step_ms
-from .tables import NOISE_NOTE, format_difference, format_value, md_cell, noise_points, task_metric
+from .tables import (BUSY_MARK, NOISE_NOTE, busy_note, format_difference, format_value, mark_busy, md_cell, noise_points,
+                     task_metric)
 
 # What can split a point's line besides its method options: the identity but what a plot or table already shows.
 VARIANT_COLUMNS = [c for c in IDENTITY if c not in ("model", "task", "method", "rank", "seed", "method_options")]
@@ -77,6 +78,8 @@ def prepare(runs: list[Run], labels: list[str]) -> pd.DataFrame:
         frame = run.rows.copy()
         frame["run"] = label
         frame["variant"] = variant_names(frame)
+        frame["busy"] = run.busy()  # timed on a busy machine (results/environment.py is_busy)
+        frame["cpu_count"] = run.cpu_count
         frames.append(frame)
     data = pd.concat(frames, ignore_index=True)
     from_accuracy = data["eval_score"].isna() & data["eval_accuracy"].notna()  # a CSV written without eval_score
@@ -153,6 +156,8 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
     ok = data[data["status"] == "ok"].assign(eval_change=lambda d: d["eval_score"] - d["eval_score_before"])
     change_note = (" Change: the task's metric after minus before training, in points. " + NOISE_NOTE
                    if ok["eval_change"].notna().any() else "")
+    if ok["busy"].any():
+        change_note += " " + busy_note(set(ok.loc[ok["busy"], "cpu_count"]))
     out += ["## Results", "", "Mean over seeds; scores as mean ± std where there are several seeds. Each task is "
             "scored by its own metric (named in its heading and first score column); the other metrics that fit "
             "the task follow it." + change_note, ""]
@@ -181,7 +186,8 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
         for (variant, rank), point in group.groupby(["variant", "rank"]):
             middle = (point["eval_score"].mean() + point["eval_score_before"].mean()) / 2
             noise = noise_points(metric, middle, point["eval_examples"].mean())
-            cells = [format_value(point[name].astype(float), col) if col is not None
+            cells = [mark_busy(format_value(point[name].astype(float), col), col.is_timing and point["busy"].any())
+                     if col is not None
                      else "–" if point[name].isna().all() else format_difference(100 * point[name].mean(), noise)
                      for name, _, col in table]
             out.append(f"| {md_cell(variant)} | {rank} | {point['seed'].nunique()} | " + " | ".join(cells) + " |")
@@ -283,6 +289,20 @@ def ratio(mine: float, theirs: float) -> str:
     return "–" if pd.isna(mine) or pd.isna(theirs) or not theirs else f"{mine / theirs:.2f}x"
 
 
+def format_load(run: Run) -> str:
+    """How busy the machine was: the highest 1-minute load average against its cores, and the points it marks."""
+    load = run.meta.get("load")
+    if not load:
+        return "not recorded"
+    timed = run.rows["estimated"] != 1  # estimated rows have no timings
+    busy = int(run.busy()[timed].sum())
+    text = f"1-minute load average up to {load['load_avg_1m_max']:g} on {load['cpu_count']} cores"
+    if load.get("busy"):
+        text += (f": busy; {busy} of {int(timed.sum())} measured points ran above the core count (their timings "
+                 f"marked {BUSY_MARK})")
+    return text
+
+
 def format_run_section(run: Run, label: str) -> list[str]:
     meta, env = run.meta, run.meta.get("environment") or {}
     versions = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items() if v)
@@ -300,8 +320,11 @@ def format_run_section(run: Run, label: str) -> list[str]:
         ("python / platform", f"{env.get('python', '?')} / {env.get('platform', '?')}"),
         ("versions", versions or "unknown"),
         ("points", ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
-         + (" (estimated: FakeTensorMode, shapes only, no timings)" if meta.get("estimated") else "")),
+         + (" (estimated: FakeTensorMode, shapes only, no timings)" if meta.get("estimated") else
+            f" ({estimated} of them estimated: the size ladder, FakeTensorMode, shapes only, no timings)"
+            if (estimated := int((run.rows["estimated"] == 1).sum())) else "")),
         ("config hash", f"`{meta.get('config_hash', '?')}`"),
+        ("load", format_load(run)),
     ]
     out = [f"## Run {label}", "", "| | |", "|---|---|"] + [f"| {k} | {md_cell(v)} |" for k, v in facts] + [""]
     if meta.get("config"):

@@ -13,6 +13,20 @@ NOISE_NOTE = (f"{NOISE_MARK}: smaller than the eval set's noise, the half-width 
               "1.96 sqrt(p (1 - p) / n) for an accuracy p on n eval examples (accuracy tasks only).")
 
 
+BUSY_MARK = "†"
+
+
+def busy_note(cpu_counts: set) -> str:
+    cores = "/".join(str(c) for c in sorted(cpu_counts)) or "?"
+    return (f"{BUSY_MARK}: timed while the machine's 1-minute load average was above its {cores} cores (busy): other "
+            "work shared the cores, so the time is longer and noisier than the point's own.")
+
+
+def mark_busy(text: str, busy: bool) -> str:
+    """A timing's cell, marked when it was taken on a busy machine."""
+    return f"{text} {BUSY_MARK}" if busy and text != "–" else text
+
+
 def noise_points(metric: str, score: float, examples: float) -> float:
     """Half-width, in points, of the 95% binomial (normal approximation) interval of an accuracy on `examples`;
     NaN for other metrics (a correlation has no binomial interval) or where the count is unknown."""

@@ -1,5 +1,5 @@
 """What produced a result file: versions, device, CPU, the commit (with its first-parent position) and whether the
-tree was dirty, the machine's load; and the time."""
+tree was dirty, how busy the machine was; and the time."""
 
 from __future__ import annotations
 
@@ -35,23 +35,6 @@ def commit_position(commit: str, cwd: str = REPO_ROOT) -> int | None:
     """How many commits the first-parent chain ending at `commit` holds; None when git does not know the commit."""
     count = git("rev-list", "--first-parent", "--count", commit, "--", cwd=cwd) if commit else ""
     return int(count) if count.isdigit() else None
-
-
-def load_average_1m() -> float | None:
-    """The machine's 1-minute load average (runnable processes), None where the OS does not report it."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
-
-
-def load_summary(readings: list[float | None]) -> dict:
-    """meta.json's "load": the highest 1-minute load average read during the run, and busy = it exceeded the cores
-    (timings of a busy run are not faithful; the history weighs them out)."""
-    known = [r for r in readings if r is not None]
-    cpus = os.cpu_count()
-    top = max(known) if known else None
-    return {"cpu_count": cpus, "load_avg_1m_max": top, "busy": None if top is None or not cpus else top > cpus}
 
 
 def environment_info(device: str) -> dict:
@@ -93,3 +76,17 @@ def _cpu_model() -> str:
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def is_busy(load_avg_1m: float, cpu_count: int | None) -> bool:
+    """The rule for a busy machine: a 1-minute load average above its core count (more runnable work than cores, so
+    a point's threads waited for a core and its timings are not faithful)."""
+    return bool(cpu_count) and load_avg_1m > cpu_count
+
+
+def machine_load(load_avgs: list[float], previous: dict | None = None) -> dict:
+    """meta.json's "load": this machine's cores, the highest 1-minute load average seen during the run (earlier
+    sessions of a resumed run included), and whether it was busy."""
+    cpu_count = os.cpu_count()
+    highest = max([*load_avgs, (previous or {}).get("load_avg_1m_max", 0.0)])
+    return {"cpu_count": cpu_count, "load_avg_1m_max": round(highest, 2), "busy": is_busy(highest, cpu_count)}

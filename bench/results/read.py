@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..columns import COLUMN_NAMES, NUMERIC_COLUMNS, SCHEMA_VERSION, TEXT_COLUMNS
+from .environment import is_busy
 
 RESULTS_FILE = "results.csv"
 META_FILE = "meta.json"
@@ -132,6 +133,19 @@ class Run:
     @property
     def commit(self) -> str:
         return (self.meta.get("environment") or {}).get("commit") or "unknown"
+
+    @property
+    def cpu_count(self) -> int | None:
+        """The cores the run's load averages are read against (meta.json "load", else its environment)."""
+        return (self.meta.get("load") or {}).get("cpu_count") or (self.meta.get("environment") or {}).get("cpu_count")
+
+    def point_loads(self) -> pd.Series:
+        """Per row: the higher 1-minute load average of the point's start and end; NaN where none was recorded."""
+        return self.rows[["load_avg_1m_start", "load_avg_1m_end"]].max(axis=1)
+
+    def busy(self) -> pd.Series:
+        """Per row: whether the point ran on a busy machine (environment.is_busy); False where no load was recorded."""
+        return self.point_loads().map(lambda load: not pd.isna(load) and is_busy(load, self.cpu_count)).astype(bool)
 
 
 def load_run(path: str) -> Run:

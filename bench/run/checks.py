@@ -13,15 +13,14 @@ from ..models import check_available, get_entry
 from ..tasks import check_task, get_task
 
 
-def check_inputs(config: SweepConfig, read_data: bool = True) -> None:
-    for model in config.models:
+def check_inputs(config: SweepConfig) -> None:
+    for model in [*config.models, *config.size_ladder]:
         check_available(get_entry(model))
         for method in config.methods:
             for rank in config.ranks_for(method):
                 make_adapter(method, rank, config.adapter_options(method, rank)).check_fits(model)
-    if read_data:
-        for task in config.tasks:
-            check_task(task, config.data_dir or None, config.task_options)
+    for task in config.tasks:  # `estimate` reads a text task's data too: it traces the task's own batches
+        check_task(task, config.data_dir or None, config.task_options)
 
 
 def paths_workers_read(config: SweepConfig) -> list[str]:

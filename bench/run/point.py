@@ -24,7 +24,7 @@ from ..measure.clocks import summarize_ms
 from ..measure.counters import trace_costs
 from ..measure.memory import MemoryMonitor
 from ..models import check_fits, get_entry
-from ..tasks import get_task, setup_task
+from ..tasks import TaskSetup, get_task, setup_task
 from .rows import SkipPoint, adapter_columns, cost_columns, point_row
 from .train import train
 
@@ -91,11 +91,7 @@ def measure_point(point: Point, run_dir: str, device: torch.device) -> dict:
         adapter_file_bytes = os.path.getsize(adapter.save(model, tmp))
 
     # Training: warmup, then timed steps (profile) or the whole run (accuracy tasks).
-    settings = TrainSettings(**json.loads(point.train)).resolved(setup.steps_per_epoch)
-    if setup.evaluate is None:
-        settings.steps = point.warmup_steps + point.timed_steps
-    if settings.steps <= point.warmup_steps:
-        raise ValueError(f"train steps {settings.steps} leave none to time after {point.warmup_steps} warmup steps; raise steps")
+    settings = train_settings(point, setup)
     torch.manual_seed(point.seed)
     with MemoryMonitor(device) as train_mem:
         result = train(model, setup, settings, method=point.method, device=device, trace_step=True)
@@ -125,8 +121,19 @@ def measure_point(point: Point, run_dir: str, device: torch.device) -> dict:
         eval_accuracy_before=result.eval_accuracy_before, eval_accuracy=result.eval_accuracy,
         eval_accuracy_best=result.eval_accuracy_best, eval_loss=result.eval_loss,
         train_steps=result.train_steps, train_time_s=result.train_time_s, lr=result.lr, head_lr=result.head_lr,
-        **cost_columns(init_costs, result.step_costs), **setup.task_columns,
+        **cost_columns(init_costs, result.step_costs, result.step_batch_shape), **setup.task_columns,
     )
+
+
+def train_settings(point: Point, setup: TaskSetup) -> TrainSettings:
+    """The point's training: its train settings, or warmup + timed steps where the task has no evaluation (profile).
+    The traced step's batch is the stream's next after these steps (run/estimate.py draws the same)."""
+    settings = TrainSettings(**json.loads(point.train)).resolved(setup.steps_per_epoch)
+    if setup.evaluate is None:
+        settings.steps = point.warmup_steps + point.timed_steps
+    if settings.steps <= point.warmup_steps:
+        raise ValueError(f"train steps {settings.steps} leave none to time after {point.warmup_steps} warmup steps; raise steps")
+    return settings
 
 
 def write_curve(run_dir: str, point_id: str, curve: list[dict]) -> None:
@@ -146,6 +153,8 @@ def main(argv: list[str]) -> int:
     point_file, row_file, run_dir = argv
     with open(point_file) as f:
         point = Point(**json.load(f))
+    if point.work_dir and os.path.isdir(point.work_dir):  # relative paths as the sweep's checks read them
+        os.chdir(point.work_dir)
     row = run_point(point, run_dir)
     tmp = row_file + ".tmp"
     with open(tmp, "w") as f:

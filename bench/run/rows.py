@@ -19,6 +19,7 @@ from dataclasses import asdict
 from ..columns import IDENTITY
 from ..config.sweep import Point
 from ..measure.counters import Costs
+from ..measure.load import load_columns, read_load
 from ..results.environment import utc_now
 
 # The Point field of an identity column where the names differ.
@@ -45,8 +46,9 @@ def failed_row(point: Point, error: str, **columns) -> dict:
 
 
 def point_row(point: Point, measure: Callable[[], dict], estimated: bool = False, **columns) -> dict:
-    """identity + columns + measure()'s columns + status and timing; a failure in measure() is a failed row."""
-    started, start = utc_now(), time.perf_counter()
+    """identity + columns + measure()'s columns + status, timing and the machine's load; a failure in measure() is a
+    failed row."""
+    started, start, load = utc_now(), time.perf_counter(), read_load()
     row = {**identity_columns(point, estimated), **columns}
     try:
         row.update(status="ok", error="", **measure())
@@ -58,7 +60,7 @@ def point_row(point: Point, measure: Callable[[], dict], estimated: bool = False
         else:  # in the point's own process, whose log keeps the traceback
             row.update(status="failed", error=one_line(e))
             traceback.print_exc(file=sys.stderr)
-    row.update(started_at=started, point_wall_s=round(time.perf_counter() - start, 3))
+    row.update(started_at=started, point_wall_s=round(time.perf_counter() - start, 3), **load_columns(load, read_load()))
     return row
 
 
@@ -72,8 +74,10 @@ def adapter_columns(stats: dict, rank: int) -> dict:
         effective_ranks=json.dumps(capped) if capped else "", adapter_buffer_bytes=stats["adapter_buffer_bytes"])
 
 
-def cost_columns(init: Costs, step: Costs) -> dict:
-    """The columns of an init trace and a training-step trace (bench/measure/counters.py)."""
+def cost_columns(init: Costs, step: Costs, step_batch_shape: tuple, traced_as: str = "") -> dict:
+    """The columns of an init trace and a training-step trace (bench/measure/counters.py); step_batch_shape: the
+    traced step's batch (B, T); traced_as: the task it was traced as, where not the point's own."""
     return {"init_flops": init.flops, "init_tensor_peak_bytes": init.peak_bytes, "flops_per_step": step.flops,
             "adapter_flops_per_step": step.adapter_flops, **step.by_category, "tensor_peak_bytes": step.peak_bytes,
-            "cost_trace_s": round(init.trace_s + step.trace_s, 3)}
+            "cost_trace_s": round(init.trace_s + step.trace_s, 3),
+            "cost_trace_batch": "x".join(map(str, step_batch_shape)) + (f" as {traced_as}" if traced_as else "")}

@@ -12,10 +12,13 @@ and the points not recorded run on the next plain rerun.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+import socket
 import sys
 from contextlib import contextmanager
+from dataclasses import asdict
 
 from tqdm import tqdm
 
@@ -24,14 +27,14 @@ from ..columns import PROGRESS
 from ..config.executor import ExecutorSettings
 from ..config.grid import expand_grid
 from ..config.sweep import SweepConfig
-from ..results.environment import load_average_1m, load_summary, utc_now
+from ..results.environment import machine_load, utc_now
 from ..results.read import done_point_ids, read_meta
 from ..results.rundir import RunDirUnwritable, ensure_writable, lock_run_dir, open_run_dir
 from ..results.write import append_row, write_meta
 from . import executors
 from .checks import check_inputs
 from .estimate import estimate_payload
-from .executors.worker import run_point_payload, run_point_here
+from .executors.worker import malloc_env, run_point_payload, run_point_here
 from .point import resolve_device
 
 
@@ -40,11 +43,12 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
     """Run every point not yet done (failed ones too with retry_failed); returns the rows written this time.
 
     estimated: trace each point under FakeTensorMode in this process instead of running it (run/estimate.py,
-    `run_bench.py estimate`); a "cuda" device needs no GPU then.
+    `run_bench.py estimate`); a "cuda" device needs no GPU then. The size ladder's points are traced so in any case,
+    after the measured ones.
     """
     settings = ExecutorSettings.from_dict({} if estimated else config.executor)
-    check_inputs(config, read_data=not estimated)  # models, ranks, targets, data: one error before any point runs
-    worker = estimate_payload if estimated else run_point_payload if config.isolate else run_point_here
+    check_inputs(config)  # models, ranks, targets, data: one error before any point runs
+    worker = run_point_payload if config.isolate else run_point_here
     # the device meta.json records: this machine's where the points run here, else as asked (resolved where they run)
     runs_here = executors.EXECUTORS[settings.kind].runs_here and not estimated
     driver_device = resolve_device(config.device) if runs_here else config.device
@@ -53,22 +57,30 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         meta, done = open_run_dir(run_dir, config, command, driver_device, log, retry_failed, estimated)
         meta["executor"] = {**config.executor, "kind": "estimate" if estimated else settings.kind}
         meta["methods"] = {method: adapters.describe(method) for method in config.methods}  # for the report
+        meta["cpu_point_env"] = malloc_env(config.malloc_mmap_threshold) if config.isolate and not estimated else {}
+        load_avgs = [os.getloadavg()[0]]  # this machine's, at the start and end and around each point run here
+        meta["load"] = machine_load(load_avgs, meta.get("load"))
         points = expand_grid(config)
         todo = [p for p in points if p.point_id not in done]
         if done:
             log(f"resuming {run_dir}: {len(points) - len(todo)} of {len(points)} points already done")
-        # bad executor input stops here, nothing written; a trace reads no data
+        # the executor runs the measured points; the driver traces the rest (all of `estimate`'s, the size ladder's)
+        measured = [] if estimated else [p for p in todo if not p.estimated]
+        traced = [p for p in todo if p not in measured]
+        # bad executor input stops here, nothing written
         executor = executors.make_executor(settings, config, run_dir, check_paths=not estimated)
-        rows, loads = [], [load_average_1m()]  # the machine's load: at the start and after each point
+        rows = []
         bar = tqdm(total=len(todo), unit="point", dynamic_ncols=True, file=sys.stderr)
         try:
             _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
             with _sigterm_as_interrupt():
-                for payload in executor.run(todo, worker):
-                    row = record(run_dir, payload, "estimate" if estimated else executor.name, done)
-                    loads.append(load_average_1m())
+                for payload in itertools.chain(executor.run(measured, worker),
+                                               (estimate_payload(asdict(p)) for p in traced)):
+                    row = record(run_dir, payload, "estimate" if payload["row"]["estimated"] else executor.name, done)
                     if row is not None:
                         rows.append(row)
+                        if row.get("host") in (None, socket.gethostname()):
+                            load_avgs += [row[c] for c in ("load_avg_1m_start", "load_avg_1m_end") if row.get(c) is not None]
                         bar.update()
                         bar.write(summary_line(row))
         finally:
@@ -77,7 +89,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         if settings.no_wait:
             log(f"{len(todo)} points submitted as jobs; gather their rows with `run_bench.py collect {run_dir}`")
         meta["ended_at"] = utc_now()
-        meta["load"] = load_summary(loads)
+        meta["load"] = machine_load([*load_avgs, os.getloadavg()[0]], meta["load"])
         _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
         return rows
 

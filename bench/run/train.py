@@ -25,6 +25,7 @@ from ..config.train import DEFAULT_HEAD_LR, TrainSettings
 from ..measure.clocks import StepTimer
 from ..measure.counters import Costs, trace_costs
 from ..tasks import TaskSetup
+from ..tasks.base import input_shape
 
 
 @dataclass
@@ -47,6 +48,8 @@ class TrainResult:
     lr: float = 0.0  # the adapter's peak learning rate, resolved (settings.lr or the method's default)
     head_lr: float | None = None  # the head's, when trainable_modules has parameters; None otherwise
     step_costs: Costs | None = None  # FLOPs and tensor bytes of one more, untimed step (train(trace_step=True))
+    step_batch_shape: tuple = ()  # its batch's input shape: (B, T) for text (with padding="longest" T is its longest
+    # text's), (B, C, H, W) for images
 
 
 class NonFiniteLoss(ValueError):
@@ -174,6 +177,7 @@ def train(model: nn.Module, setup: TaskSetup, settings: TrainSettings, *, method
         model.train()
         result.step_costs = trace_costs(model, lambda: training_step(model, batch, setup.loss_fn, opt,
                                                                       settings.max_grad_norm), (opt.optimizer, batch))
+        result.step_batch_shape = input_shape(batch)
     model.eval()
 
     result.step_times_ms = timer.times_ms()

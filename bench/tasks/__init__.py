@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models import ModelEntry, choose_head, get_entry
+from ..models import ModelEntry, choose_head, get_entry, load_model
 from . import gen, image, lm, planted, profile, text
 from .base import TaskOptions, TaskSetup
 from .gendata import GEN_DATASETS
@@ -35,7 +35,9 @@ TEXT_DATASETS = (*DATASETS, "csv")
 class Task:
     """One task a sweep can name.
 
-    setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir) -> TaskSetup
+    setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir, load) -> TaskSetup, where
+        load(entry, head, *, dtype, device, num_labels, seed) makes the model (models.load_model; `estimate` builds
+        it under FakeTensorMode and draws the task's own batches)
     check(task, data_dir, opts): the errors its setup would raise about the data, without a model (or None)
     """
 
@@ -45,6 +47,9 @@ class Task:
     dataset: str | None = None  # the data it reads (a name of textdata.DATASETS, IMAGE_DATASETS, GEN_DATASETS, or
     # "csv"); None: none
     check: Callable | None = None
+    # Its setup works on a model without values (FakeTensorMode). Not planted: its teacher computes targets from
+    # real weights, so `estimate` traces a planted point as the profile task at its shapes (and says so in the row).
+    traceable: bool = True
 
     @property
     def reads_data(self) -> bool:
@@ -58,7 +63,7 @@ class Task:
 TASKS: dict[str, Task] = {
     task.name: task for task in [
         Task("profile", profile.setup),
-        Task("planted", planted.setup),
+        Task("planted", planted.setup, traceable=False),
         *(Task(d, text.setup, "seq_cls", d, text.check) for d in TEXT_DATASETS),
         Task("sst2-lm", lm.setup, "causal_lm", "sst2", text.check),
         *(Task(f"lm:{d}", lm.setup, "causal_lm", d, text.check) for d in TEXT_DATASETS),
@@ -80,11 +85,13 @@ def task_head(task: str, entry: ModelEntry) -> str:
 
 
 def setup_task(task: str, model_name: str, *, batch_size: int, seq_len: int, seed: int, device="cpu",
-               dtype: str = "float32", data_dir: str | None = None, options: dict | None = None) -> TaskSetup:
-    """The model with the head `task` needs, its seeded train batches, loss and evaluation."""
+               dtype: str = "float32", data_dir: str | None = None, options: dict | None = None,
+               load: Callable = load_model) -> TaskSetup:
+    """The model with the head `task` needs (made by `load`), its seeded train batches, loss and evaluation."""
     spec = get_task(task)
     return spec.setup(spec, get_entry(model_name), TaskOptions.from_dict(options), batch_size=batch_size,
-                      seq_len=seq_len, seed=seed, device=torch.device(device), dtype=dtype, data_dir=data_dir)
+                      seq_len=seq_len, seed=seed, device=torch.device(device), dtype=dtype, data_dir=data_dir,
+                      load=load)
 
 
 def check_task(task: str, data_dir: str | None, options: dict | None) -> None:

@@ -131,3 +131,8 @@ def endless(num_examples: int, batch_size: int, seed: int, make_batch: Callable[
                 yield make_batch(order[start : start + batch_size])
 
     return batches()
+
+
+def input_shape(batch: dict) -> tuple:
+    """The shape of a batch's model input: input_ids (B, T) for text, pixel_values (B, C, H, W) for images."""
+    return tuple((batch["input_ids"] if "input_ids" in batch else batch["pixel_values"]).shape)

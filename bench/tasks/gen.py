@@ -79,7 +79,7 @@ def fill(prompt: str, example: GenExample) -> str:
     return prompt.replace("{question}", example.question).replace("{options}", options)
 
 
-def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None) -> TaskSetup:
+def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None, load=load_model) -> TaskSetup:
     """A causal LM trained on prompt + solution and scored on the answers it generates (see the module doc)."""
     task.head_for(entry)  # raises where the model has no causal-LM head
     tokenizer = load_tokenizer(entry)  # random models have none: raises with the fix
@@ -98,7 +98,7 @@ def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_d
         settings["max_new_tokens"] = min(512, max(len(solution_ids(e)) for e in data.train) + 8)
     if settings["stop"] is None:
         settings["stop"] = ["\n\n"] if any("\n" in e.solution for e in data.train) else ["\n"]
-    model = load_model(entry, "causal_lm", dtype=dtype, device=device, seed=seed)
+    model = load(entry, "causal_lm", dtype=dtype, device=device, seed=seed)
 
     def training_batch(examples: list[GenExample]) -> dict:
         """input_ids = prompt + solution + eos, right-padded; labels = -100 except on the solution and eos. Too long

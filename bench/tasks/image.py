@@ -75,12 +75,12 @@ def random_crop_flip(image, rng: random.Random):
     return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else image
 
 
-def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None) -> TaskSetup:
+def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None, load=load_model) -> TaskSetup:
     """An img_cls head, one output per class, cross-entropy; the head trains in full beside the adapter."""
     task.head_for(entry)  # raises where the model has no image-classification head
     data: ImageData = load_image_data(task.dataset, data_dir, opts)
     metric = task_metric(task, data, opts)
-    model = load_model(entry, "img_cls", dtype=dtype, device=device, num_labels=len(data.label_names), seed=seed)
+    model = load(entry, "img_cls", dtype=dtype, device=device, num_labels=len(data.label_names), seed=seed)
     channels, height, width = image_shape(model.config)
     mode = "L" if channels == 1 else "RGB"
     processor = load_image_processor(entry)

@@ -26,7 +26,7 @@ PAIR_PROMPT = "{text}\n{text_pair}\nLabel:"  # pairs without a prompt of their o
 
 
 
-def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None) -> TaskSetup:
+def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None, load=load_model) -> TaskSetup:
     """Prompt + label word; the loss covers the label word's tokens only.
 
     Prediction: argmax of the next-token logits after the prompt, restricted to the
@@ -60,7 +60,7 @@ def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_d
     budget = seq_len - len(tail) - max(len(ids) for ids in word_ids)
     if budget < 4:
         raise ValueError(f"seq_len={seq_len} leaves {budget} tokens for the text after the prompt and label; raise seq_len")
-    model = load_model(entry, "causal_lm", dtype=dtype, device=device, seed=seed)
+    model = load(entry, "causal_lm", dtype=dtype, device=device, seed=seed)
     pad = tokenizer.pad_token_id
     first_ids = torch.tensor(first, device=device)
     kind = label_kind(len(data.label_names), False)

@@ -39,7 +39,7 @@ def centered(logits: torch.Tensor) -> torch.Tensor:
     return logits - logits.mean(dim=-1, keepdim=True)
 
 
-def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None) -> TaskSetup:
+def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None, load=load_model) -> TaskSetup:
     """Student = the base model; teacher = base + a seeded rank-k change on the target layers.
 
     Inputs are random token sequences (seeded). Loss: MSE between the student's and
@@ -58,7 +58,7 @@ def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_d
         raise ValueError(f"planted feeds random tokens, and model {entry.name!r} is a vision model; use profile or an "
                          "image task (digits, images, ...)")
     encoder = head == "seq_cls"
-    student = load_model(entry, head, dtype=dtype, device=device, num_labels=opts.num_labels, seed=seed)
+    student = load(entry, head, dtype=dtype, device=device, num_labels=opts.num_labels, seed=seed)
     targets = find_targets(student, opts.target_modules)
     shared = {id(p): p for name, module in student.named_modules() if name not in targets
               for p in module.parameters(recurse=False)}

@@ -35,11 +35,11 @@ def tokens_per_batch(model_config, head: str, batch_size: int, seq_len: int) -> 
     return batch_size * (image_tokens(model_config) if head == "img_cls" else seq_len)
 
 
-def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None) -> TaskSetup:
+def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None, load=load_model) -> TaskSetup:
     """Random batches on the body's own head: causal-LM loss for decoders, random classes for encoders and vision
     models (whose head trains beside the adapter)."""
     head = task.head_for(entry)
-    model = load_model(entry, head, dtype=dtype, device=device, num_labels=opts.num_labels, seed=seed)
+    model = load(entry, head, dtype=dtype, device=device, num_labels=opts.num_labels, seed=seed)
     model_dtype = next(model.parameters()).dtype
 
     def batches():

@@ -56,7 +56,7 @@ def length_sorted_chunks(data: TextData, size: int) -> list[list[int]]:
 # --- classification and regression ---------------------------------------------------
 
 
-def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None) -> TaskSetup:
+def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None, load=load_model) -> TaskSetup:
     """A seq_cls head (classifier for encoders, score for decoders): one output per class and cross-entropy,
     or one output and MSE for regression. A pair's two texts go to the tokenizer as a pair: [SEP] between
     them and segment ids (token_type_ids) for the models that have them; truncation cuts the longer first."""
@@ -64,7 +64,7 @@ def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_d
     tokenizer = load_tokenizer(entry)  # random models have none: raises with the fix
     data, metric = load_task_data(task, data_dir, opts)
     num_outputs = 1 if data.regression else len(data.label_names)
-    model = load_model(entry, "seq_cls", dtype=dtype, device=device, num_labels=num_outputs, seed=seed)
+    model = load(entry, "seq_cls", dtype=dtype, device=device, num_labels=num_outputs, seed=seed)
     model.config.pad_token_id = tokenizer.pad_token_id  # decoders classify at the last non-pad token
     if data.regression:
         model.config.problem_type = "regression"  # transformers' seq_cls models: MSE on the single output

@@ -21,6 +21,8 @@ import sys
 import tempfile
 import threading
 
+import torch
+
 from ...config.sweep import Point
 from ..point import run_point
 from ..rows import failed_row, one_line
@@ -35,7 +37,19 @@ _running_lock = threading.Lock()
 def run_point_payload(point: dict, timeout_s: int, env: dict | None = None) -> dict:
     """Run one point in a fresh process here and return its payload; a failing point gives a failed row, never an
     exception."""
+    if _runs_on_cpu(point["device"]):
+        env = {**malloc_env(point.get("malloc_mmap_threshold", 0)), **(env or {})}
     return _in_scratch(point, lambda scratch: _run_in_subprocess(point, scratch, timeout_s, env))
+
+
+def malloc_env(threshold: int) -> dict:
+    """The environment that makes glibc map blocks of `threshold` bytes and more one by one (0: glibc's own), so that a
+    CPU point's RSS follows its live tensors (config/sweep.py malloc_mmap_threshold)."""
+    return {"MALLOC_MMAP_THRESHOLD_": str(threshold)} if threshold else {}
+
+
+def _runs_on_cpu(device: str) -> bool:
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
 def run_point_here(point: dict, timeout_s: int = 0, env: dict | None = None) -> dict:
