@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     estimate = sub.add_parser("estimate", help="predict FLOPs and tensor memory of a sweep's points without running "
                               "them (FakeTensorMode: shapes only, any model size)")
     add_sweep_arguments(estimate)
+    estimate.add_argument("--assume-steps", type=int, metavar="N", help="the fine-tuning length, in training steps, "
+                          "that each row's init_flops_share (the init's share of the run's FLOPs) assumes; default: "
+                          "each point's own (its train steps)")
 
     collect = sub.add_parser("collect", help="record the rows of jobs submitted with `run --no-wait` (safe to repeat)")
     collect.add_argument("run_dir", metavar="RUN_DIR")
@@ -135,7 +138,8 @@ def sweep_config(args):
     overrides = {k: v for k, v in dict(
         models=args.models, tasks=args.tasks, methods=args.methods, ranks=args.ranks, seeds=args.seeds,
         batch_sizes=args.batch_sizes, seq_lens=args.seq_lens, device=args.device, dtype=args.dtype,
-        data_dir=args.data_dir, threads=args.threads).items() if v is not None}
+        data_dir=args.data_dir, threads=args.threads, assume_steps=getattr(args, "assume_steps", None)).items()
+        if v is not None}
     if getattr(args, "in_process", False):
         overrides["isolate"] = False
     file_values = load_sweep_file(args.config) if args.config else {}

@@ -15,8 +15,11 @@ def expand_grid(config: SweepConfig) -> list[Point]:
     points = []
     for model, task, bs, sl, method in itertools.product(config.models, config.tasks, config.batch_sizes,
                                                          config.seq_lens, config.methods):
-        for rank, seed in itertools.product(config.ranks_for(method), config.seeds):
+        for rank, init_task, seed in itertools.product(config.ranks_for(method), config.init_tasks_for(method),
+                                                       config.seeds):
             options = config.adapter_options(method, rank)
+            if init_task is not None:
+                options["init_task"] = init_task
             points.append(Point(
                 model=model, task=task, method=method, rank=rank, seed=seed, batch_size=bs, seq_len=sl,
                 dtype=config.dtype, device=config.device, warmup_steps=config.warmup_steps,

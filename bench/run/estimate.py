@@ -11,7 +11,8 @@ num_grad_batches batches), and one training step run with the code a real point 
 
 Every point is traced as the profile task's step at the point's shapes (tasks/profile.py's
 batch): random tokens of batch_size x seq_len, causal-LM loss for decoders, a classification
-head (task option num_labels) for encoders; a task's data is not read. Without CUDA the trace
+head (task option num_labels) for encoders; a task's data is not read (nor an init_task's: its
+batches have the same shapes). Without CUDA the trace
 runs on CPU tensors: the bytes of parameters, gradients, optimizer state and activations do not
 depend on the device; attention is the one kernel that can differ (flash attention on CPU and
 CUDA both keep the output and its log-sum-exp).
@@ -40,17 +41,18 @@ from .train import make_optimizer, optimizer_state_bytes, training_step
 LEARNED_POSITIONS = ("bert", "roberta", "distilbert", "gpt2", "opt")  # families that cannot go past their positions
 
 
-def estimate_payload(point: dict, timeout_s: int = 0, env: dict | None = None) -> dict:
+def estimate_payload(point: dict, timeout_s: int = 0, env: dict | None = None, assume_steps: int = 0) -> dict:
     """The worker of `estimate`: a point traced in this process -> its payload (no log, no curve)."""
-    return {"row": estimate_point(Point(**point)), "log": "", "curve_csv": ""}
+    return {"row": estimate_point(Point(**point), assume_steps), "log": "", "curve_csv": ""}
 
 
-def estimate_point(point: Point) -> dict:
-    """One point traced under FakeTensorMode -> a results row (estimated = 1); any failure is a failed row."""
-    return point_row(point, lambda: trace_point(point), estimated=True)
+def estimate_point(point: Point, assume_steps: int = 0) -> dict:
+    """One point traced under FakeTensorMode -> a results row (estimated = 1); any failure is a failed row.
+    assume_steps: the fine-tuning length init_flops_share assumes (0: the point's own steps)."""
+    return point_row(point, lambda: trace_point(point, assume_steps), estimated=True)
 
 
-def trace_point(point: Point) -> dict:
+def trace_point(point: Point, assume_steps: int = 0) -> dict:
     if why_not_traceable(point.method):
         raise ValueError(f"{point.method}: {why_not_traceable(point.method)}")
     entry = get_entry(point.model)
@@ -68,7 +70,7 @@ def trace_point(point: Point) -> dict:
             model = build_model(entry, head, point.dtype, options.num_labels).eval()
         model_params = sum(p.numel() for p in model.parameters())
         trainable_modules = head_modules(model) if encoder else []
-        adapter = make_adapter(point.method, point.rank, json.loads(point.adapter_options), seed=point.seed,
+        adapter = make_adapter(point.method, point.rank, point.config_options, seed=point.seed,
                                trainable_modules=trainable_modules)  # as a real point makes it
         num_init = adapter.init_batches
         batches = [profile_batch(point.batch_size, point.seq_len, model.config.vocab_size, options.num_labels, encoder,
@@ -86,7 +88,10 @@ def trace_point(point: Point) -> dict:
         step = trace_costs(model, lambda: training_step(model, batches[0], None, opt, settings.max_grad_norm),
                            (opt.optimizer, batches[0]))
         state_bytes = optimizer_state_bytes(opt.optimizer)
-    costs = {**cost_columns(init, step), "cost_trace_s": round(time.perf_counter() - start, 3)}  # the whole trace
+    # the steps a real point would train: the sweep's, or warmup + timed where the task only times steps (profile)
+    own_steps = settings.steps if get_task(point.task).evaluates else point.warmup_steps + point.timed_steps
+    costs = {**cost_columns(init, step, assume_steps or own_steps, "assumed" if assume_steps else "point"),
+             "cost_trace_s": round(time.perf_counter() - start, 3)}  # the whole trace
     return dict(model_params=model_params, **adapter_columns(stats, point.rank), optimizer_state_bytes=state_bytes,
                 **costs)
 

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
+from functools import partial
 
 from tqdm import tqdm
 
@@ -43,8 +44,12 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
     `run_bench.py estimate`); a "cuda" device needs no GPU then.
     """
     settings = ExecutorSettings.from_dict({} if estimated else config.executor)
+    if config.assume_steps and not estimated:
+        raise ValueError(f"assume_steps={config.assume_steps} is for `run_bench.py estimate`; a measured point states "
+                         "its own training steps: drop it, or set the train steps")
     check_inputs(config, read_data=not estimated)  # models, ranks, targets, data: one error before any point runs
-    worker = estimate_payload if estimated else run_point_payload if config.isolate else run_point_here
+    worker = (partial(estimate_payload, assume_steps=config.assume_steps) if estimated
+              else run_point_payload if config.isolate else run_point_here)
     # the device meta.json records: this machine's where the points run here, else as asked (resolved where they run)
     runs_here = executors.EXECUTORS[settings.kind].runs_here and not estimated
     driver_device = resolve_device(config.device) if runs_here else config.device
@@ -151,7 +156,8 @@ def _sigterm_as_interrupt():
 
 
 def summary_line(row: dict) -> str:
-    label = f"{row['model']} {row['task']} {row['method']} r={row['rank']} seed={row['seed']}"
+    label = (f"{row['model']} {row['task']} {row['method']} r={row['rank']} seed={row['seed']}"
+             + (f" init_task={row['init_task']}" if row.get("init_task") else ""))
     if row["status"] != "ok":
         return f"{row['status']:7s} {label}: {row['error']}"
     parts = [f"{c.progress}={c.format(row[c.name]).replace(' ', '')}" for c in PROGRESS if row.get(c.name) is not None]

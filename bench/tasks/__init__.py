@@ -38,6 +38,7 @@ class Task:
     head: str | None = None  # what it loads on the body: "seq_cls", "causal_lm", or None (the body's own head)
     dataset: str | None = None  # the labelled data it reads (a name of textdata.DATASETS or "csv"); None: none
     check: Callable | None = None
+    evaluates: bool = True  # trains for its `steps` and evaluates; False: times warmup + timed steps only (profile)
 
     @property
     def reads_data(self) -> bool:
@@ -50,7 +51,7 @@ class Task:
 
 TASKS: dict[str, Task] = {
     task.name: task for task in [
-        Task("profile", profile.setup),
+        Task("profile", profile.setup, evaluates=False),
         Task("planted", planted.setup),
         *(Task(d, text.setup, "seq_cls", d, text.check) for d in TEXT_DATASETS),
         Task("sst2-lm", lm.setup, "causal_lm", "sst2", text.check),
