@@ -230,7 +230,7 @@ def cmd_list(args, argv) -> int:
         print("presets:")
         for name in PRESETS:
             config = make_sweep_config(name)
-            ranks = "; ".join(f"{m} r={','.join(map(str, config.ranks_for(m)))}" for m in config.methods)
+            ranks = "; ".join(describe_axes(config, m) for m in config.methods)
             print(f"  {name:15s} models={','.join(config.models)} tasks={','.join(config.tasks)} {ranks}")
     if args.what in (None, "methods"):
         ours, peft = method_names()
@@ -240,6 +240,15 @@ def cmd_list(args, argv) -> int:
         else:
             print("PEFT's methods: " + ", ".join(peft))
     return 0
+
+
+def describe_axes(config, method: str) -> str:
+    """A method's ranks, and the tasks its init reads where it names some: `giva r=8 init_task=sst2,trec`."""
+    from .tasks.init_task import InitTask
+
+    inits = [InitTask.parse(v).label for v in config.init_tasks_for(method) if v is not None]
+    return (f"{method} r={','.join(map(str, config.ranks_for(method)))}"
+            + (f" init_task={','.join(inits)}" if inits else ""))
 
 
 def cmd_report(args, argv) -> int:
