@@ -360,6 +360,7 @@ def plot_init_overhead(data: pd.DataFrame, caption: str) -> Figure:
     return finish(fig, body, [ax_init])
 
 
+TRANSFER_COLOR_POINTS = 5.0
 AGAINST_COLORS = ("#C44E52", "#4C72B0", "#55A868")  # claims.AGAINST's order: VeRA at 8r, LoRA at 8r, LoRA at r
 
 
@@ -450,7 +451,8 @@ def plot_transfer(data: pd.DataFrame, caption: str) -> Figure:
     panels = list(dict.fromkeys(cells["panel"]))
     fig, body, axes = new_figure("Init from another task: score, and change vs its own (points)", caption,
                                  len(panels))
-    limit = max(1.0, np.nanmax(np.abs(cells["change_points"].to_numpy(dtype=float))))
+    # colours saturate at the largest change, and at 5 points at least: changes of a point or two stay pale
+    limit = max(TRANSFER_COLOR_POINTS, np.nanmax(np.abs(cells["change_points"].to_numpy(dtype=float))))
     for ax, panel in zip(axes, panels):
         here = cells[cells["panel"] == panel]
         sources = list(dict.fromkeys(zip(here["source"], here["reference"])))
