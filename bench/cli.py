@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     estimate = sub.add_parser("estimate", help="predict FLOPs and tensor memory of a sweep's points without running "
                               "them (FakeTensorMode: shapes only, any model size)")
     add_sweep_arguments(estimate)
+    estimate.add_argument("--assume-steps", type=int, metavar="N", help="the fine-tuning length, in training steps, "
+                          "that each row's init_flops_share (the init's share of the run's FLOPs) assumes; default: "
+                          "each point's own (its train steps)")
 
     collect = sub.add_parser("collect", help="record the rows of jobs submitted with `run --no-wait` (safe to repeat)")
     collect.add_argument("run_dir", metavar="RUN_DIR")
@@ -178,7 +181,8 @@ def sweep_config(args):
     overrides = {k: v for k, v in dict(
         models=args.models, tasks=args.tasks, methods=args.methods, ranks=args.ranks, seeds=args.seeds,
         batch_sizes=args.batch_sizes, seq_lens=args.seq_lens, device=args.device, dtype=args.dtype,
-        data_dir=args.data_dir, threads=args.threads).items() if v is not None}
+        data_dir=args.data_dir, threads=args.threads, assume_steps=getattr(args, "assume_steps", None)).items()
+        if v is not None}
     if getattr(args, "in_process", False):
         overrides["isolate"] = False
     if getattr(args, "malloc_mmap_threshold", None) is not None:
@@ -215,8 +219,8 @@ def sweep_config(args):
 
 
 def describe_sweep(config) -> str:
-    """The resolved grid in one line: models, tasks, and each method's ranks as they will run."""
-    ranks = "; ".join(f"{m} r={','.join(map(str, config.ranks_for(m)))}" for m in config.methods)
+    """The resolved grid in one line: models, tasks, each method's ranks (and init tasks) as they will run."""
+    ranks = "; ".join(describe_axes(config, m) for m in config.methods)
     ladder = f" size_ladder={','.join(config.size_ladder)} (estimated)" if config.size_ladder else ""
     return f"models={','.join(config.models)} tasks={','.join(config.tasks)} {ranks}{ladder}"
 
@@ -323,6 +327,15 @@ def cmd_list(args, argv) -> int:
         else:
             print("PEFT's methods: " + ", ".join(peft))
     return 0
+
+
+def describe_axes(config, method: str) -> str:
+    """A method's ranks, and the tasks its init reads where it names some: `giva r=8 init_task=sst2,trec`."""
+    from .tasks.init_task import InitTask
+
+    inits = [InitTask.parse(v).label for v in config.init_tasks_for(method) if v is not None]
+    return (f"{method} r={','.join(map(str, config.ranks_for(method)))}"
+            + (f" init_task={','.join(inits)}" if inits else ""))
 
 
 def cmd_report(args, argv) -> int:

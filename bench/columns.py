@@ -22,7 +22,8 @@ from dataclasses import dataclass
 SCHEMA_VERSION = 4  # 2: lr and head_lr; 3: estimated, FLOPs and tensor memory by category, host and executor,
 # device as the point ran, eval_metric and eval_score*, eval_examples, adapter_seed; 4: image_transform, answer_rule,
 # decoding, gen_time_s, gen_new_tokens (image and generation tasks), load_avg_1m_start, load_avg_1m_end, cpu_steal_s,
-# ctx_switches_involuntary, cost_trace_batch
+# ctx_switches_involuntary, cost_trace_batch, init_task, init_share, init_flops_share, init_share_steps,
+# init_share_steps_source
 COMPARE_KINDS = ("exact", "noisy", "steps", "accuracy", "")
 MIB = 2**20
 
@@ -97,6 +98,9 @@ COLUMNS = [
            "(bench/adapters/peft.py)", identity=True),
     Column("rank", "", "configured rank r", identity=True),
     Column("method_options", "text", "JSON of the method's options (alpha, d_initial, basis, num_grad_batches, ...)", identity=True),
+    Column("init_task", "text", "the task whose training batches fed a data-driven init (GiVA's gradient), as "
+           "method option init_task names it (a name, or name(option=value, ...)); empty: the point's own task",
+           identity=True),
     Column("seed", "", "the sweep seed: model init, data order, and the adapter's random parts unless its options fix "
            "them", identity=True),
     Column("adapter_seed", "", "seed of the adapter's random parts (GiVA's B and SVD sketch, VeRA's projections); empty "
@@ -138,6 +142,13 @@ COLUMNS = [
     Column("init_flops", "FLOPs", "FLOPs of apply_adapter (torch.utils.flop_counter: matmuls exactly; QR and SVD by "
            "their Golub-Van Loan operation counts): GiVA's gradient pass and bases; 0 for LoRA and VeRA",
            **_EXACT),
+    Column("init_share", "fraction", "init_total_s / (init_total_s + train_time_s): the init's share of the point's "
+           "whole fine-tuning wall time; accuracy points only (a profile point times a few steps, not a fine-tuning)"),
+    Column("init_flops_share", "fraction", "init_flops / (init_flops + init_share_steps * flops_per_step): the init's "
+           "share of a fine-tuning run's FLOPs (0 for an init that reads no data)"),
+    Column("init_share_steps", "count", "training steps of the fine-tuning run init_flops_share assumes"),
+    Column("init_share_steps_source", "text", "where init_share_steps comes from: 'point' (the point's own training "
+           "steps: train_steps measured, the sweep's steps estimated) or 'assumed' (`estimate --assume-steps`)"),
     Column("init_tensor_peak_bytes", "bytes", "peak of the tensor bytes alive during apply_adapter (model included), "
            "tracked tensor by tensor", **_EXACT),
     Column("warmup_steps", "count", "training steps run before timing"),

@@ -146,7 +146,8 @@ def measure(point: Point, run_dir: str) -> dict:
         eval_examples=len(y_eval), eval_accuracy_before=before, eval_accuracy=accuracy,
         eval_accuracy_best=max(before, accuracy), eval_loss=eval_loss, train_steps=WARMUP + TIMED,
         train_time_s=train_time_s, started_at=started, point_wall_s=time.perf_counter() - start, estimated=0,
-        **cost_columns(init_costs, step_costs, (BATCH, FEATURES)),
+        init_share=init_total_s / (init_total_s + train_time_s),
+        **cost_columns(init_costs, step_costs, (BATCH, FEATURES), WARMUP + TIMED),
     )
 
 

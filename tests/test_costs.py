@@ -17,7 +17,8 @@ from bench.columns import COLUMNS
 from bench.report.compare import compare_runs
 from bench.config.grid import expand_grid
 from bench.config.presets import make_sweep_config
-from bench.measure.counters import FrozenSafeMemTracker, trace_costs
+from bench.measure.counters import Costs, FrozenSafeMemTracker, trace_costs
+from bench.run.rows import cost_columns
 from bench.run.estimate import estimate_point
 from bench.run.point import run_point
 from bench.results.read import RESULTS_FILE, read_rows
@@ -57,25 +58,70 @@ def test_flops_of_one_adapted_linear_are_the_hand_count(method):
     assert costs.flops == base + adapter
 
 
-def test_giva_init_flops_are_the_hand_count():
-    """Gradient pass plus the randomized SVD (torch.svd_lowrank's steps), QR and SVD by Golub-Van Loan counts."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(IN, OUT))
-    x = torch.randn(TOKENS, IN)
-    config = make_config("giva", r=R, target_modules=["0"])
-    costs = trace_costs(model, lambda: apply_adapter(model, config, data=lambda m: m(x).pow(2).mean()))
-
+def giva_init_hand_count(niter: int) -> int:
+    """GiVA's init of the one Linear: gradient pass plus the randomized SVD (torch.svd_lowrank's steps), QR and SVD
+    by Golub-Van Loan counts."""
     def qr(m, n):  # Householder, m >= n, Q formed
         return 2 * (2 * m * n * n - 2 * n**3 // 3)
 
     q = 4 * R  # sketch width: min(4r, min(out, in))
     gradient = 2 * TOKENS * IN * OUT + 2 * TOKENS * OUT * IN  # forward, and dW = dy^T x
     sketch = 2 * OUT * IN * q + qr(OUT, q)  # Q = qr(G omega)
-    power = config.svd_niter * (2 * IN * OUT * q + qr(IN, q) + 2 * OUT * IN * q + qr(OUT, q))
+    power = niter * (2 * IN * OUT * q + qr(IN, q) + 2 * OUT * IN * q + qr(OUT, q))
     # svd(Q^T G) through (Q^T G)^T = Q2 R and the SVD of R^T (q, q); then Q U_small and Q2 W
     small_svd = 2 * IN * OUT * q + qr(IN, q) + (4 + 8 + 9) * q**3 + 2 * OUT * q * q + 2 * IN * q * q
     basis_b = qr(OUT, R)  # Vr: B is a random orthonormal (out, r)
-    assert costs.flops == gradient + sketch + power + small_svd + basis_b
+    return gradient + sketch + power + small_svd + basis_b
+
+
+def traced_giva_init():
+    """The one Linear, GiVA applied under the counters: (model, its input, config, the init's costs)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(IN, OUT))
+    x = torch.randn(TOKENS, IN)
+    config = make_config("giva", r=R, target_modules=["0"])
+    costs = trace_costs(model, lambda: apply_adapter(model, config, data=lambda m: m(x).pow(2).mean()))
+    return model, x, config, costs
+
+
+def test_giva_init_flops_are_the_hand_count():
+    _, _, config, costs = traced_giva_init()
+    assert costs.flops == giva_init_hand_count(config.svd_niter)
+
+
+def test_init_flops_share_of_a_run_is_the_hand_count():
+    """The one Linear with GiVA: init / (init + steps x step), both counted by hand, for a run of 300 steps."""
+    model, x, config, init = traced_giva_init()
+    step = trace_costs(model, lambda: model(x).pow(2).mean().backward())
+    step_by_hand = 2 * TOKENS * IN * OUT + 2 * TOKENS * IN * R + 2 * TOKENS * R * OUT + 2 * TOKENS * OUT * R
+    init_by_hand = giva_init_hand_count(config.svd_niter)
+    columns = cost_columns(init, step, 300)
+    assert columns["init_flops_share"] == pytest.approx(init_by_hand / (init_by_hand + 300 * step_by_hand), rel=1e-12)
+    assert (columns["init_share_steps"], columns["init_share_steps_source"]) == (300, "point")
+    assert cost_columns(Costs(), step, 300)["init_flops_share"] == 0  # an init that does no work (LoRA, VeRA)
+
+
+def test_a_point_states_the_init_share_of_its_run_and_estimate_the_steps_it_assumes(tmp_path):
+    """A planted point trains and evaluates: its init share in wall time and in FLOPs of its own steps; `estimate`
+    takes the sweep's steps, or --assume-steps (said in the row); a profile point has no whole run to share."""
+    (point,) = expand_grid(make_sweep_config(None, overrides={
+        "models": ["gpt2-tiny"], "tasks": ["planted"], "methods": ["giva"], "ranks": [2], "batch_sizes": [2],
+        "seq_lens": [16], "warmup_steps": 1, "train": {"steps": 3}, "task_options": {"eval_batches": 1},
+        "threads": 1}))
+    row = run_point(point, str(tmp_path))
+    assert row["status"] == "ok", row["error"]
+    assert row["init_share"] == row["init_total_s"] / (row["init_total_s"] + row["train_time_s"])
+    assert row["init_flops_share"] == row["init_flops"] / (row["init_flops"] + 3 * row["flops_per_step"])
+    assert (row["train_steps"], row["init_share_steps"], row["init_share_steps_source"]) == (3, 3, "point")
+    own, assumed = estimate_point(point), estimate_point(point, assume_steps=5000)
+    assert (own["init_share_steps"], own["init_share_steps_source"]) == (3, "point")
+    assert (assumed["init_share_steps"], assumed["init_share_steps_source"]) == (5000, "assumed")
+    assert assumed["init_flops_share"] == assumed["init_flops"] / (assumed["init_flops"] + 5000 * assumed["flops_per_step"])
+    assert own.get("init_share") is None and 0 < assumed["init_flops_share"] < own["init_flops_share"] < 1
+
+    _, (profile,) = profile_points(tmp_path, methods=["giva"])
+    estimated = estimate_point(profile)  # the profile task times warmup + timed steps, nothing more
+    assert (estimated["init_share_steps"], estimated["init_share_steps_source"]) == (1 + 2, "point")
 
 
 def tiny_llama(method: str):

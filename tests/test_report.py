@@ -13,8 +13,10 @@ import os
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 from small_run import assert_png_not_blank, assert_svg_parses, copy_run, rewrite_rows
 
+from bench.report.claims import CLAIM_COLUMNS, CLAIMS_FILE
 from bench.report.summary import build_report
 from bench.report.tables import format_difference, noise_points
 from bench.columns import COLUMN_NAMES, SCHEMA_VERSION
@@ -31,8 +33,9 @@ def summary_table_lines(summary: str) -> set[tuple[str, str]]:
     return found
 
 
-SCORE_PLOTS = ["rank_score", "params_score", "time_score"]
-COST_PLOTS = ["memory_breakdown", "flops_overhead", "memory_size"]  # from the traced step (bench/measure/counters.py)
+SCORE_PLOTS = ["rank_score", "params_score", "time_score", "claims"]
+# from the traced step and init (bench/measure/counters.py)
+COST_PLOTS = ["memory_breakdown", "flops_overhead", "memory_size", "init_share_size"]
 ALL_PLOTS = SCORE_PLOTS + ["step_time_rank", "memory_rank", "init_overhead"] + COST_PLOTS
 
 
@@ -51,7 +54,7 @@ def test_report_of_a_small_run_writes_every_file_and_names_every_point(small_run
     plots = expected_plots(rows)
     written = build_report([run_dir])
 
-    expected = [os.path.join(run_dir, "summary.md")] + [
+    expected = [os.path.join(run_dir, "summary.md"), os.path.join(run_dir, CLAIMS_FILE)] + [
         os.path.join(run_dir, "plots", f"{name}.{ext}") for name in plots for ext in ("png", "svg")]
     assert sorted(written) == sorted(expected)
     for path in expected:
@@ -74,41 +77,49 @@ def test_report_of_a_small_run_writes_every_file_and_names_every_point(small_run
             assert f"| {row['status']} |" in summary and row["error"][:40] in summary
     meta = json.load(open(os.path.join(run_dir, META_FILE)))
     assert "| commit |" in summary and f"`{' '.join(meta['command'])}`" in summary
-    if plots == ALL_PLOTS:
-        assert "## Plots skipped\n\nNone." in summary
+    if plots == ALL_PLOTS:  # all but the transfer matrix, which needs points with an init_task
+        skipped = summary.split("## Plots skipped\n\n", 1)[1].split("\n\n", 1)[0]
+        assert skipped == "- **Bases from another task: transfer matrix**: no point names an init_task (method " \
+                          "option init_task)"
 
 
-def test_claim_check_compares_giva_at_r_with_vera_and_lora_at_8r(small_run_dir, tmp_path):
+def test_claim_check_pairs_the_seeds_and_gives_each_pair_an_interval_and_a_verdict(small_run_dir, tmp_path):
+    """GiVA r1 against VeRA and LoRA at r8, GiVA r8 against LoRA r8 (the small run has no r64 LoRA), per model:
+    the per-seed differences, their t-interval over the 2 seeds and the verdict, by hand from results.csv."""
     run_dir = copy_run(small_run_dir, tmp_path / "claim")
     build_report([run_dir])
-    summary = open(os.path.join(run_dir, "summary.md")).read()
     rows = [r for r in latest_rows(read_rows(os.path.join(run_dir, RESULTS_FILE))) if r["status"] == "ok"]
+    with open(os.path.join(run_dir, CLAIMS_FILE), newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == [name for name, _ in CLAIM_COLUMNS]
+        claims = list(reader)
 
-    def mean(model, method, rank, column):
-        values = [float(r[column]) for r in rows if (r["model"], r["method"], r["rank"]) == (model, method, str(rank))]
-        return sum(values) / len(values) if values else None
+    def scores(model, method, rank):
+        return {r["seed"]: float(r["eval_score"]) for r in rows if (r["model"], r["method"], r["rank"]) == (model, method, str(rank))}
 
-    def cell(model, giva, method, rank, examples):
-        theirs = mean(model, method, rank, "eval_accuracy")
-        if theirs is None:
-            return "–"
-        noise = noise_points("accuracy", (giva + theirs) / 2, examples)  # a difference within it is marked ≈
-        return f"{theirs:.3f} ({format_difference(100 * (giva - theirs), noise)})"
-
-    section = summary.split("## Claim check", 1)[1].split("\n## ", 1)[0]
-    for model in {r["model"] for r in rows}:
-        lines = section.split(f"### {model} · task planted · accuracy\n", 1)[1].split("###", 1)[0].strip().splitlines()[2:]
-        found = {line.split("|")[2].strip(): [c.strip() for c in line.strip("|").split("|")] for line in lines}
-        assert set(found) == {"1", "8"}, lines
-        for rank, cells in found.items():
-            giva = mean(model, "giva", rank, "eval_accuracy")
-            lora_r = mean(model, "lora", rank, "step_time_ms_p50")
-            step_ratio = "–" if lora_r is None else f"{mean(model, 'giva', rank, 'step_time_ms_p50') / lora_r:.2f}x"
-            examples = mean(model, "giva", rank, "eval_examples")
-            assert cells[2:7] == [f"{giva:.3f}", cell(model, giva, "vera", 8 * int(rank), examples),
-                                  cell(model, giva, "lora", 8 * int(rank), examples),
-                                  cell(model, giva, "lora", rank, examples), step_ratio]
-        assert found["1"][3] != "–" and found["1"][4] != "–" and found["8"][5] != "–"  # every comparison was made
+    models = sorted({r["model"] for r in rows})
+    pairs = {(m, "1", "VeRA at 8r", "8") for m in models} | {(m, "1", "LoRA at 8r", "8") for m in models} | {
+        (m, "8", "LoRA at r", "8") for m in models} | {(m, "8", "VeRA at 8r", "64") for m in models}
+    assert {(c["model"], c["rank"], c["against"], c["against_rank"]) for c in claims} == pairs
+    summary = open(os.path.join(run_dir, "summary.md")).read().split("## Claim check", 1)[1].split("\n## ", 1)[0]
+    for claim in claims:
+        method = "vera" if claim["against"].startswith("VeRA") else "lora"
+        mine, theirs = scores(claim["model"], "giva", claim["rank"]), scores(claim["model"], method, claim["against_rank"])
+        differences = [100 * (mine[seed] - theirs[seed]) for seed in sorted(mine)]
+        half = scipy_stats.t.ppf(0.975, 1) * np.std(differences, ddof=1) / math.sqrt(2)
+        mean = sum(differences) / 2
+        assert (claim["seeds"], claim["interval"], claim["margin_points"]) == ("2", "t", "1")
+        assert float(claim["diff_points"]) == pytest.approx(mean, abs=1e-4)
+        assert float(claim["diff_lo_points"]) == pytest.approx(mean - half, abs=1e-4)
+        assert float(claim["diff_hi_points"]) == pytest.approx(mean + half, abs=1e-4)
+        verdict = ("matches" if -1 <= mean - half and mean + half <= 1 else "better" if mean - half > 0
+                   else "worse" if mean + half < 0 else "undecided")
+        assert claim["verdict"] == verdict
+        assert (claim["seeds_to_decide"] == "") == (verdict != "undecided" or half == 0)
+        line = (f"| giva | {claim['rank']} | {float(claim['giva_score']):.3f} | {claim['against']} | "
+                f"{claim['against_rank']} | {float(claim['against_score']):.3f} | 2 | {mean:+.1f} "
+                f"[{mean - half:+.1f}, {mean + half:+.1f}] | {verdict}")
+        assert line in summary, line
 
 
 def test_profiling_only_run_with_failures_gets_the_plots_its_data_allows(small_run_dir, tmp_path):
@@ -172,7 +183,7 @@ def test_two_runs_in_one_report_label_lines_by_run(small_run_dir, tmp_path):
     out = tmp_path / "both"
     written = build_report([first, second], str(out))
     rows = latest_rows(read_rows(os.path.join(first, RESULTS_FILE)))
-    assert len(written) == 1 + 2 * len(expected_plots(rows))
+    assert len(written) == 2 + 2 * len(expected_plots(rows))  # summary.md, claims.csv (of the first run), plots
     summary = open(out / "summary.md").read()
     assert "## Run before" in summary and "## Run after" in summary
     assert "· run before" in summary and "· run after" in summary
@@ -238,10 +249,10 @@ def test_load_run_keeps_the_latest_row_of_a_retried_point(small_run_dir, tmp_pat
 @pytest.mark.parametrize("examples", [1, 10**9])
 def test_differences_within_the_eval_sets_binomial_noise_are_marked(small_run_dir, tmp_path, examples):
     """A difference is marked ≈ exactly when it is smaller than the eval set's noise, in the results table's change
-    column and in the claim check. With 1 eval example (noise ±59 to ±98 points for accuracies between 0.1 and 0.9)
-    every difference the small run can show is marked; with 10^9 (noise < 0.01 points) only a difference of zero is:
-    the small run's accuracies are means of 256 predictions over two seeds (steps of 0.2 points), so a difference
-    shown as ±0.0 is a tie, which any machine may produce, and every other is a real move."""
+    column. With 1 eval example (noise ±59 to ±98 points for accuracies between 0.1 and 0.9) every difference the
+    small run can show is marked; with 10^9 (noise < 0.01 points) only a difference of zero is: the small run's
+    accuracies are means of 256 predictions over two seeds (steps of 0.2 points), so a difference shown as ±0.0 is a
+    tie, which any machine may produce, and every other is a real move."""
     from bench.report.tables import NOISE_MARK
 
     assert noise_points("accuracy", 0.5, 10) == pytest.approx(100 * 1.96 * 0.5 / 10**0.5)
@@ -251,22 +262,19 @@ def test_differences_within_the_eval_sets_binomial_noise_are_marked(small_run_di
     rewrite_rows(run_dir, lambda rows: [{**r, "eval_examples": str(examples)} for r in rows])
     build_report([run_dir])
     summary = open(os.path.join(run_dir, "summary.md")).read()
-    results = summary.split("## Results", 1)[1].split("## Claim check", 1)
-    lines = results[0].splitlines()
+    lines = summary.split("## Results", 1)[1].split("## Claim check", 1)[0].splitlines()
     header = next(line for line in lines if "change (pts)" in line)
     at = [cell.strip() for cell in header.split("|")].index("change (pts)")
     changes = [line.split("|")[at].strip() for line in lines if line.startswith("| ") and "|" in line[2:]
                and line.split("|")[2].strip().isdigit()]
-    claims = [cell.strip() for line in results[1].split("\n## ", 1)[0].splitlines() if line.startswith("| giva")
-              for cell in line.split("|")[4:7] if "(" in cell]
-    assert changes and claims
-    shown = [c.replace("(", " ").replace(")", " ").split() for c in changes + claims]  # [..., "+1.2"] or [..., "+0.0", "≈"]
+    assert changes
+    shown = [c.split() for c in changes]  # ["+1.2"] or ["+0.0", "≈"]
     marked = [cell[-1] == NOISE_MARK for cell in shown]
     tie = [cell[-2 if mark else -1] in ("+0.0", "-0.0") for cell, mark in zip(shown, marked)]
     if examples == 1:
-        assert all(marked), changes + claims
+        assert all(marked), changes
     else:
-        assert marked == tie, changes + claims
+        assert marked == tie, changes
 
 
 def test_timings_taken_on_a_busy_machine_are_marked(small_run_dir, tmp_path):
@@ -299,7 +307,8 @@ def test_timings_taken_on_a_busy_machine_are_marked(small_run_dir, tmp_path):
         cells = dict(zip(names, (cell.strip() for cell in line.split("|"))))
         marked = {name for name, cell in cells.items() if cell.endswith(BUSY_MARK)}
         assert marked == ({"init total", "step p50"} if cells["method"] == busy_method else set()), line
-    claims = summary.split("## Claim check", 1)[1].split("\n## ", 1)[0]
-    giva_lines = [line for line in claims.splitlines() if line.startswith("| giva")]
-    assert giva_lines and all(line.rstrip(" |").endswith(BUSY_MARK) for line in giva_lines)
-    assert "above its 2 cores (busy)" in claims
+    costs = summary.split("#### GiVA's costs", 1)[1].split("\n## ", 1)[0]
+    giva_lines = [line for line in costs.splitlines() if line.startswith("| giva")]
+    assert giva_lines  # step time vs LoRA and init in LoRA steps: GiVA's point was busy
+    assert all(all(cell.strip().endswith(BUSY_MARK) for cell in line.split("|")[3:5]) for line in giva_lines), giva_lines
+    assert "above its 2 cores (busy)" in costs

@@ -22,8 +22,11 @@ class Adapter(Protocol):
     method: str  # as the sweep names it: "giva", "peft:pissa"
     init_batches: int  # training batches its init reads (GiVA's gradient batches, EVA's passes); 0: none
     seed: int | str  # the seed of its random parts; "" where it has none of its own
+    # apply() also takes, instead of the batches, a train_step(model) -> loss called once per init batch: how an
+    # init reads another task's batches through that task's head (the point's init_task)
+    accepts_train_step: bool
 
-    def apply(self, model: nn.Module, batches: list, loss_fn=None) -> nn.Module: ...
+    def apply(self, model: nn.Module, data, loss_fn=None) -> nn.Module: ...  # data: batches, or a train_step
     def unload(self, model: nn.Module) -> nn.Module: ...
     def stats(self, model: nn.Module) -> dict: ...  # giva.adapter_stats' keys
     def save(self, model: nn.Module, path: str) -> str: ...  # the weights file written

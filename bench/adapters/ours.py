@@ -22,6 +22,7 @@ class OurAdapter:
     """One of giva's methods, configured at a rank."""
 
     config: AdapterConfig
+    accepts_train_step = True  # apply_adapter takes a train_step(model) -> loss as GiVA's data
 
     @property
     def method(self) -> str:
@@ -36,8 +37,8 @@ class OurAdapter:
     def init_batches(self) -> int:
         return get_method(self.config.method).init_batches(self.config)
 
-    def apply(self, model: nn.Module, batches: list, loss_fn=None) -> nn.Module:
-        return apply_adapter(model, self.config, data=batches or None, loss_fn=loss_fn)
+    def apply(self, model: nn.Module, data, loss_fn=None) -> nn.Module:
+        return apply_adapter(model, self.config, data=data or None, loss_fn=loss_fn)
 
     def stats(self, model: nn.Module) -> dict:
         return adapter_stats(model)

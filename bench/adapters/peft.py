@@ -164,6 +164,7 @@ class PeftAdapter:
     config: object  # a peft.PeftConfig
     init_batches: int
     seed = ""  # PEFT draws from torch's global seed, which the point sets
+    accepts_train_step = False  # PEFT's inits run their batches through the model (and its head) themselves
 
     @property
     def method(self) -> str:

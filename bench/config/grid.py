@@ -17,8 +17,9 @@ def expand_grid(config: SweepConfig) -> list[Point]:
     points = []
     for model, task, bs, sl, method in itertools.product(config.models, config.tasks, config.batch_sizes,
                                                          config.seq_lens, config.methods):
-        for rank, seed in itertools.product(config.ranks_for(method), config.seeds):
-            points.append(_point(config, model, task, method, rank, seed, bs, sl))
+        for rank, init_task, seed in itertools.product(config.ranks_for(method), config.init_tasks_for(method),
+                                                       config.seeds):
+            points.append(_point(config, model, task, method, rank, seed, bs, sl, init_task=init_task))
     for model, bs, sl, method in itertools.product(config.size_ladder, config.batch_sizes, config.seq_lens,
                                                    config.methods):
         points.append(_point(config, model, "profile", method, config.ranks_for(method)[0], config.seeds[0], bs, sl,
@@ -27,8 +28,10 @@ def expand_grid(config: SweepConfig) -> list[Point]:
 
 
 def _point(config: SweepConfig, model: str, task: str, method: str, rank: int, seed: int, batch_size: int,
-           seq_len: int, estimated: bool = False) -> Point:
+           seq_len: int, init_task=None, estimated: bool = False) -> Point:
     options = config.adapter_options(method, rank)
+    if init_task is not None:  # one of GiVA's init_task axis (a task name or table)
+        options["init_task"] = init_task
     return Point(
         model=model, task=task, method=method, rank=rank, seed=seed, batch_size=batch_size, seq_len=seq_len,
         dtype=config.dtype, device=config.device, warmup_steps=config.warmup_steps, timed_steps=config.timed_steps,

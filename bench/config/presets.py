@@ -77,6 +77,23 @@ PRESETS = {
         seq_lens=[128], warmup_steps=3, train={"steps": 100, "eval_every": 50},
         task_options={"max_eval_examples": 400}, data_dir="../shared/data",
     ),
+    # The paper's headline claim with error bars: GiVA at r against VeRA and LoRA at 8r, 3 seeds each, so that the
+    # claim check can give each pair a t-interval over seeds and a verdict (summary.md, claims.csv). MiniLM on
+    # SST-2 (accuracy) and STS-B (Pearson); one length serves both (padding is to each batch's longest text).
+    "claims-quick": dict(
+        models=["minilm"], tasks=["sst2", "stsb"], methods=["lora", "vera", "giva"], ranks=[2, 8], seeds=[0, 1, 2],
+        method_options={"vera": {"ranks": [16, 64]}, "lora": {"ranks": [16, 64]}}, batch_sizes=[16],
+        seq_lens=[128], warmup_steps=3, train={"steps": 100}, task_options={"max_eval_examples": 500},
+        data_dir="../shared/data", threads=1,
+    ),
+    # Bases from another task: GiVA r8 trained on SST-2 with its gradient batch from SST-2 itself, TREC (questions)
+    # or AG News (news topics), against VeRA at the same rank (random bases), 2 seeds; the report's transfer matrix.
+    "transfer-quick": dict(
+        models=["minilm"], tasks=["sst2"], methods=["vera", "giva"], ranks=[8], seeds=[0, 1],
+        method_options={"giva": {"init_task": ["sst2", "trec", "agnews"]}}, batch_sizes=[16], seq_lens=[64],
+        warmup_steps=3, train={"steps": 150}, task_options={"max_eval_examples": 872}, data_dir="../shared/data",
+        threads=1,
+    ),
     # The GiVA paper's GLUE recipe (../shared/METHODS.md): RoBERTa-base, targets query/key/value/dense (the
     # family's default), AdamW with weight decay 0.01, 6% warmup then linear decay, batch 64, max length 128;
     # GiVA r 8 at lr 1e-2 (and below, for the rank curve), LoRA r 4 (alpha 8), VeRA r 1024 (d_initial 0.1) at

@@ -14,8 +14,14 @@ from dataclasses import asdict, dataclass, field, fields
 from .. import adapters
 from ..models import DTYPES, get_entry
 from ..tasks import TaskOptions, get_task
+from ..tasks.init_task import InitTask
 from .executor import ExecutorSettings
 from .train import TrainSettings
+
+
+# Method options the grid expands or the harness uses, which are not the adapter's own: the method's ranks, its
+# train settings, the task its init reads.
+GRID_OPTIONS = ("ranks", "train", "init_task")
 
 
 @dataclass
@@ -49,8 +55,10 @@ class SweepConfig:
     malloc_mmap_threshold: int = 65536
     point_timeout_s: int = 3600
     # Per-method options, e.g. {"vera": {"ranks": [256], "d_initial": 0.1}, "lora": {"alpha": 16}}: the
-    # adapter's options, plus "ranks" (the method's own ranks) and "train" (TrainSettings over `train`
-    # for this method's points, e.g. {"giva": {"train": {"lr": 0.02}}}).
+    # adapter's options, plus "ranks" (the method's own ranks), "train" (TrainSettings over `train`
+    # for this method's points, e.g. {"giva": {"train": {"lr": 0.02}}}) and, for a method whose init reads
+    # training data, "init_task": the task whose batches the init reads instead of the point's own (a name, a
+    # table {task = NAME, <task options>}, or a list of those: an axis of the grid).
     # A method's harness defaults apply where the sweep sets nothing (giva.methods: LoRA's alpha = 2 * r).
     method_options: dict = field(default_factory=dict)
     task_options: dict = field(default_factory=dict)  # e.g. max_eval_examples, text_pair_column, label_type, metric, k
@@ -58,6 +66,9 @@ class SweepConfig:
     # How points are run: bench.config.executor.ExecutorSettings fields (kind = local, pool, ray or slurm, ...). Not part
     # of the config hash: a run started on one executor resumes on another.
     executor: dict = field(default_factory=dict)
+    # `estimate` only: the fine-tuning length, in training steps, that each row's init_flops_share assumes; 0: the
+    # point's own (the train steps, or warmup + timed steps for profile). A measured point states its own steps.
+    assume_steps: int = 0
 
     def __post_init__(self):
         for name in ("models", "tasks", "methods", "ranks", "seeds", "batch_sizes", "seq_lens"):
@@ -91,6 +102,11 @@ class SweepConfig:
                 adapters.make_adapter(method, rank, self.adapter_options(method, rank))
         for task in self.tasks:
             get_task(task)
+        if isinstance(self.assume_steps, bool) or self.assume_steps < 0:
+            raise ValueError(f"assume_steps={self.assume_steps!r} must be a number of training steps >= 1, or 0 for "
+                             "each point's own")
+        for method in self.methods:
+            self.check_init_tasks(method)
         TaskOptions.from_dict(self.task_options)  # unknown names, bad values (label_type, metric, padding, ...)
         known_train = {f.name for f in fields(TrainSettings)}
         for method in self.methods:
@@ -110,6 +126,46 @@ class SweepConfig:
             raise ValueError(f"{where}={ranks!r} must be a list of positive integers, e.g. [8, 16]")
         return list(ranks)
 
+    def init_tasks_for(self, method: str) -> list:
+        """The method's init_task values (an axis of the grid); [None]: the point's own task."""
+        value = self.method_options.get(method, {}).get("init_task")
+        if value is None:
+            return [None]
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise ValueError(f"method_options.{method}.init_task is an empty list; give task names, or drop it")
+        return values
+
+    def all_init_tasks(self) -> list[InitTask]:
+        """Every init task the sweep names, each once."""
+        found = {}
+        for method in self.methods:
+            for value in self.init_tasks_for(method):
+                if value is not None:
+                    init = InitTask.parse(value)
+                    found.setdefault(init.label, init)
+        return list(found.values())
+
+    def check_init_tasks(self, method: str) -> None:
+        """init_task names known tasks with data and known options, on a method whose init reads training data
+        through a train step (GiVA's gradient)."""
+        if self.init_tasks_for(method) == [None]:
+            return
+        where = f"method_options.{method}.init_task"
+        for value in self.init_tasks_for(method):
+            try:
+                InitTask.parse(value)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+        for rank in self.ranks_for(method):
+            adapter = adapters.make_adapter(method, rank, self.adapter_options(method, rank))
+            if not adapter.init_batches:
+                raise ValueError(f"{where}: {method}'s init reads no training data, so it has no init task; set "
+                                 "init_task on a method with a data-driven init (giva)")
+            if not adapter.accepts_train_step:
+                raise ValueError(f"{where}: {method} runs its init batches through the model's own head, which has "
+                                 "the point task's labels; init_task works with our methods (giva)")
+
     def train_for(self, method: str) -> dict:
         """The TrainSettings overrides of a method's points: `train`, then the method's own "train" option."""
         own = self.method_options.get(method, {}).get("train", {})
@@ -118,8 +174,9 @@ class SweepConfig:
         return {**self.train, **own}
 
     def adapter_options(self, method: str, rank: int) -> dict:
-        """The method's options at `rank` (the rank itself not among them), with the harness's defaults."""
-        options = {k: v for k, v in self.method_options.get(method, {}).items() if k not in ("ranks", "train")}
+        """The method's options at `rank` (the rank and the other grid options not among them), with the harness's
+        defaults."""
+        options = {k: v for k, v in self.method_options.get(method, {}).items() if k not in GRID_OPTIONS}
         return adapters.harness_options(method, rank, options)
 
     def to_dict(self) -> dict:
@@ -149,7 +206,7 @@ class Point:
     timed_steps: int
     threads: int
     data_dir: str
-    adapter_options: str  # canonical JSON of the make_config options
+    adapter_options: str  # canonical JSON of the make_config options, and init_task where set
     task_options: str  # canonical JSON
     train: str  # canonical JSON of TrainSettings overrides
     # Where the sweep was started: the point resolves relative paths (a model folder, the csv task's files) from
@@ -165,7 +222,20 @@ class Point:
         return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
+    def init_task(self) -> InitTask | None:
+        """The task whose batches the adapter's init reads; None: the point's own."""
+        value = json.loads(self.adapter_options).get("init_task")
+        return None if value is None else InitTask.parse(value)
+
+    @property
+    def config_options(self) -> dict:
+        """The adapter's own options (make_adapter's), without init_task."""
+        return {k: v for k, v in json.loads(self.adapter_options).items() if k != "init_task"}
+
+    @property
     def label(self) -> str:
-        return f"{self.model}/{self.task}/{self.method}/r{self.rank}/s{self.seed}/b{self.batch_size}x{self.seq_len}"
+        init = self.init_task
+        return (f"{self.model}/{self.task}/{self.method}/r{self.rank}/s{self.seed}/b{self.batch_size}x{self.seq_len}"
+                + (f"/init={init.label}" if init else ""))
 
 

@@ -22,6 +22,8 @@ from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, LogLo
 from ..columns import MIB, TENSOR_CATEGORIES
 from .layout import (CAPTION_PT, STYLE, BarRow, Thinned, bar_pieces, finish, key_text, label_axes, new_figure,
                      page_caption, pages, stacked_bars, text_width_pt, wrap)
+from .claims import AGAINST, claim_verdicts
+from .transfer import transfer_cells
 
 INIT_PHASES = (("init_grad_s", "gradient"), ("init_svd_s", "SVD"), ("init_inject_s", "injection"))
 PHASE_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#A0A0A0")  # gradient, SVD, injection, other
@@ -392,6 +394,120 @@ def plot_init_overhead(data: pd.DataFrame, caption: str) -> list[Figure]:
     return figures
 
 
+TRANSFER_COLOR_POINTS = 5.0
+AGAINST_COLORS = ("#C44E52", "#4C72B0", "#55A868")  # claims.AGAINST's order: VeRA at 8r, LoRA at 8r, LoRA at r
+
+
+def plot_claims(data: pd.DataFrame, caption: str) -> Figure:
+    """GiVA minus each comparison per rank, with its 95% interval (claims.py); hollow: undecided. The band is
+    'matches'."""
+    verdicts = claim_verdicts(data[data["status"] == "ok"])
+    if verdicts.empty:
+        raise NoData("no GiVA point with a task score beside VeRA or LoRA at 8r or LoRA at r (claims.py)")
+    several_runs = verdicts["run"].nunique() > 1
+    verdicts = verdicts.assign(panel=verdicts["model"] + " · " + verdicts["task"]
+                               + (" · " + verdicts["run"] if several_runs else ""))
+    panels = list(dict.fromkeys(verdicts["panel"]))
+    fig, body, axes = new_figure("GiVA at r minus VeRA and LoRA (95% interval; hollow: undecided)", caption,
+                                 len(panels))
+    headings = [heading for _, _, heading in AGAINST]
+    variants = sorted(verdicts["giva"].unique())
+    margin = verdicts["margin_points"].iloc[0]
+    for ax, panel in zip(axes, panels):
+        here = verdicts[verdicts["panel"] == panel]
+        ax.axhspan(-margin, margin, color="0.88", label=f"matches (±{margin:g} pt)")
+        ax.axhline(0, color="0.4", linewidth=0.8)
+        lines = [(h, v) for h in headings for v in variants]
+        for i, (heading, variant) in enumerate(lines):
+            rows = here[(here["against"] == heading) & (here["giva"] == variant)].sort_values("rank")
+            if rows.empty:
+                continue
+            color = AGAINST_COLORS[headings.index(heading) % len(AGAINST_COLORS)]
+            dodge = 2.0 ** (0.1 * (i - (len(lines) - 1) / 2))  # intervals of one rank side by side
+            x = rows["rank"].to_numpy() * dodge
+            label = heading if len(variants) == 1 else f"{heading} · {variant}"
+            marker = MARKERS[variants.index(variant) % len(MARKERS)]
+            y = rows["diff_points"].to_numpy()
+            ax.errorbar(x, y, yerr=[y - rows["diff_lo_points"], rows["diff_hi_points"] - y], color=color,
+                        marker="none", linestyle="none", capsize=3)
+            undecided = rows["verdict"].to_numpy() == "undecided"
+            ax.plot(x[~undecided], y[~undecided], linestyle="none", marker=marker, color=color, label=label)
+            ax.plot(x[undecided], y[undecided], linestyle="none", marker=marker, color=color,
+                    markerfacecolor="white", label=label)
+        rank_axis(ax, here["rank"])
+        label_axes(ax, panel, f"GiVA minus other ({here['metric'].iloc[0]}, points)")
+    return finish(fig, body, axes)
+
+
+def plot_init_share_size(data: pd.DataFrame, caption: str) -> Figure:
+    """The init's share of a fine-tuning run's FLOPs vs model size, a line per method (and rank) whose init does
+    work; measured points filled, `estimate`'s hollow; squares: the measured share of wall time."""
+    rows = ok_rows(data, ["init_flops_share", "model_params"], "no traced init and training step")
+    rows = rows[rows["init_flops"] > 0]
+    if rows.empty:
+        raise NoData("no method whose init does work (GiVA, PiSSA, EVA, ...: init_flops > 0)")
+    if rows["model_params"].nunique() < 2:
+        raise NoData("one model size only; it needs two or more (e.g. `run_bench.py estimate --preset "
+                     "sizes-estimate` reported together with a run)")
+    steps = sorted(rows["init_share_steps"].dropna().unique())
+    of = f"{steps[0]:,.0f} steps" if len(steps) == 1 else "each point's steps"
+    fig, body, (ax,) = new_figure(f"Init share of a fine-tuning run of {of} vs model size", caption)
+    for i, ((variant, rank), group) in enumerate(rows.groupby(["variant", "rank"])):
+        color = f"C{i % 10}"  # a colour per line: the ranks of one method are lines of their own
+        by_size = group.groupby(["model_params", "estimated"])[["init_flops_share", "init_share"]].mean().reset_index()
+        ax.plot(by_size["model_params"], 100 * by_size["init_flops_share"], color=color, label=f"{variant} r{rank}")
+        for estimated, fill in ((0, color), (1, "white")):
+            points = by_size[by_size["estimated"] == estimated]
+            ax.plot(points["model_params"], 100 * points["init_flops_share"], linestyle="none", marker="o",
+                    color=color, markerfacecolor=fill)
+        timed = by_size.dropna(subset=["init_share"])
+        ax.plot(timed["model_params"], 100 * timed["init_share"], linestyle="none", marker="s", color=color)
+    for label, marker, fill in (("FLOPs, measured", "o", "0.3"), ("FLOPs, estimated", "o", "white"),
+                                ("wall time, measured", "s", "0.3")):
+        ax.plot([], [], linestyle="none", marker=marker, color="0.3", markerfacecolor=fill, label=label)
+    ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle="--")
+    ax.annotate("1%", (0.01, 1.0), xycoords=("axes fraction", "data"), fontsize=9, color="0.3", va="bottom")
+    count_axis(ax)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    label_axes(ax, "", "init share of the run (%, log scale)", "model parameters (count, log scale)")
+    return finish(fig, body, [ax])
+
+
+def plot_transfer(data: pd.DataFrame, caption: str) -> Figure:
+    """Transfer matrices (transfer.py): the task the init read against the task trained; colour and lower number:
+    the change against the init on the train task itself, in points."""
+    cells = transfer_cells(data[data["status"] == "ok"])
+    if cells.empty:
+        raise NoData("no point names an init_task (method option init_task)")
+    several_runs = cells["run"].nunique() > 1
+    cells = cells.assign(panel=cells["model"] + " · " + cells["matrix"] + (" · " + cells["run"] if several_runs else ""))
+    panels = list(dict.fromkeys(cells["panel"]))
+    fig, body, axes = new_figure("Init from another task: score, and change vs its own (points)", caption,
+                                 len(panels))
+    # colours saturate at the largest change, and at 5 points at least: changes of a point or two stay pale
+    limit = max(TRANSFER_COLOR_POINTS, np.nanmax(np.abs(cells["change_points"].to_numpy(dtype=float))))
+    for ax, panel in zip(axes, panels):
+        here = cells[cells["panel"] == panel]
+        sources = list(dict.fromkeys(zip(here["source"], here["reference"])))
+        tasks = list(dict.fromkeys(here["task"]))
+        change = np.full((len(sources), len(tasks)), np.nan)
+        for _, cell in here.iterrows():
+            i, j = sources.index((cell["source"], cell["reference"])), tasks.index(cell["task"])
+            change[i, j] = cell["change_points"]
+            own = cell["source"] == cell["task"] and not cell["reference"]
+            dark = abs(np.nan_to_num(cell["change_points"])) > 0.6 * limit  # white text on the deep colours
+            ax.annotate(f"{cell['score']:.3f}\n" + ("own" if own else f"{cell['change_points']:+.1f}"), (j, i),
+                        ha="center", va="center", fontsize=9, color="white" if dark else "black")
+        image = ax.imshow(change, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+        ax.set_xticks(range(len(tasks)), [f"{t}\n({here.loc[here['task'] == t, 'metric'].iloc[0]})" for t in tasks])
+        ax.set_yticks(range(len(sources)), [f"{s} (ref.)" if reference else s for s, reference in sources])
+        label_axes(ax, panel, "init read", "trained on")
+        ax.grid(False)
+        body.colorbar(image, ax=ax, label="change vs own init (points)")
+    return fig
+
+
 PLOTS = [  # (file name, title in summary.md, function); each function returns its pages
     ("rank_score", "Task metric vs rank", plot_rank_score),
     ("params_score", "Task metric vs trainable parameters (Pareto front)", plot_params_score),
@@ -402,4 +518,7 @@ PLOTS = [  # (file name, title in summary.md, function); each function returns i
     ("memory_breakdown", "Tensor memory by category per method and rank", plot_memory_breakdown),
     ("flops_overhead", "Adapter FLOPs over the frozen base vs rank", plot_flops_overhead),
     ("memory_size", "Tensor memory peak vs model size, against GPU memory", plot_memory_vs_size),
+    ("claims", "Claim check: GiVA at r minus VeRA and LoRA, with 95% intervals", plot_claims),
+    ("init_share_size", "Init share of a fine-tuning run vs model size", plot_init_share_size),
+    ("transfer", "Bases from another task: transfer matrix", plot_transfer),
 ]

@@ -2,8 +2,9 @@
 
     build_report(["reports/runs/quick-abc1234"])  ->  summary.md and plots/*.png|svg in that folder
 
-Reading the runs is results/read.py's job, drawing the figures plots.py's, the claim check claims.py's; this module
-joins the runs into one frame, styles it, and writes the summary. What it needs to know of a method (its name for
+Reading the runs is results/read.py's job, drawing the figures plots.py's, the claim check claims.py's (and
+claims.csv), the transfer matrix transfer.py's; this module joins the runs into one frame, styles it, and writes the
+summary. What it needs to know of a method (its name for
 people, which method it is the same as, whether its init reads data) the sweep driver wrote into meta.json.
 """
 
@@ -19,11 +20,12 @@ import pandas as pd
 
 from ..columns import IDENTITY, MIB, TABLE, column
 from ..results.read import STATUSES, Run, load_run
-from .claims import format_claim_check
+from .claims import CLAIMS_FILE, claim_verdicts, format_claim_check
 from .plots import LINESTYLES, MARKERS, PLOTS, STYLE, NoData, remove_pages, save_pages
 from .steps import LORA_STEPS_NOTE, lora_step_ms
 from .tables import (BUSY_MARK, NOISE_NOTE, busy_note, format_difference, format_value, mark_busy, md_cell, noise_points,
                      task_metric)
+from .transfer import format_transfer, transfer_cells
 
 # What can split a point's line besides its method options: the identity but what a plot or table already shows.
 VARIANT_COLUMNS = [c for c in IDENTITY if c not in ("model", "task", "method", "rank", "seed", "method_options")]
@@ -57,9 +59,16 @@ def build_report(run_dirs: list[str], out_dir: str | None = None) -> list[str]:
             paths = save_pages(figures if isinstance(figures, list) else [figures], stem)
             plotted.append((title, [os.path.relpath(p, out_dir) for p in paths]))
             written += paths
+    verdicts = claim_verdicts(data[data["status"] == "ok"])
+    claims_path = os.path.join(out_dir, CLAIMS_FILE)
+    if not verdicts.empty:
+        verdicts.to_csv(claims_path, index=False, float_format="%.6g")
+        written.append(claims_path)
+    elif os.path.exists(claims_path):  # from an earlier report of other data
+        os.remove(claims_path)
     summary_path = os.path.join(out_dir, "summary.md")
     with open(summary_path, "w") as f:
-        f.write(format_summary(runs, labels, data, plotted, skipped))
+        f.write(format_summary(runs, labels, data, verdicts, plotted, skipped))
     return [summary_path, *written]
 
 
@@ -149,7 +158,8 @@ def make_caption(runs: list[Run], labels: list[str]) -> str:
 
 # --- summary.md ---------------------------------------------------------------
 
-def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plotted, skipped) -> str:
+def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, verdicts: pd.DataFrame, plotted,
+                   skipped) -> str:
     out = ["# Benchmark report", "", "Read from results.csv and meta.json alone (`run_bench.py report`).", ""]
     for run, label in zip(runs, labels):
         out += format_run_section(run, label)
@@ -194,7 +204,8 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, plott
         out.append("")
     if ok.empty:
         out += ["No point finished ok.", ""]
-    out += format_claim_check(ok, several_runs=len(runs) > 1)
+    out += format_claim_check(ok, verdicts, several_runs=len(runs) > 1)
+    out += format_transfer(transfer_cells(ok), several_runs=len(runs) > 1)
     out += format_peft_comparison(ok, method_info(runs), several_runs=len(runs) > 1)
     out += ["## Plots", ""]
     for title, paths in plotted:

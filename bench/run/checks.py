@@ -14,18 +14,26 @@ from ..tasks import check_task, get_task
 
 
 def check_inputs(config: SweepConfig) -> None:
+    init_tasks = config.all_init_tasks()
     for model in [*config.models, *config.size_ladder]:
         check_available(get_entry(model))
         for method in config.methods:
             for rank in config.ranks_for(method):
                 make_adapter(method, rank, config.adapter_options(method, rank)).check_fits(model)
-    for task in config.tasks:  # `estimate` reads a text task's data too: it traces the task's own batches
+        for init in init_tasks:  # its head on this model (an lm: task needs a decoder)
+            try:
+                get_task(init.task).head_for(get_entry(model))
+            except ValueError as e:
+                raise ValueError(f"init_task {init.label}: {e}") from None
+    for task in config.tasks:  # `estimate` reads a task's data too: it traces the task's own batches
         check_task(task, config.data_dir or None, config.task_options)
+    for init in init_tasks:
+        init.check(config.data_dir or None, config.task_options)
 
 
 def paths_workers_read(config: SweepConfig) -> list[str]:
     """Absolute paths the points will read: the data folder (for tasks that read data) and model folders."""
     paths = [os.path.abspath(m) for m in config.models if os.path.isdir(m)]
-    if config.data_dir and any(get_task(task).reads_data for task in config.tasks):
+    if config.data_dir and (any(get_task(task).reads_data for task in config.tasks) or config.all_init_tasks()):
         paths.append(os.path.abspath(config.data_dir))
     return paths

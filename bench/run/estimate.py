@@ -16,8 +16,9 @@ estimated = 1; timings stay empty; cost_trace_batch says which batch was traced.
 
 A task whose setup needs real weights (planted: its teacher's targets) is traced as the profile
 task at the point's shapes (random tokens, causal-LM loss for decoders, a classification head
-for encoders; random pixels at the model's image size
-for vision models), and cost_trace_batch says "as profile". Without CUDA the trace runs on CPU
+for encoders, random pixels at the model's image size for vision models), and cost_trace_batch says "as profile". An init_task's gradient batches are
+traced as the point's own task's first batches (same batch shapes; its head's classes may
+differ). Without CUDA the trace runs on CPU
 tensors: the bytes of parameters, gradients, optimizer state and activations do not depend on
 the device; attention is the one kernel that can differ (flash attention on CPU and CUDA both
 keep the output and its log-sum-exp).
@@ -45,17 +46,18 @@ from .train import make_optimizer, optimizer_state_bytes, training_step
 LEARNED_POSITIONS = ("bert", "roberta", "distilbert", "gpt2", "opt")  # families that cannot go past their positions
 
 
-def estimate_payload(point: dict, timeout_s: int = 0, env: dict | None = None) -> dict:
+def estimate_payload(point: dict, timeout_s: int = 0, env: dict | None = None, assume_steps: int = 0) -> dict:
     """The worker of `estimate`: a point traced in this process -> its payload (no log, no curve)."""
-    return {"row": estimate_point(Point(**point)), "log": "", "curve_csv": ""}
+    return {"row": estimate_point(Point(**point), assume_steps), "log": "", "curve_csv": ""}
 
 
-def estimate_point(point: Point) -> dict:
-    """One point traced under FakeTensorMode -> a results row (estimated = 1); any failure is a failed row."""
-    return point_row(point, lambda: trace_point(point), estimated=True)
+def estimate_point(point: Point, assume_steps: int = 0) -> dict:
+    """One point traced under FakeTensorMode -> a results row (estimated = 1); any failure is a failed row.
+    assume_steps: the fine-tuning length init_flops_share assumes (0: the point's own steps)."""
+    return point_row(point, lambda: trace_point(point, assume_steps), estimated=True)
 
 
-def trace_point(point: Point) -> dict:
+def trace_point(point: Point, assume_steps: int = 0) -> dict:
     if why_not_traceable(point.method):
         raise ValueError(f"{point.method}: {why_not_traceable(point.method)}")
     task = point.task if get_task(point.task).traceable else "profile"
@@ -81,7 +83,7 @@ def trace_point(point: Point) -> dict:
                        options=json.loads(point.task_options), load=build_fake)
     model = setup.model
     model_params = sum(p.numel() for p in model.parameters())
-    adapter = make_adapter(point.method, point.rank, json.loads(point.adapter_options), seed=point.seed,
+    adapter = make_adapter(point.method, point.rank, point.config_options, seed=point.seed,
                            trainable_modules=setup.trainable_modules)  # as a real point makes it
     num_init = adapter.init_batches
     settings = train_settings(point, setup)
@@ -105,7 +107,10 @@ def trace_point(point: Point) -> dict:
         step = trace_costs(model, lambda: training_step(model, step_batch, setup.loss_fn, opt, settings.max_grad_norm),
                            (opt.optimizer, step_batch))
         state_bytes = optimizer_state_bytes(opt.optimizer)
-    costs = {**cost_columns(init, step, input_shape(step_batch), "" if task == point.task else task),
+    # the steps a real point would train: the sweep's, or warmup + timed where the task only times steps (profile)
+    own_steps = settings.steps if get_task(point.task).evaluates else point.warmup_steps + point.timed_steps
+    costs = {**cost_columns(init, step, input_shape(step_batch), assume_steps or own_steps,
+                            "assumed" if assume_steps else "point", "" if task == point.task else task),
              "cost_trace_s": round(time.perf_counter() - start, 3)}  # the whole trace
     return dict(model_params=model_params, **adapter_columns(stats, point.rank), optimizer_state_bytes=state_bytes,
                 **costs)

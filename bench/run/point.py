@@ -25,6 +25,7 @@ from ..measure.counters import trace_costs
 from ..measure.memory import MemoryMonitor
 from ..models import check_fits, get_entry
 from ..tasks import TaskSetup, get_task, setup_task
+from ..tasks.init_task import borrow_init_data
 from .rows import SkipPoint, adapter_columns, cost_columns, point_row
 from .train import train
 
@@ -66,7 +67,7 @@ def measure_point(point: Point, run_dir: str, device: torch.device) -> dict:
                        options=json.loads(point.task_options))
     model = setup.model
     model_params = sum(p.numel() for p in model.parameters())
-    adapter = make_adapter(point.method, point.rank, json.loads(point.adapter_options), seed=point.seed,
+    adapter = make_adapter(point.method, point.rank, point.config_options, seed=point.seed,
                            trainable_modules=setup.trainable_modules)
 
     # The first batches are drawn before any clock runs (a task may compute targets
@@ -75,6 +76,16 @@ def measure_point(point: Point, run_dir: str, device: torch.device) -> dict:
     num_init = adapter.init_batches
     head_batches = [next(setup.train_batches) for _ in range(max(1, num_init))]
     setup.train_batches = itertools.chain(head_batches, setup.train_batches)
+    # An init_task's batches, and its head on this model's body, are made untimed too (tasks/init_task.py).
+    borrowed = None if point.init_task is None or not num_init else borrow_init_data(
+        point.init_task, model, point.model, num_batches=num_init, batch_size=point.batch_size, seq_len=point.seq_len,
+        seed=point.seed, device=str(device), dtype=point.dtype, data_dir=point.data_dir or None,
+        task_options=json.loads(point.task_options))
+
+    def init_data() -> tuple:
+        """(data, loss_fn) of the init: the first training batches, or a fresh pass over the init task's."""
+        return (head_batches[:num_init], setup.loss_fn) if borrowed is None else (borrowed.train_step(), None)
+
     with torch.no_grad():
         model(**head_batches[0])
 
@@ -83,7 +94,7 @@ def measure_point(point: Point, run_dir: str, device: torch.device) -> dict:
     synchronize(device)
     with MemoryMonitor(device) as init_mem:
         t0 = time.perf_counter()
-        model = adapter.apply(model, head_batches[:num_init], setup.loss_fn)
+        model = adapter.apply(model, *init_data())
         synchronize(device)
         init_total_s = time.perf_counter() - t0
     stats = adapter.stats(model)
@@ -98,7 +109,7 @@ def measure_point(point: Point, run_dir: str, device: torch.device) -> dict:
     # Untimed, after every clock and monitor: GiVA's init again, traced for FLOPs and tensor bytes.
     model = adapter.unload(model)
     torch.manual_seed(point.seed)
-    init_costs = trace_costs(model, lambda: adapter.apply(model, head_batches[:num_init], setup.loss_fn))
+    init_costs = trace_costs(model, lambda: adapter.apply(model, *init_data()))
     timed = result.step_times_ms[point.warmup_steps:]
     step = summarize_ms(timed)
     write_curve(run_dir, point.point_id, result.curve)
@@ -121,7 +132,10 @@ def measure_point(point: Point, run_dir: str, device: torch.device) -> dict:
         eval_accuracy_before=result.eval_accuracy_before, eval_accuracy=result.eval_accuracy,
         eval_accuracy_best=result.eval_accuracy_best, eval_loss=result.eval_loss,
         train_steps=result.train_steps, train_time_s=result.train_time_s, lr=result.lr, head_lr=result.head_lr,
-        **cost_columns(init_costs, result.step_costs, result.step_batch_shape), **setup.task_columns,
+        # a whole fine-tuning run where the task trains one; a profile point times a few steps only
+        init_share=init_total_s / (init_total_s + result.train_time_s) if setup.evaluate is not None else None,
+        **cost_columns(init_costs, result.step_costs, result.step_batch_shape, result.train_steps),
+        **setup.task_columns,
     )
 
 

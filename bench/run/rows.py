@@ -36,7 +36,7 @@ def one_line(e: BaseException) -> str:
 
 
 def identity_columns(point: Point, estimated: bool = False) -> dict:
-    values = asdict(point)
+    values = {**asdict(point), "init_task": point.init_task.label if point.init_task else ""}
     return {"point_id": point.point_id, "estimated": int(estimated),
             **{name: values[POINT_FIELDS.get(name, name)] for name in IDENTITY}}
 
@@ -74,10 +74,16 @@ def adapter_columns(stats: dict, rank: int) -> dict:
         effective_ranks=json.dumps(capped) if capped else "", adapter_buffer_bytes=stats["adapter_buffer_bytes"])
 
 
-def cost_columns(init: Costs, step: Costs, step_batch_shape: tuple, traced_as: str = "") -> dict:
-    """The columns of an init trace and a training-step trace (bench/measure/counters.py); step_batch_shape: the
-    traced step's batch (B, T); traced_as: the task it was traced as, where not the point's own."""
+def cost_columns(init: Costs, step: Costs, step_batch_shape: tuple, steps: int, steps_source: str = "point",
+                 traced_as: str = "") -> dict:
+    """The columns of an init trace and a training-step trace (bench/measure/counters.py), and the init's share of
+    the FLOPs of a fine-tuning run of `steps` training steps (steps_source: "point", its own; "assumed").
+    step_batch_shape: the traced step's batch input (B, T) or (B, C, H, W); traced_as: the task it was traced as,
+    where not the point's own."""
+    run_flops = init.flops + steps * step.flops
     return {"init_flops": init.flops, "init_tensor_peak_bytes": init.peak_bytes, "flops_per_step": step.flops,
             "adapter_flops_per_step": step.adapter_flops, **step.by_category, "tensor_peak_bytes": step.peak_bytes,
             "cost_trace_s": round(init.trace_s + step.trace_s, 3),
-            "cost_trace_batch": "x".join(map(str, step_batch_shape)) + (f" as {traced_as}" if traced_as else "")}
+            "cost_trace_batch": "x".join(map(str, step_batch_shape)) + (f" as {traced_as}" if traced_as else ""),
+            "init_flops_share": init.flops / run_flops if run_flops else None, "init_share_steps": steps,
+            "init_share_steps_source": steps_source}

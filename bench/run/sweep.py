@@ -47,6 +47,9 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
     after the measured ones.
     """
     settings = ExecutorSettings.from_dict({} if estimated else config.executor)
+    if config.assume_steps and not estimated:
+        raise ValueError(f"assume_steps={config.assume_steps} is for `run_bench.py estimate`; a measured point states "
+                         "its own training steps: drop it, or set the train steps")
     check_inputs(config)  # models, ranks, targets, data: one error before any point runs
     worker = run_point_payload if config.isolate else run_point_here
     # the device meta.json records: this machine's where the points run here, else as asked (resolved where they run)
@@ -74,8 +77,8 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         try:
             _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
             with _sigterm_as_interrupt():
-                for payload in itertools.chain(executor.run(measured, worker),
-                                               (estimate_payload(asdict(p)) for p in traced)):
+                traces = (estimate_payload(asdict(p), assume_steps=config.assume_steps) for p in traced)
+                for payload in itertools.chain(executor.run(measured, worker), traces):
                     row = record(run_dir, payload, "estimate" if payload["row"]["estimated"] else executor.name, done)
                     if row is not None:
                         rows.append(row)
@@ -167,7 +170,8 @@ def _sigterm_as_interrupt():
 
 
 def summary_line(row: dict) -> str:
-    label = f"{row['model']} {row['task']} {row['method']} r={row['rank']} seed={row['seed']}"
+    label = (f"{row['model']} {row['task']} {row['method']} r={row['rank']} seed={row['seed']}"
+             + (f" init_task={row['init_task']}" if row.get("init_task") else ""))
     if row["status"] != "ok":
         return f"{row['status']:7s} {label}: {row['error']}"
     parts = [f"{c.progress}={c.format(row[c.name]).replace(' ', '')}" for c in PROGRESS if row.get(c.name) is not None]
