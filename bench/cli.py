@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv or ["run"])
     try:
         return COMMANDS[args.command](args, argv)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+    except (ValueError, FileNotFoundError, NotADirectoryError, ImportError) as e:
         print(f"run_bench.py: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

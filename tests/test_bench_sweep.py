@@ -19,8 +19,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_cli(*args, timeout=600):
+    """run_bench.py in a fresh process; offline, as the machines that run the tests are (the hub's libraries fail at
+    once instead of retrying)."""
     return subprocess.run([sys.executable, "run_bench.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
 
 
 def tiny_sweep(**overrides):
@@ -172,7 +174,8 @@ def test_list_names_every_model_task_preset_and_a_preset_s_own_ranks():
     (["run", "--preset", "nope"], "unknown preset"),
     (["run", "--ranks", "0"], "positive integer"),
     (["run", "--frobnicate"], "unrecognized arguments"),
-    (["run", "--tasks", "imagenet"], "unknown task"),
+    (["run", "--tasks", "imagenet-22k"], "unknown task"),
+    (["run", "--tasks", "cifar100", "--models", "vit-tiny"], "could not be loaded from the Hugging Face hub"),
 ])
 def test_bad_input_one_line_error_exit_2(args, message, tmp_path):
     result = run_cli(*args, "--out", str(tmp_path / "run"))

@@ -95,10 +95,10 @@ def test_init_flops_share_of_a_run_is_the_hand_count():
     step = trace_costs(model, lambda: model(x).pow(2).mean().backward())
     step_by_hand = 2 * TOKENS * IN * OUT + 2 * TOKENS * IN * R + 2 * TOKENS * R * OUT + 2 * TOKENS * OUT * R
     init_by_hand = giva_init_hand_count(config.svd_niter)
-    columns = cost_columns(init, step, 300)
+    columns = cost_columns(init, step, (TOKENS, IN), 300)
     assert columns["init_flops_share"] == pytest.approx(init_by_hand / (init_by_hand + 300 * step_by_hand), rel=1e-12)
     assert (columns["init_share_steps"], columns["init_share_steps_source"]) == (300, "point")
-    assert cost_columns(Costs(), step, 300)["init_flops_share"] == 0  # an init that does no work (LoRA, VeRA)
+    assert cost_columns(Costs(), step, (TOKENS, IN), 300)["init_flops_share"] == 0  # an init that does no work (LoRA, VeRA)
 
 
 def test_a_point_states_the_init_share_of_its_run_and_estimate_the_steps_it_assumes(tmp_path):

@@ -35,6 +35,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ..adapters import make_adapter, why_not_traceable
 from ..config.sweep import Point
+from ..config.train import TrainSettings
 from ..measure.counters import ScalarsReadAsOne, trace_costs
 from ..models import build_config, build_model, get_entry
 from ..tasks import get_task, setup_task
@@ -107,8 +108,9 @@ def trace_point(point: Point, assume_steps: int = 0) -> dict:
         step = trace_costs(model, lambda: training_step(model, step_batch, setup.loss_fn, opt, settings.max_grad_norm),
                            (opt.optimizer, step_batch))
         state_bytes = optimizer_state_bytes(opt.optimizer)
-    # the steps a real point would train: the sweep's, or warmup + timed where the task only times steps (profile)
-    own_steps = settings.steps if get_task(point.task).evaluates else point.warmup_steps + point.timed_steps
+    # the steps a real point trains: the traced task's settings (warmup + timed for profile), or for a task traced as
+    # profile (planted), the sweep's own steps
+    own_steps = settings.steps if task == point.task else TrainSettings(**json.loads(point.train)).steps
     costs = {**cost_columns(init, step, input_shape(step_batch), assume_steps or own_steps,
                             "assumed" if assume_steps else "point", "" if task == point.task else task),
              "cost_trace_s": round(time.perf_counter() - start, 3)}  # the whole trace

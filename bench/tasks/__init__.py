@@ -50,7 +50,6 @@ class Task:
     # Its setup works on a model without values (FakeTensorMode). Not planted: its teacher computes targets from
     # real weights, so `estimate` traces a planted point as the profile task at its shapes (and says so in the row).
     traceable: bool = True
-    evaluates: bool = True  # trains for its `steps` and evaluates; False: times warmup + timed steps only (profile)
 
     @property
     def reads_data(self) -> bool:
@@ -63,7 +62,7 @@ class Task:
 
 TASKS: dict[str, Task] = {
     task.name: task for task in [
-        Task("profile", profile.setup, evaluates=False),
+        Task("profile", profile.setup),
         Task("planted", planted.setup, traceable=False),
         *(Task(d, text.setup, "seq_cls", d, text.check) for d in TEXT_DATASETS),
         Task("sst2-lm", lm.setup, "causal_lm", "sst2", text.check),

@@ -136,3 +136,19 @@ def endless(num_examples: int, batch_size: int, seed: int, make_batch: Callable[
 def input_shape(batch: dict) -> tuple:
     """The shape of a batch's model input: input_ids (B, T) for text, pixel_values (B, C, H, W) for images."""
     return tuple((batch["input_ids"] if "input_ids" in batch else batch["pixel_values"]).shape)
+
+
+def load_hub_dataset(name: str, args: tuple, instead: str):
+    """datasets.load_dataset(*args) for the named dataset; a missing package or an unreachable or unknown hub
+    dataset is a one-line error that says what to give `instead` (a local folder or file)."""
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        raise ImportError(f"loading {name!r} from the hub needs the datasets package (pip install datasets); or "
+                          f"{instead}") from None
+    try:
+        return load_dataset(*args)
+    except Exception as e:  # no network, no such dataset, no access: each library raises its own kind
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FileNotFoundError(f"{name!r} could not be loaded from the Hugging Face hub ({'/'.join(args)}: "
+                                f"{type(e).__name__}: {reason}); {instead}") from None

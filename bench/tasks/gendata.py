@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .base import TaskOptions
+from .base import TaskOptions, load_hub_dataset
 from .textdata import SPLIT_SEED, line_list, read_columns, split_rows
 
 LETTERS = "ABCDEFGH"
@@ -176,13 +176,8 @@ def load_gen_data(dataset: str, data_dir: str | None, opts: TaskOptions) -> GenD
         if data_dir:
             raise FileNotFoundError(f"gen:{dataset} is read from the Hugging Face hub: leave data_dir empty "
                                     "(no --data-dir), or give your own file as gen:csv")
-        try:
-            from datasets import load_dataset
-        except ImportError:
-            raise ImportError(f"loading {dataset!r} from the hub needs the datasets package (pip install datasets); "
-                              "or give your own file as gen:csv") from None
         args, train_split, eval_split, convert = HF_SOURCES[dataset]
-        loaded = load_dataset(*args)
+        loaded = load_hub_dataset(dataset, args, "or give your own file as gen:csv")
         train, eval_ = ([convert(row) for row in loaded[split]] for split in (train_split, eval_split))
         data = GenData(train, eval_, "choice" if train[0].options else "number")
     return GenData(pick(data.train, opts.max_train_examples), pick(data.eval, opts.max_eval_examples), data.kind)

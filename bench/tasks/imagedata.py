@@ -20,7 +20,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .base import TaskOptions
+from .base import TaskOptions, load_hub_dataset
 from .textdata import SPLIT_SEED, line_list, read_columns, split_rows, sorted_labels, to_text_data
 
 EVAL_FOLDERS = ("val", "validation", "eval", "test")  # the held-out split's folder beside train/, the first found
@@ -187,13 +187,8 @@ def write_digits_folder(folder: str, limit: int | None = None) -> str:
 
 
 def hub_data(dataset: str) -> ImageData:
-    try:
-        from datasets import load_dataset
-    except ImportError:
-        raise ImportError(f"loading {dataset!r} from the hub needs the datasets package (pip install datasets); or "
-                          f"give data_dir with {dataset}/ as an image folder") from None
     args, train_split, eval_split, image_column, label_column = HF_SOURCES[dataset]
-    loaded = load_dataset(*args)
+    loaded = load_hub_dataset(dataset, args, f"or give data_dir (--data-dir) with {dataset}/ as an image folder")
     train, eval_ = loaded[train_split], loaded[eval_split]
     names = list(train.features[label_column].names)
     return ImageData(HubImages(train, image_column), list(train[label_column]), HubImages(eval_, image_column),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import TaskOptions
+from .base import TaskOptions, load_hub_dataset
 
 SPLIT_SEED = 0  # held-out splits and eval subsets: the same examples for every run seed and method
 
@@ -339,13 +339,8 @@ def load_text_data(dataset: str, data_dir: str | None, opts: TaskOptions) -> Tex
             train, eval_ = split_rows(train, opts.eval_fraction, opts.train_file)
         data = to_text_data(train, eval_, label_names, opts.train_file, regression)
     elif data_dir is None:
-        try:
-            from datasets import load_dataset
-        except ImportError:
-            raise ImportError(f"loading {dataset!r} from the hub needs the datasets package (pip install datasets); "
-                              "or give data_dir (--data-dir) with the files of DATA.md") from None
         args, train_split, eval_split, text_column, pair_column, label_column = HF_SOURCES[dataset]
-        loaded = load_dataset(*args)
+        loaded = load_hub_dataset(dataset, args, "or give data_dir (--data-dir) with the files of DATA.md")
         data = text_data_from_hf(loaded[train_split], loaded[eval_split], text_column, label_column, dataset,
                                  pair_column, regression)
     else:
