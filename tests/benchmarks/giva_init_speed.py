@@ -1,98 +1,174 @@
-"""GiVA's init on MiniLM (batch 16 x 64, fp32) by phase, as a multiple of a LoRA r8 training step, for this
-checkout's giva/ and, in the same process, another commit's (default: the base of issue 13's work).
+"""GiVA's first init in a fresh process, in LoRA training steps of the same batch, by phase, for this checkout's
+giva/ and another commit's (default: main), over the size ladder and MiniLM.
 
-    .venv/bin/python tests/benchmarks/giva_init_speed.py [--rounds 7] [--threads 1] [--base f26e3e7]
+    .venv/bin/python tests/benchmarks/giva_init_speed.py [--models llama-12m,...,llama-1b,minilm] \\
+        [--threads 1,2] [--rounds 3] [--base main]
 
-The machine is shared, so every round times one LoRA step, then the base's init, then this checkout's
-(the order alternates), and medians over rounds are reported; the first round is dropped. It also checks
-that both inits give the same bases (smallest principal-angle cosine over layers, for A and for B).
+Every measurement is a fresh process (this script with --worker): the model and the profile task's batch (4 x 128
+tokens on the ladder, as the `sizes` preset; 16 x 64 on MiniLM), one untimed forward (as the harness runs one),
+then the first GiVA r8 init of the process timed by phase, then LoRA r8 training steps on the same batch (one
+warmup, median of 3; the harness's training step). Each round runs both commits in turn, the order alternating
+between rounds; the table gives medians over rounds of init / step by wall clock and by CPU time (process time,
+which on a shared machine depends far less on the load than wall clock does, at one thread), the init's growth of
+the peak RSS, and the load average (1 min) before and after. Then, once per model in one process (1 thread), both
+inits on the same batch and seed: the smallest principal-angle cosine over layers between their bases (A and B).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib
+import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-import torch
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, REPO)
-
-import giva  # noqa: E402
-from giva.targets import BERT_TARGETS  # noqa: E402
-
-sys.path.insert(0, os.path.join(REPO, "tests", "benchmarks"))
-from compare_peft_speed import load_minilm, make_batch, train_step  # noqa: E402
+LADDER = ["llama-12m", "llama-50m", "llama-140m", "llama-430m", "llama-1b", "minilm"]
+BATCH = {"minilm": (16, 64)}  # (batch size, sequence length); the ladder: (4, 128)
 
 
-def import_base(commit: str):
-    """The giva package of `commit`, importable beside this checkout's as `giva_base`."""
-    folder = tempfile.mkdtemp(prefix="giva-base-")
+def extract_base(commit: str, folder: str) -> None:
+    """The giva package of `commit` as folder/giva_base, to be imported beside this checkout's (load_base)."""
     archive = subprocess.run(["git", "archive", commit, "giva"], cwd=REPO, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
     os.rename(os.path.join(folder, "giva"), os.path.join(folder, "giva_base"))
+
+
+def load_base(folder: str):
     sys.path.insert(0, folder)
     return importlib.import_module("giva_base")
 
 
-def init_phases(package, model, batch) -> tuple[dict, dict]:
-    """Seconds by phase (grad, svd, inject, total) of one GiVA r8 init, and the layers' (A, B)."""
-    model = copy.deepcopy(model)
+def setup(model_name: str):
+    """The profile task's model and first batch, as a harness point makes them (seed 0, fp32, CPU)."""
+    from bench.tasks import setup_task
+
+    batch_size, seq_len = BATCH.get(model_name, (4, 128))
+    task = setup_task("profile", model_name, batch_size=batch_size, seq_len=seq_len, seed=0)
+    return task, next(task.train_batches)
+
+
+def apply_giva(package, task, batch):
+    import torch
+
     torch.manual_seed(0)
-    start = time.perf_counter()
-    package.apply_adapter(model, package.GivaConfig(r=8, target_modules=BERT_TARGETS), data=[batch])
-    total = time.perf_counter() - start
+    config = package.GivaConfig(r=8, seed=0, trainable_modules=task.trainable_modules)
+    return package.apply_adapter(task.model, config, data=[batch], loss_fn=task.loss_fn)
+
+
+def worker(variant: str, model_name: str, threads: int, base_folder: str) -> dict:
+    """One fresh process: the first GiVA init, then LoRA steps, on the same model and batch."""
+    import torch
+
+    torch.set_num_threads(threads)
+    import giva
+
+    package = load_base(base_folder) if variant == "base" else giva
+    from bench.config.train import TrainSettings
+    from bench.run.train import make_optimizer, training_step
+
+    task, batch = setup(model_name)
+    with torch.no_grad():
+        task.model(**batch)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    wall, cpu = time.perf_counter(), time.process_time()
+    model = apply_giva(package, task, batch)
+    init_s, init_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
+    rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
     stats = package.adapter_stats(model)
-    phases = {"grad": stats["init_grad_s"], "svd": stats["init_svd_s"], "inject": stats["init_inject_s"], "total": total}
-    bases = {name: (layer.giva_A, layer.giva_B) for name, layer in model.giva_adapter.layers.items()}
-    return phases, bases
+    package.unload_adapter(model)
+
+    giva.apply_adapter(model, giva.LoraConfig(r=8, alpha=16, trainable_modules=task.trainable_modules))
+    model.train()
+    optimizer = make_optimizer(model, task.trainable_modules, TrainSettings(steps=100), "lora")
+    walls, cpus = [], []
+    for _ in range(4):
+        wall, cpu = time.perf_counter(), time.process_time()
+        training_step(model, batch, task.loss_fn, optimizer, 1.0)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return dict(init_s=init_s, init_cpu_s=init_cpu_s, grad_s=stats["init_grad_s"], svd_s=stats["init_svd_s"],
+                inject_s=stats["init_inject_s"], step_s=statistics.median(walls[1:]),
+                step_cpu_s=statistics.median(cpus[1:]), init_rss_growth_bytes=rss_growth)
 
 
-def min_cosine(X: torch.Tensor, Y: torch.Tensor) -> float:
-    """Smallest cosine of the principal angles between the column spaces (orthonormalised first)."""
-    return torch.linalg.svdvals(torch.linalg.qr(X).Q.T @ torch.linalg.qr(Y).Q).min().item()
+def bases_agreement(model_name: str, base_folder: str) -> tuple[float, float]:
+    """Smallest principal-angle cosine over layers between both commits' bases (A, B), one model in one process."""
+    import torch
+
+    torch.set_num_threads(1)
+    import giva
+
+    base = load_base(base_folder)
+    task, batch = setup(model_name)
+    bases = []
+    for package in (base, giva):
+        model = apply_giva(package, task, batch)
+        bases.append({name: (layer.giva_A.T, layer.giva_B) for name, layer in model.giva_adapter.layers.items()})
+        package.unload_adapter(model)
+
+    def min_cosine(X, Y):  # column spaces, orthonormalised first
+        return torch.linalg.svdvals(torch.linalg.qr(X).Q.T @ torch.linalg.qr(Y).Q).min().item()
+
+    return tuple(min(min_cosine(bases[0][n][i], bases[1][n][i]) for n in bases[1]) for i in (0, 1))
+
+
+def run_worker(args: list[str]) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": args[2] if args[0] != "bases" else "1"}
+    done = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO)
+    if done.returncode:
+        raise SystemExit(f"worker {args} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--base", default="f26e3e7", help="commit to compare with")
+    parser.add_argument("--models", default=",".join(LADDER))
+    parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--base", default="main", help="commit to compare with")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)  # VARIANT MODEL THREADS BASE_FOLDER
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    base_package = import_base(args.base)
-    model, batch = load_minilm(), make_batch()
-    lora = giva.apply_adapter(copy.deepcopy(model), giva.LoraConfig(r=8, alpha=16, target_modules=BERT_TARGETS))
-    optimizer = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-3)
-    variants = {"base": base_package, "now": giva}
-    step_s, phases = [], {name: [] for name in variants}
-    for round_ in range(args.rounds + 1):
-        step_s.append(statistics.median(train_step(lora, optimizer, batch) for _ in range(3)))
-        for name in (list(variants) if round_ % 2 else list(variants)[::-1]):
-            phases[name].append(init_phases(variants[name], model, batch)[0])
-    step = statistics.median(step_s[1:])
-    print(f"MiniLM, batch 16 x 64, fp32, {args.threads} thread(s), {args.rounds} rounds, "
-          f"load average {os.getloadavg()[0]:.1f}; LoRA r8 step {step * 1000:.0f} ms (median)")
-    print("| init phase | " + " | ".join(f"{name} (s) | {name} (LoRA steps)" for name in variants) + " |")
-    print("|---|" + "---:|" * 2 * len(variants))
-    for phase in ("grad", "svd", "inject", "total"):
-        cells = []
-        for name in variants:
-            seconds = statistics.median(p[phase] for p in phases[name][1:])
-            cells += [f"{seconds:.3f}", f"{seconds / step:.2f}"]
-        print(f"| {phase} | " + " | ".join(cells) + " |")
-    _, base_bases = init_phases(base_package, model, batch)
-    _, now_bases = init_phases(giva, model, batch)
-    worst_A = min(min_cosine(base_bases[n][0].T, now_bases[n][0].T) for n in now_bases)
-    worst_B = min(min_cosine(base_bases[n][1], now_bases[n][1]) for n in now_bases)
-    print(f"bases against {args.base}: smallest principal-angle cosine A {worst_A:.7f}, B {worst_B:.7f}")
+    sys.path.insert(0, REPO)
+    if args.worker:
+        variant, model_name, threads, folder = args.worker
+        result = bases_agreement(model_name, folder) if variant == "bases" else worker(variant, model_name, int(threads), folder)
+        print(json.dumps(result))
+        return
+
+    folder = tempfile.mkdtemp(prefix="giva-base-")
+    extract_base(args.base, folder)
+    commit = subprocess.run(["git", "rev-parse", "--short", args.base], cwd=REPO, capture_output=True, text=True).stdout
+    print(f"base {args.base} ({commit.strip()}) against this checkout; {args.rounds} rounds; {os.cpu_count()} CPUs")
+    print("| model | threads | load before-after | variant | init (s) | grad / svd (s) | LoRA step (s) | init in steps | "
+          "init in steps (CPU time) | init RSS growth (MiB) |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
+    for model_name in args.models.split(","):
+        for threads in args.threads.split(","):
+            load_before = os.getloadavg()[0]
+            results = {"base": [], "now": []}
+            for round_ in range(args.rounds):
+                for variant in (["base", "now"] if round_ % 2 == 0 else ["now", "base"]):
+                    results[variant].append(run_worker([variant, model_name, threads, folder]))
+            load = f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"
+            for variant, runs in results.items():
+                def median(key):
+                    return statistics.median(run[key] for run in runs)
+
+                ratio = statistics.median(run["init_s"] / run["step_s"] for run in runs)
+                cpu_ratio = statistics.median(run["init_cpu_s"] / run["step_cpu_s"] for run in runs)
+                print(f"| {model_name} | {threads} | {load} | {variant} | {median('init_s'):.3f} | "
+                      f"{median('grad_s'):.3f} / {median('svd_s'):.3f} | {median('step_s'):.3f} | {ratio:.2f} | "
+                      f"{cpu_ratio:.2f} | {median('init_rss_growth_bytes') / 2**20:.0f} |", flush=True)
+    for model_name in args.models.split(","):
+        worst_A, worst_B = run_worker(["bases", model_name, "1", folder])
+        print(f"{model_name}: bases against {args.base}: smallest principal-angle cosine A {worst_A:.7f}, B {worst_B:.7f}")
 
 
 if __name__ == "__main__":
