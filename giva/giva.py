@@ -146,11 +146,12 @@ def sketch_width(r: int, out_features: int, in_features: int, basis: str) -> int
 class DecompositionThreads:
     """The intra-op thread count of the decompositions on CPU, chosen by measurement during each init.
 
-    With the caller at more than one thread, the first decomposition runs on one thread and the second on the
-    caller's count, and the count that did more FLOPs per second (bases_flops) runs the rest; the caller's count
-    is restored after each. On cores that other processes keep busy one thread wins by far (the OpenMP barriers
-    of small QRs wait for the busy core: a 1024 x 32 QR took 30 ms on 2 threads against 0.25 ms on one, at a load
-    of 8 on 2 cores); on idle cores, wide layers' products gain from a second thread.
+    With the caller at more than one thread, the first decomposition of a single layer runs on one thread and
+    the second on the caller's count, and the count that did more FLOPs per second (bases_flops) runs the rest;
+    until then, and for stacks of several layers (too costly to try on the wrong count), one thread. The caller's
+    count is restored after each. On cores that other processes keep busy one thread wins by far (the OpenMP
+    barriers of small QRs wait for the busy core: a 1024 x 32 QR took 30 ms on 2 threads against 0.25 ms on one,
+    at a load of 8 on 2 cores); on idle cores, wide layers' products gain from a second thread.
     """
 
     def __init__(self, device: torch.device):
@@ -159,15 +160,16 @@ class DecompositionThreads:
         self.chosen = self.caller if device.type != "cpu" or self.caller == 1 else None
 
     @contextmanager
-    def run(self, flops: int):
-        threads = self.chosen or (1 if 1 not in self.rates else self.caller)
+    def run(self, flops: int, layers: int = 1):
+        trial = self.chosen is None and layers == 1
+        threads = self.chosen or (self.caller if trial and 1 in self.rates else 1)
         torch.set_num_threads(threads)
         start = time.perf_counter()
         try:
             yield
         finally:
             torch.set_num_threads(self.caller)
-        if self.chosen is None:
+        if trial:
             self.rates[threads] = flops / max(time.perf_counter() - start, 1e-9)
             if len(self.rates) == 2:
                 self.chosen = max(self.rates, key=self.rates.get)
@@ -266,7 +268,7 @@ def build_layers(config: GivaConfig, targets: dict[str, nn.Module], *, ranks: di
 
     def decompose(key) -> None:
         buffer, names = stacks.pop(key)
-        with threads.run(len(names) * flops(key)):
+        with threads.run(len(names) * flops(key), layers=len(names)):
             A, B = stacked_bases(buffer[: len(names)], key[2], config)
         bases.update({name: (A[i].clone(), B[i].clone()) for i, name in enumerate(names)})  # no shared storage
 

@@ -411,7 +411,8 @@ def test_an_input_changed_in_place_after_its_layer_ran_is_refused(snapshot):
 
 
 def test_the_decomposition_threads_are_chosen_by_measurement_and_the_callers_count_comes_back(monkeypatch):
-    """At 2 threads: the first decomposition runs on one thread, the second on two, the rest on the faster."""
+    """At 2 threads: the first decomposition of one layer runs on one thread, the second on two, the rest on the
+    faster; a stack of several layers runs on one thread until the choice is made."""
     import time as time_module
 
     import giva.giva as giva_module
@@ -422,6 +423,9 @@ def test_the_decomposition_threads_are_chosen_by_measurement_and_the_callers_cou
     try:
         for slow, expected in ((1, 2), (2, 1)):
             chooser = DecompositionThreads(torch.device("cpu"))
+            with chooser.run(flops=10**6, layers=3):
+                assert torch.get_num_threads() == 1
+            assert chooser.rates == {}
             for _ in range(4):
                 with chooser.run(flops=10**6):
                     seen = torch.get_num_threads()
