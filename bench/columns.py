@@ -133,8 +133,8 @@ COLUMNS = [
            explained_by="init_flops", table="init total", progress="init"),
     Column("init_grad_s", "s", "data passes of the init: GiVA's gradient batches; PEFT EVA's and CorDA's forward "
            "passes, LoRA-GA's gradients", **_INIT),
-    Column("init_svd_s", "s", "decompositions of the init, all layers: GiVA's gradient SVD; PEFT PiSSA's weight SVD, "
-           "OLoRA's QR, ...", **_INIT),
+    Column("init_svd_s", "s", "decompositions of the init, all layers: GiVA's gradient SVD (with forming the "
+           "gradient from its factors where that pays); PEFT PiSSA's weight SVD, OLoRA's QR, ...", **_INIT),
     Column("init_inject_s", "s", "making the adapter layers, swapping them in and freezing the base"),
     Column("init_peak_mem_bytes", "bytes", "peak memory during init (cuda max allocated on CUDA, process RSS on CPU)",
            **_MEMORY, history=True, explained_by="init_tensor_peak_bytes"),

@@ -7,6 +7,7 @@ the basis variant (../shared/METHODS.md).
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from .config import AdapterConfig
-from .gradient import estimate_gradients
+from .gradient import LowRankProduct, dense, estimate_gradients
 from .layer import AdapterLayer, adapter_dtype, vector_delta
 from .targets import linear_shape
 
@@ -63,13 +64,22 @@ class GivaConfig(AdapterConfig):
         return min(self.r, limit)
 
 
-def top_singular_vectors(G: torch.Tensor, q: int, exact: bool, niter: int, generator: torch.Generator):
-    """U (..., out, q), V (..., in, q) of G (..., out, in) in fp32, for one matrix or a stack of same-shape ones.
+def top_singular_vectors(G: torch.Tensor | LowRankProduct, q: int, exact: bool, niter: int,
+                         generator: torch.Generator):
+    """U (..., out, q), V (..., in, q) of G (..., out, in) in fp32, for one matrix or a stack of same-shape ones,
+    formed or a LowRankProduct (whose products cost 2 rows k (out + in) instead of 2 out in k).
 
     randomized = Halko et al. as torch.svd_lowrank, seeded: one sketch Omega for the whole stack (as each
     layer alone would draw it from the same seed). Its last step, the SVD of Q^T G (q, in), goes through
     a QR of (Q^T G)^T = Q2 R and the SVD of the small R^T (q, q): the same factors, a fraction of the time.
+    exact of a LowRankProduct left^T right = (Qy Ry)(Qx Rx)^T: the SVD of the (rows, rows) core Ry Rx^T, whose
+    vectors Qy and Qx carry back (at most `rows` of them).
     """
+    if exact and isinstance(G, LowRankProduct):
+        Qy, Ry = torch.linalg.qr(G.left.mT)  # (..., out, rows), (..., rows, rows)
+        Qx, Rx = torch.linalg.qr(G.right.mT)  # (..., in, rows), (..., rows, rows)
+        U_core, _, Vh_core = torch.linalg.svd(Ry @ Rx.mT)
+        return Qy @ U_core[..., :q], Qx @ Vh_core[..., :q, :].mT
     if exact:
         U, _, Vh = torch.linalg.svd(G, full_matrices=False)
         return U[..., :q], Vh[..., :q, :].mT
@@ -83,25 +93,96 @@ def top_singular_vectors(G: torch.Tensor, q: int, exact: bool, niter: int, gener
     return Q @ U_small, Q2 @ Wh.mT
 
 
-@contextmanager
-def one_cpu_thread(device: torch.device):
-    """torch on one intra-op thread (CPU tensors only), the caller's count restored after. GiVA's QRs and SVDs are
-    small LAPACK calls that gain nothing from threads; with 2 threads on cores other processes keep busy, their
-    OpenMP barriers made the 36 decompositions of MiniLM 5 to 15x slower (1 s against 5 to 16 s, measured here)."""
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
+def qr_flops(m: int, n: int) -> int:
+    """Householder QR of (m, n) with Q formed (Golub and Van Loan 5.2.1), for either orientation."""
+    m, n = max(m, n), min(m, n)
+    return 2 * (2 * m * n * n - 2 * n**3 // 3)
+
+
+def svd_flops(m: int, n: int) -> int:
+    """Thin SVD of (m, n) with both sets of vectors (Golub and Van Loan, Fig. 8.6.1)."""
+    m, n = max(m, n), min(m, n)
+    return 4 * m * m * n + 8 * m * n * n + 9 * n**3
+
+
+def bases_flops(out_features: int, in_features: int, q: int, config: GivaConfig, rows: int | None = None) -> int:
+    """FLOPs of one layer's decomposition (top_singular_vectors), from G formed or (rows given) from its factors."""
+    if config.svd == "exact" and rows is None:
+        return svd_flops(out_features, in_features)
+    if config.svd == "exact":
+        return (qr_flops(out_features, rows) + qr_flops(in_features, rows) + 2 * rows**3 + svd_flops(rows, rows)
+                + 2 * (out_features + in_features) * rows * q)
+    product = 2 * q * (out_features * in_features if rows is None else rows * (out_features + in_features))
+    qrs = (config.svd_niter + 1) * (qr_flops(out_features, q) + qr_flops(in_features, q))
+    return (2 * config.svd_niter + 2) * product + qrs + svd_flops(q, q)
+
+
+# Forming G is one large matrix product; the products with a q-column block that the SVD takes are thin ones,
+# which run at about 0.4x its FLOP rate (1 CPU thread: forming 100-110 GFLOP/s, thin products 40-90; measured
+# on 1024-8192 wide layers with 512 and 1024 tokens). keep_factored weighs forming's FLOPs by this factor.
+FORM_FLOP_WEIGHT = 0.4
+
+
+def keep_factored(G: LowRankProduct, r: int, config: GivaConfig) -> bool:
+    """Whether the bases of G = dY^T X (rows tokens) cost less from the factors than from G formed (2 rows out in
+    FLOPs, weighted by FORM_FLOP_WEIGHT). Randomized: each of the 2 niter + 2 products with G costs 2 rows q
+    (out + in) from the factors against 2 out in q, so the factors win on layers much wider than q times the
+    tokens over their difference. Exact: QRs of the factors and the SVD of a (rows, rows) core against the SVD of
+    (out, in); it needs fewer rows than min(out, in) and at least as many as the basis takes vectors."""
+    out_features, in_features = G.shape[-2:]
+    rows, q = G.rows, sketch_width(r, out_features, in_features, config.basis)
+    if config.svd == "exact" and not (2 * r if config.basis == "VrU2r" else r) <= rows < min(out_features, in_features):
+        return False
+    form = FORM_FLOP_WEIGHT * 2 * rows * out_features * in_features
+    return bases_flops(out_features, in_features, q, config, rows) < form + bases_flops(out_features, in_features, q, config)
+
+
+def sketch_width(r: int, out_features: int, in_features: int, basis: str) -> int:
+    """q = min(4r, min(out, in)) (at least the 2r vectors VrU2r takes), as the authors' svd_lowrank call."""
+    needed = 2 * r if basis == "VrU2r" else r
+    return min(max(4 * r, needed), min(out_features, in_features))
+
+
+class DecompositionThreads:
+    """The intra-op thread count of the decompositions on CPU, chosen by measurement during each init.
+
+    With the caller at more than one thread, the first decomposition of a single layer runs on one thread and
+    the second on the caller's count, and the count that did more FLOPs per second (bases_flops) runs the rest;
+    until then, and for stacks of several layers (too costly to try on the wrong count), one thread. The caller's
+    count is restored after each. On cores that other processes keep busy one thread wins by far (the OpenMP
+    barriers of small QRs wait for the busy core: a 1024 x 32 QR took 30 ms on 2 threads against 0.25 ms on one,
+    at a load of 8 on 2 cores); on idle cores, wide layers' products gain from a second thread.
+    """
+
+    def __init__(self, device: torch.device):
+        self.caller = torch.get_num_threads()
+        self.rates: dict[int, float] = {}  # threads -> FLOPs per second of its trial
+        self.chosen = self.caller if device.type != "cpu" or self.caller == 1 else None
+
+    @contextmanager
+    def run(self, flops: int, layers: int = 1):
+        trial = self.chosen is None and layers == 1
+        threads = self.chosen or (self.caller if trial and 1 in self.rates else 1)
         torch.set_num_threads(threads)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            torch.set_num_threads(self.caller)
+        if trial:
+            self.rates[threads] = flops / max(time.perf_counter() - start, 1e-9)
+            if len(self.rates) == 2:
+                self.chosen = max(self.rates, key=self.rates.get)
 
 
-def check_gradient(name: str, G: torch.Tensor) -> None:
-    if not torch.isfinite(G).all():
-        raise ValueError(f"gradient of layer {name!r} has NaN or inf values; check the loss and data of the gradient batches")
-    if not G.any():
-        raise ValueError(f"gradient of layer {name!r} is all zeros; is the layer on the path to the loss? drop it from target_modules")
+def check_gradient(name: str, G: torch.Tensor | LowRankProduct) -> None:
+    """Refuse a gradient with NaN or inf values or one that is all zeros (checked on the factors of a product)."""
+    for part in (G.left, G.right) if isinstance(G, LowRankProduct) else (G,):
+        low, high = torch.aminmax(part)  # one pass, no temporaries; NaN propagates into both
+        if not (torch.isfinite(low) and torch.isfinite(high)):
+            raise ValueError(f"gradient of layer {name!r} has NaN or inf values; check the loss and data of the gradient batches")
+        if not (low != 0 or high != 0):  # written so that a fake tensor's read (as 1, in `estimate`) passes
+            raise ValueError(f"gradient of layer {name!r} is all zeros; is the layer on the path to the loss? drop it from target_modules")
 
 
 def stacked_bases(G: torch.Tensor, r: int, config: GivaConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,8 +194,7 @@ def stacked_bases(G: torch.Tensor, r: int, config: GivaConfig) -> tuple[torch.Te
     n, out_features, in_features = G.shape
     G = G.float()
     generator = torch.Generator(device=G.device).manual_seed(config.seed)
-    needed = 2 * r if config.basis == "VrU2r" else r
-    q = min(max(4 * r, needed), min(out_features, in_features))
+    q = sketch_width(r, out_features, in_features, config.basis)
     U, V = top_singular_vectors(G, q, config.svd == "exact", config.svd_niter, generator)
     A = V[..., :r].mT.contiguous()
     if config.basis == "VrUr":
@@ -172,33 +252,49 @@ def build_layers(config: GivaConfig, targets: dict[str, nn.Module], *, ranks: di
     if data is None:
         raise ValueError("GiVA needs training data for its gradient bases: apply_adapter(model, config, data=batches or train_step)")
     bases: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    # Layers of one shape (and rank) are decomposed together, in stacks of up to STACK_BYTES filled as their
-    # gradients arrive: far fewer small LAPACK calls, whose thread barriers cost more than their arithmetic
-    # when 2 threads share busy cores. stacks: key -> (buffer, names so far); left: key -> layers still to come.
+    # A wide layer's bases come from its gradient's factors (see keep_factored), as soon as they arrive. Formed
+    # gradients of one shape (and rank) are decomposed together, in stacks of up to STACK_BYTES filled as they
+    # arrive: far fewer small LAPACK calls, whose thread barriers cost more than their arithmetic when 2 threads
+    # share busy cores. stacks: key -> (buffer, names so far); left: key -> layers still to come.
     keys = {name: (*linear_shape(layer), ranks[name]) for name, layer in targets.items()}  # (out, in, r)
     left = {key: sum(1 for k in keys.values() if k == key) for key in set(keys.values())}
     stacks: dict[tuple, tuple[torch.Tensor, list[str]]] = {}
 
+    threads = DecompositionThreads(next(iter(targets.values())).weight.device)
+
+    def flops(key, rows=None) -> int:
+        out_features, in_features, r = key
+        return bases_flops(out_features, in_features, sketch_width(r, out_features, in_features, config.basis), config, rows)
+
     def decompose(key) -> None:
         buffer, names = stacks.pop(key)
-        with one_cpu_thread(buffer.device):
-            A, B = stacked_bases(buffer, key[2], config)
+        with threads.run(len(names) * flops(key), layers=len(names)):
+            A, B = stacked_bases(buffer[: len(names)], key[2], config)
         bases.update({name: (A[i].clone(), B[i].clone()) for i, name in enumerate(names)})  # no shared storage
 
     def on_gradient(name, G):
-        check_gradient(name, G)
         key = keys[name]
+        left[key] -= 1
+        if isinstance(G, LowRankProduct) and keep_factored(G, key[2], config):
+            check_gradient(name, G)
+            with threads.run(flops(key, G.rows)):
+                A, B = stacked_bases(G[None], key[2], config)
+            bases[name] = A[0], B[0]
+            return
+        G = dense(G)
+        check_gradient(name, G)
         if key not in stacks:
-            size = max(1, min(left[key], STACK_BYTES // (G.numel() * 4)))
+            size = max(1, min(left[key] + 1, STACK_BYTES // (G.numel() * 4)))
             stacks[key] = (torch.empty(size, *G.shape, device=G.device), [])
         buffer, names = stacks[key]
         buffer[len(names)] = G
         names.append(name)
-        left[key] -= 1
         if len(names) == len(buffer):
             decompose(key)
 
     estimate_gradients(model, targets, data, config.num_grad_batches, on_gradient, loss_fn=loss_fn,
                        autocast_dtype=AUTOCAST_DTYPES[config.autocast_dtype], cache_dir=config.grad_cache,
                        train_mode=config.grad_mode == "train", timings=timings)
+    for key in list(stacks):  # a stack left short: some layers of its shape went the factored way
+        decompose(key)
     return {name: GivaLinear(layer, *bases[name], config.dropout) for name, layer in targets.items()}

@@ -23,19 +23,50 @@ def adapter_dtype(base_layer: nn.Module) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+class LinearSavingInput(torch.autograd.Function):
+    """F.linear(x, weight) computed in the weight's dtype, for an x of lower precision (a bf16 or fp16 base's input
+    to fp32 adapters), that keeps x itself for the weight's gradient instead of its fp32 copy: the same values
+    (x.to(fp32) is exact), a half (bf16) of the bytes, and one tensor for the layers that share an input (q, k, v)
+    instead of a copy each."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x if weight.requires_grad else None, weight)
+        ctx.x_dtype = x.dtype
+        return F.linear(x.to(weight.dtype), weight)  # (..., r); the fp32 copy of x lives only here
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # grad (..., r)
+        x, weight = ctx.saved_tensors
+        grad_x = (grad @ weight).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = grad.reshape(-1, grad.shape[-1]).mT @ x.reshape(-1, x.shape[-1]).to(weight.dtype)  # (r, in)
+        return grad_x, grad_weight
+
+
+def project_in(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x (..., in) -> (..., r) through weight (r, in), in the weight's dtype; an x of another dtype is kept as it
+    is for the backward (LinearSavingInput)."""
+    if x.dtype == weight.dtype:
+        return F.linear(x, weight)
+    return LinearSavingInput.apply(x, weight)
+
+
 def vector_delta(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, lambda_in: torch.Tensor,
                  lambda_out: torch.Tensor) -> torch.Tensor:
-    """lambda_out * (B (lambda_in * (A x))): x (..., in), A (r, in), B (out, r), lambda_in (r,), lambda_out (out,)."""
+    """lambda_out * (B (lambda_in * (A x))): x (..., in), A (r, in), B (out, r), lambda_in (r,), lambda_out (out,),
+    in A's dtype whatever x's."""
     if A.shape[0] <= FOLD_MAX_RANK:
-        return F.linear(F.linear(x, A), lambda_out[:, None] * B * lambda_in)  # diag(l_out) B diag(l_in): (out, r)
-    return lambda_out * F.linear(lambda_in * F.linear(x, A), B)
+        return F.linear(project_in(x, A), lambda_out[:, None] * B * lambda_in)  # diag(l_out) B diag(l_in): (out, r)
+    return lambda_out * F.linear(lambda_in * project_in(x, A), B)
 
 
 class AdapterLayer(nn.Module):
     """y = base_layer(x) + delta(dropout(x)).
 
-    Subclasses define `delta(x)` (..., in) -> (..., out) and `delta_weight()`
-    (out, in), and list their tensors: `trainable_names` are nn.Parameters,
+    Subclasses define `delta(x)` (..., in) -> (..., out) in the adapter's dtype, for an x in the base's
+    (project_in handles the difference), and `delta_weight()` (out, in), and list their tensors: `trainable_names` are nn.Parameters,
     `frozen_names` are per-layer buffers saved with the adapter, `shared_names`
     are frozen tensors that all layers share (saved once).
     """
@@ -66,12 +97,8 @@ class AdapterLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base_layer(x)
         if self.enabled and not self.merged:
-            dtype = self.trainable_dtype()
-            result = result + self.delta(self.dropout(x.to(dtype))).to(result.dtype)
+            result = result + self.delta(self.dropout(x)).to(result.dtype)
         return result
-
-    def trainable_dtype(self) -> torch.dtype:
-        return getattr(self, self.trainable_names[0]).dtype
 
     @torch.no_grad()
     def merge(self) -> None:

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import AdapterConfig
-from .layer import AdapterLayer, adapter_dtype
+from .layer import AdapterLayer, adapter_dtype, project_in
 
 
 @dataclass
@@ -55,7 +55,7 @@ class LoraLinear(AdapterLayer):
 
     def delta(self, x):
         # Folding s into the (out, r) matrix costs out*r instead of tokens*out.
-        return F.linear(F.linear(x, self.lora_A), self.lora_B * self.scaling)
+        return F.linear(project_in(x, self.lora_A), self.lora_B * self.scaling)
 
     def delta_weight(self):
         return (self.lora_B * self.scaling) @ self.lora_A

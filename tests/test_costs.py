@@ -58,35 +58,40 @@ def test_flops_of_one_adapted_linear_are_the_hand_count(method):
     assert costs.flops == base + adapter
 
 
-def giva_init_hand_count(niter: int) -> int:
-    """GiVA's init of the one Linear: gradient pass plus the randomized SVD (torch.svd_lowrank's steps), QR and SVD
-    by Golub-Van Loan counts."""
+def giva_init_hand_count(niter: int, tokens: int) -> int:
+    """GiVA's init of the one Linear: forward pass plus the randomized SVD (torch.svd_lowrank's steps), QR and SVD
+    by Golub-Van Loan counts. The backward pass forms no weight gradient: G = dy^T x is applied through its factors
+    (fewer than TOKENS tokens: each product with G costs 2 T q (in + out)) or formed first where that costs less."""
     def qr(m, n):  # Householder, m >= n, Q formed
         return 2 * (2 * m * n * n - 2 * n**3 // 3)
 
     q = 4 * R  # sketch width: min(4r, min(out, in))
-    gradient = 2 * TOKENS * IN * OUT + 2 * TOKENS * OUT * IN  # forward, and dW = dy^T x
-    sketch = 2 * OUT * IN * q + qr(OUT, q)  # Q = qr(G omega)
-    power = niter * (2 * IN * OUT * q + qr(IN, q) + 2 * OUT * IN * q + qr(OUT, q))
+    factored = tokens < TOKENS
+    forward = 2 * tokens * IN * OUT
+    form = 0 if factored else 2 * tokens * OUT * IN  # G = dy^T x
+    product = 2 * tokens * q * (IN + OUT) if factored else 2 * OUT * IN * q  # G @ (in, q) or G^T @ (out, q)
+    sketch = product + qr(OUT, q)  # Q = qr(G omega)
+    power = niter * (product + qr(IN, q) + product + qr(OUT, q))
     # svd(Q^T G) through (Q^T G)^T = Q2 R and the SVD of R^T (q, q); then Q U_small and Q2 W
-    small_svd = 2 * IN * OUT * q + qr(IN, q) + (4 + 8 + 9) * q**3 + 2 * OUT * q * q + 2 * IN * q * q
+    small_svd = product + qr(IN, q) + (4 + 8 + 9) * q**3 + 2 * OUT * q * q + 2 * IN * q * q
     basis_b = qr(OUT, R)  # Vr: B is a random orthonormal (out, r)
-    return gradient + sketch + power + small_svd + basis_b
+    return forward + form + sketch + power + small_svd + basis_b
 
 
-def traced_giva_init():
+def traced_giva_init(tokens: int = TOKENS):
     """The one Linear, GiVA applied under the counters: (model, its input, config, the init's costs)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(IN, OUT))
-    x = torch.randn(TOKENS, IN)
+    x = torch.randn(tokens, IN)  # needs no gradient: the pass back computes none below the layer
     config = make_config("giva", r=R, target_modules=["0"])
     costs = trace_costs(model, lambda: apply_adapter(model, config, data=lambda m: m(x).pow(2).mean()))
     return model, x, config, costs
 
 
-def test_giva_init_flops_are_the_hand_count():
-    _, _, config, costs = traced_giva_init()
-    assert costs.flops == giva_init_hand_count(config.svd_niter)
+@pytest.mark.parametrize("tokens", [TOKENS // 2, 4 * TOKENS])
+def test_giva_init_flops_are_the_hand_count(tokens):
+    _, _, config, costs = traced_giva_init(tokens)
+    assert costs.flops == giva_init_hand_count(config.svd_niter, tokens)
 
 
 def test_init_flops_share_of_a_run_is_the_hand_count():
@@ -94,7 +99,7 @@ def test_init_flops_share_of_a_run_is_the_hand_count():
     model, x, config, init = traced_giva_init()
     step = trace_costs(model, lambda: model(x).pow(2).mean().backward())
     step_by_hand = 2 * TOKENS * IN * OUT + 2 * TOKENS * IN * R + 2 * TOKENS * R * OUT + 2 * TOKENS * OUT * R
-    init_by_hand = giva_init_hand_count(config.svd_niter)
+    init_by_hand = giva_init_hand_count(config.svd_niter, TOKENS)
     columns = cost_columns(init, step, (TOKENS, IN), 300)
     assert columns["init_flops_share"] == pytest.approx(init_by_hand / (init_by_hand + 300 * step_by_hand), rel=1e-12)
     assert (columns["init_share_steps"], columns["init_share_steps_source"]) == (300, "point")

@@ -176,3 +176,38 @@ def test_half_precision_base_gets_fp32_adapters(tiny_llama, lm_batches, variant)
     assert all(b.dtype == torch.float32 for layer in model.giva_adapter.layers.values() for b in layer.buffers())
     model(**lm_batches[0]).loss.backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+
+
+def saved_for_backward(model, batch) -> list[tuple[torch.dtype, tuple]]:
+    """(dtype, shape) of every tensor autograd keeps for the backward of one forward pass (then run backward)."""
+    kept = []
+
+    def pack(tensor):
+        kept.append((tensor.dtype, tuple(tensor.shape)))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = model(**batch).loss
+    loss.backward()
+    return kept
+
+
+@pytest.mark.parametrize("variant", ["lora", "vera", "giva"])  # VeRA r128 keeps its (tokens, out) product for lambda_b
+def test_on_a_half_precision_base_no_fp32_copy_of_an_input_is_kept_for_the_backward(tiny_llama, lm_batches, variant,
+                                                                                      perturb):
+    """The fp32 adapters compute in fp32, but what the backward keeps of a layer's input is the input itself
+    (bf16), not an fp32 copy of it (LoRA's dA = dh^T x needs x; VeRA's and GiVA's frozen A need none): beyond
+    what the base model keeps, the adapters keep no fp32 tensor of a layer's input width (32 or 64) per token."""
+    from collections import Counter
+
+    model = tiny_llama.to(torch.bfloat16)
+    model.model.embed_tokens.weight.requires_grad_(False)  # as in adapter training: the base keeps its own tensors
+    batch = lm_batches[0]
+    tokens = batch["input_ids"].shape  # (batch, seq)
+    base = Counter(saved_for_backward(model, batch))
+    adapt(model, variant, lm_batches)
+    perturb(model)
+    extra = Counter(saved_for_backward(model, batch)) - base
+    assert not [shape for (dtype, shape), n in extra.items()
+                if dtype == torch.float32 and shape[:2] == tokens and shape[-1] in (32, 64)], extra
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from giva import GivaConfig, LoraConfig, adapter_stats, apply_adapter, unload_adapter
 from giva.giva import BASES, bases_from_gradient
-from giva.gradient import estimate_gradients
+from giva.gradient import LowRankProduct, dense, estimate_gradients
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -129,9 +129,9 @@ def test_callable_data_is_called_n_times():
     G = torch.randn(OUT, IN)
     calls = []
 
-    def train_step(m):
+    def train_step(m):  # <W, G> through the layer's call: rows W e_i, weighted by G's columns
         calls.append(1)
-        return (m[0].weight * G).sum()
+        return (m(torch.eye(IN)) * G.T).sum()
 
     apply_adapter(model, GivaConfig(r=2, svd="exact", num_grad_batches=2, target_modules=["0"]), data=train_step)
     assert len(calls) == 2
@@ -174,7 +174,7 @@ def test_flags_grads_and_autocast_are_restored(tiny_llama, lm_batches):
     targets = {n: m for n, m in model.named_modules() if n.endswith(("q_proj", "up_proj"))}
     grads = {}
     for dtype in (torch.bfloat16, None):
-        estimate_gradients(model, targets, lm_batches, 2, lambda name, G: grads.setdefault((dtype, name), G),
+        estimate_gradients(model, targets, lm_batches, 2, lambda name, G: grads.setdefault((dtype, name), dense(G)),
                            autocast_dtype=dtype)
         assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
         assert model.model.layers[1].self_attn.q_proj.weight.grad is old_grad
@@ -290,21 +290,159 @@ def test_bases_are_the_authors_svd_lowrank_ones_on_minilm(minilm, minilm_batches
     assert len(layers) == 36 and compared > 36 * r // 2  # most of the directions are well defined
 
 
-def test_the_decomposition_runs_on_one_thread_and_gives_the_callers_count_back(monkeypatch):
+def well_defined(S: torch.Tensor, r: int) -> int:
+    """How many leading singular directions are defined beyond rounding: k <= r, the last index with
+    sigma_k > 1e-3 sigma_1 and sigma_k > 1.05 sigma_(k+1) (past a near-tie any SVD may rotate them)."""
+    return max([i for i in range(1, r + 1) if S[i - 1] > 1e-3 * S[0] and S[i - 1] > 1.05 * S[i]], default=0)
+
+
+@pytest.fixture(scope="module")
+def llama_2m_batches():
+    """llama-2m (hidden 128, MLP 512) and three batches of 2 x 16 tokens: 32 rows per batch, fewer than its widths."""
+    from bench.tasks import setup_task
+
+    setup = setup_task("profile", "llama-2m", batch_size=2, seq_len=16, seed=0)
+    return setup.model, [next(setup.train_batches) for _ in range(3)]
+
+
+@pytest.mark.parametrize("num_batches", [1, 3])
+@pytest.mark.parametrize("svd", ["randomized", "exact"])
+def test_bases_from_the_factors_are_those_of_the_formed_gradient(llama_2m_batches, monkeypatch, svd, num_batches):
+    """The gradient is taken as factors dY^T X (inputs and output gradients of each layer, rows stacked over the
+    batches) and never formed; the bases from them are those of the formed gradient (giva.giva.keep_factored
+    False: the way every layer went before) and span the top singular directions of autograd's dLoss/dW."""
+    import copy
+
     import giva.giva as giva_module
 
-    model, batches, loss_fn, _, _ = planted_problem()
-    seen, original = [], giva_module.stacked_bases
+    model, batches = llama_2m_batches
+    r = 4
+    config = GivaConfig(r=r, basis="VrUr", svd=svd, num_grad_batches=num_batches)  # B: the left vectors
+    layers = {}
+    for factored in (True, False):
+        monkeypatch.setattr(giva_module, "keep_factored", lambda *_, f=factored: f)
+        adapted = apply_adapter(copy.deepcopy(model), config, data=batches)
+        layers[factored] = adapted.giva_adapter.layers
+    reference = copy.deepcopy(model)  # autograd's weight gradients, averaged
+    for batch in batches[:num_batches]:
+        (reference(**batch).loss / num_batches).backward()
+    compared = 0
+    for name, layer in layers[True].items():
+        G = reference.get_submodule(name).weight.grad
+        U, S, Vh = torch.linalg.svd(G)
+        k = well_defined(S, r)
+        compared += k
+        formed = layers[False][name]
+        for factored_vectors, formed_vectors, exact in ((layer.giva_A.T, formed.giva_A.T, Vh[:k].T),
+                                                        (layer.giva_B, formed.giva_B, U[:, :k])):  # (in | out, r)
+            assert cosines(factored_vectors[:, :k], formed_vectors[:, :k]).min() > 0.9999, name
+            assert cosines(factored_vectors, exact).min() > 0.9999, name
+    assert len(layers[True]) == 10 and compared >= 10 * r // 2
 
-    def spy(*args):
-        seen.append(torch.get_num_threads())
-        return original(*args)
 
-    monkeypatch.setattr(giva_module, "stacked_bases", spy)
+def test_the_factors_of_a_layer_fold_into_its_gradient_past_its_size():
+    """Across batches a layer keeps its (dY, X) rows only while they hold fewer numbers than G (out x in)."""
+    from giva.gradient import LayerGradient
+
+    generator = torch.Generator().manual_seed(0)
+    blocks = [(torch.randn(2, 8, generator=generator), torch.randn(2, 6, generator=generator)) for _ in range(3)]
+    gradient = LayerGradient(8, 6)  # G holds 48 numbers; 2 rows hold 28
+    gradient.add(*blocks[0])
+    gradient.fold_if_larger()
+    assert gradient.formed is None and gradient.product().rows == 2
+    gradient.add(*blocks[1])
+    gradient.fold_if_larger()  # 4 rows hold 56: formed
+    assert gradient.formed is not None and gradient.blocks == []
+    gradient.add(*blocks[2])
+    expected = sum(dY.T @ X for dY, X in blocks)
+    torch.testing.assert_close(gradient.result(), expected)
+    torch.testing.assert_close(LowRankProduct(*blocks[0]) @ torch.eye(6), blocks[0][0].T @ blocks[0][1])
+    torch.testing.assert_close(LowRankProduct(*blocks[0]).mT @ torch.eye(8), blocks[0][1].T @ blocks[0][0])
+
+
+def test_keep_factored_takes_the_factors_for_few_tokens_on_wide_layers():
+    from giva.giva import keep_factored
+
+    def product(rows, out_features, in_features):
+        return LowRankProduct(torch.zeros(rows, out_features), torch.zeros(rows, in_features))
+
+    config = GivaConfig(r=8)
+    assert keep_factored(product(512, 1024, 1024), 8, config)  # llama-430m, batch 4 x 128
+    assert keep_factored(product(1024, 8192, 2048), 8, config)  # llama-1b's MLP, batch 8 x 128
+    assert not keep_factored(product(1024, 384, 384), 8, config)  # MiniLM, batch 16 x 64: forming G pays
+    assert keep_factored(product(64, 384, 384), 8, GivaConfig(r=8, svd="exact"))
+    assert not keep_factored(product(4, 384, 384), 8, GivaConfig(r=8, svd="exact"))  # fewer rows than r
+
+
+class PreAndLayer(nn.Module):
+    """x -> pre -> layer, where `layer` is either called twice (shared weights: its gradient sums both calls'
+    dY^T X) or has its input changed in place after it ran."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        torch.manual_seed(0)
+        self.how = how
+        self.pre, self.layer = nn.Linear(IN, IN), nn.Linear(IN, IN)
+
+    def forward(self, x):
+        h = self.pre(x)
+        if self.how == "twice":
+            return self.layer(torch.tanh(self.layer(h)))
+        y = self.layer(h)
+        h.mul_(2)  # the layer's input, after the layer read it
+        return y + h
+
+
+def test_a_layer_called_twice_gets_the_sum_of_both_calls(tmp_path):
+    x = torch.randn(6, IN, generator=torch.Generator().manual_seed(0))
+    model = PreAndLayer("twice")
+    expected = torch.autograd.grad(squared_sum(model(x), x), model.layer.weight)[0]
+    apply_adapter(model, GivaConfig(r=3, target_modules=["layer"], grad_cache=str(tmp_path)), data=[x],
+                  loss_fn=squared_sum)
+    torch.testing.assert_close(load_file(tmp_path / "layer.safetensors")["grad"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_an_input_changed_in_place_after_its_layer_ran_is_refused(snapshot):
+    model = PreAndLayer("in place")
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="the input of layer 'layer' was changed in place"):
+        apply_adapter(model, GivaConfig(r=2, target_modules=["layer"]), data=[torch.randn(4, IN)], loss_fn=squared_sum)
+    before.assert_same(model)
+
+
+def test_the_decomposition_threads_are_chosen_by_measurement_and_the_callers_count_comes_back(monkeypatch):
+    """At 2 threads: the first decomposition of one layer runs on one thread, the second on two, the rest on the
+    faster; a stack of several layers runs on one thread until the choice is made."""
+    import time as time_module
+
+    import giva.giva as giva_module
+    from giva.giva import DecompositionThreads
+
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        apply_adapter(model, GivaConfig(r=2, target_modules=["0"]), data=batches, loss_fn=loss_fn)
-        assert seen == [1] and torch.get_num_threads() == 2
+        for slow, expected in ((1, 2), (2, 1)):
+            chooser = DecompositionThreads(torch.device("cpu"))
+            with chooser.run(flops=10**6, layers=3):
+                assert torch.get_num_threads() == 1
+            assert chooser.rates == {}
+            for _ in range(4):
+                with chooser.run(flops=10**6):
+                    seen = torch.get_num_threads()
+                    time_module.sleep(0.05 if seen == slow else 0.001)
+                assert torch.get_num_threads() == 2
+            assert chooser.chosen == expected and seen == expected
+
+        model = nn.Sequential(nn.Linear(IN, OUT), nn.Tanh(), nn.Linear(OUT, 40), nn.Tanh(), nn.Linear(40, 32))
+        seen_in_apply, original = [], giva_module.stacked_bases
+
+        def spy(*args):
+            seen_in_apply.append(torch.get_num_threads())
+            return original(*args)
+
+        monkeypatch.setattr(giva_module, "stacked_bases", spy)
+        apply_adapter(model, GivaConfig(r=2, target_modules=["0", "2", "4"]), data=[torch.randn(5, IN)],
+                      loss_fn=squared_sum)
+        assert seen_in_apply[:2] == [1, 2] and seen_in_apply[2] in (1, 2) and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
