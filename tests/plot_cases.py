@@ -2,6 +2,7 @@
 
     expand_run(small_run_dir, dest, MODELS_8, METHODS_6, RANKS_12)   # 8 models x 6 methods x 12 ranks x 2 seeds
     make_history(small_run_dir, dest / "history.csv", runs=100)        # 100 runs over commits
+    with_init_tasks(run_dir, dest, ["", "trec", "agnews"])               # GiVA's bases from other tasks too
 
 Every row is a real row of the small run (its timings, memory, counts, scores), renamed to another model, method
 and rank; the quantities that grow with the model (its parameters, the step's FLOPs and tensor bytes) or with the
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 from datetime import datetime, timedelta, timezone
 
@@ -59,6 +61,27 @@ def expand_run(small_run_dir: str, dest, models: dict[str, float], methods: dict
 
     rewrite_rows(run_dir, expand)
     return run_dir
+
+
+def with_init_tasks(run_dir: str, dest, init_tasks: list[str]) -> str:
+    """The run with each GiVA row once per init task ("" for its own task), as a sweep with the init_task axis
+    writes them (the transfer matrix's rows)."""
+    out_dir = copy_run(run_dir, dest)
+
+    def expand(rows):
+        out = []
+        for row in rows:
+            if row["method"] != "giva":
+                out.append(row)
+                continue
+            for init_task in init_tasks:
+                options = {**json.loads(row["method_options"] or "{}"), **({"init_task": init_task} if init_task else {})}
+                out.append({**row, "init_task": init_task, "method_options": json.dumps(options, sort_keys=True),
+                            "point_id": hashlib.sha1(f"{row['point_id']} {init_task}".encode()).hexdigest()[:16]})
+        return out
+
+    rewrite_rows(out_dir, expand)
+    return out_dir
 
 
 def renamed(row: dict, model: str, params: float, method: str, rank: int, real_rank: int, estimated: bool) -> dict:

@@ -90,13 +90,16 @@ def panel_order(rows: pd.DataFrame, key: str) -> list[str]:
     return sorted(rows[key].unique(), key=lambda p: (np.nan_to_num(sizes.get(p, np.inf), nan=np.inf), p))
 
 
-def panel_figures(rows: pd.DataFrame, title: str, caption: str, draw) -> list[Figure]:
-    """A panel per model (· task), PAGE_PANELS to a page: draw(ax, the panel's rows, its name) fills each."""
+def panel_figures(rows: pd.DataFrame, title: str, caption: str, draw, per_page: int = PAGE_PANELS,
+                  one_column: bool = False) -> list[Figure]:
+    """A panel per model (· task), per_page to a page (one_column: stacked): draw(ax, the panel's rows, its name)
+    fills each."""
     panels = panel_order(rows, "panel")
-    chunks = pages(panels, PAGE_PANELS)
+    chunks = pages(panels, per_page)
     figures = []
     for page, chunk in enumerate(chunks):
-        fig, body, axes = new_figure(title, page_caption(caption, page, len(chunks)), len(chunk))
+        fig, body, axes = new_figure(title, page_caption(caption, page, len(chunks)), len(chunk),
+                                     grid=(len(chunk), 1) if one_column else None)
         for ax, panel in zip(axes, chunk):
             draw(ax, rows[rows["panel"] == panel], panel)
         figures.append(finish(fig, body, axes))
@@ -395,26 +398,26 @@ def plot_init_overhead(data: pd.DataFrame, caption: str) -> list[Figure]:
 
 
 TRANSFER_COLOR_POINTS = 5.0
+TRANSFER_PANELS = 2  # transfer matrices on one page
 AGAINST_COLORS = ("#C44E52", "#4C72B0", "#55A868")  # claims.AGAINST's order: VeRA at 8r, LoRA at 8r, LoRA at r
 
 
-def plot_claims(data: pd.DataFrame, caption: str) -> Figure:
+def plot_claims(data: pd.DataFrame, caption: str) -> list[Figure]:
     """GiVA minus each comparison per rank, with its 95% interval (claims.py); hollow: undecided. The band is
-    'matches'."""
+    'matches'. A panel per model · task (· run), PAGE_PANELS to a page."""
     verdicts = claim_verdicts(data[data["status"] == "ok"])
     if verdicts.empty:
         raise NoData("no GiVA point with a task score beside VeRA or LoRA at 8r or LoRA at r (claims.py)")
     several_runs = verdicts["run"].nunique() > 1
+    sizes = data.groupby("model")["model_params"].max()
     verdicts = verdicts.assign(panel=verdicts["model"] + " · " + verdicts["task"]
-                               + (" · " + verdicts["run"] if several_runs else ""))
-    panels = list(dict.fromkeys(verdicts["panel"]))
-    fig, body, axes = new_figure("GiVA at r minus VeRA and LoRA (95% interval; hollow: undecided)", caption,
-                                 len(panels))
+                               + (" · " + verdicts["run"] if several_runs else ""),
+                               model_params=verdicts["model"].map(sizes))
     headings = [heading for _, _, heading in AGAINST]
     variants = sorted(verdicts["giva"].unique())
     margin = verdicts["margin_points"].iloc[0]
-    for ax, panel in zip(axes, panels):
-        here = verdicts[verdicts["panel"] == panel]
+
+    def draw(ax, here, panel):
         ax.axhspan(-margin, margin, color="0.88", label=f"matches (±{margin:g} pt)")
         ax.axhline(0, color="0.4", linewidth=0.8)
         lines = [(h, v) for h in headings for v in variants]
@@ -436,7 +439,8 @@ def plot_claims(data: pd.DataFrame, caption: str) -> Figure:
                     markerfacecolor="white", label=label)
         rank_axis(ax, here["rank"])
         label_axes(ax, panel, f"GiVA minus other ({here['metric'].iloc[0]}, points)")
-    return finish(fig, body, axes)
+
+    return panel_figures(verdicts, "GiVA at r minus VeRA and LoRA (95% interval; hollow: undecided)", caption, draw)
 
 
 def plot_init_share_size(data: pd.DataFrame, caption: str) -> Figure:
@@ -466,7 +470,7 @@ def plot_init_share_size(data: pd.DataFrame, caption: str) -> Figure:
                                 ("wall time, measured", "s", "0.3")):
         ax.plot([], [], linestyle="none", marker=marker, color="0.3", markerfacecolor=fill, label=label)
     ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle="--")
-    ax.annotate("1%", (0.01, 1.0), xycoords=("axes fraction", "data"), fontsize=9, color="0.3", va="bottom")
+    ax.annotate("1%", (0.01, 1.0), xycoords=("axes fraction", "data"), fontsize=CAPTION_PT, color="0.3", va="bottom")
     count_axis(ax)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -474,21 +478,20 @@ def plot_init_share_size(data: pd.DataFrame, caption: str) -> Figure:
     return finish(fig, body, [ax])
 
 
-def plot_transfer(data: pd.DataFrame, caption: str) -> Figure:
-    """Transfer matrices (transfer.py): the task the init read against the task trained; colour and lower number:
-    the change against the init on the train task itself, in points."""
+def plot_transfer(data: pd.DataFrame, caption: str) -> list[Figure]:
+    """Transfer matrices (transfer.py), PAGE_PANELS to a page: the task the init read against the task trained;
+    colour and lower number: the change against the init on the train task itself, in points."""
     cells = transfer_cells(data[data["status"] == "ok"])
     if cells.empty:
         raise NoData("no point names an init_task (method option init_task)")
     several_runs = cells["run"].nunique() > 1
-    cells = cells.assign(panel=cells["model"] + " · " + cells["matrix"] + (" · " + cells["run"] if several_runs else ""))
-    panels = list(dict.fromkeys(cells["panel"]))
-    fig, body, axes = new_figure("Init from another task: score, and change vs its own (points)", caption,
-                                 len(panels))
+    sizes = data.groupby("model")["model_params"].max()
+    cells = cells.assign(panel=cells["model"] + " · " + cells["matrix"] + (" · " + cells["run"] if several_runs else ""),
+                         model_params=cells["model"].map(sizes))
     # colours saturate at the largest change, and at 5 points at least: changes of a point or two stay pale
     limit = max(TRANSFER_COLOR_POINTS, np.nanmax(np.abs(cells["change_points"].to_numpy(dtype=float))))
-    for ax, panel in zip(axes, panels):
-        here = cells[cells["panel"] == panel]
+
+    def draw(ax, here, panel):
         sources = list(dict.fromkeys(zip(here["source"], here["reference"])))
         tasks = list(dict.fromkeys(here["task"]))
         change = np.full((len(sources), len(tasks)), np.nan)
@@ -498,14 +501,17 @@ def plot_transfer(data: pd.DataFrame, caption: str) -> Figure:
             own = cell["source"] == cell["task"] and not cell["reference"]
             dark = abs(np.nan_to_num(cell["change_points"])) > 0.6 * limit  # white text on the deep colours
             ax.annotate(f"{cell['score']:.3f}\n" + ("own" if own else f"{cell['change_points']:+.1f}"), (j, i),
-                        ha="center", va="center", fontsize=9, color="white" if dark else "black")
+                        ha="center", va="center", fontsize=CAPTION_PT, color="white" if dark else "black")
         image = ax.imshow(change, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
         ax.set_xticks(range(len(tasks)), [f"{t}\n({here.loc[here['task'] == t, 'metric'].iloc[0]})" for t in tasks])
         ax.set_yticks(range(len(sources)), [f"{s} (ref.)" if reference else s for s, reference in sources])
         label_axes(ax, panel, "init read", "trained on")
         ax.grid(False)
-        body.colorbar(image, ax=ax, label="change vs own init (points)")
-    return fig
+        ax.figure.colorbar(image, ax=ax, label="change vs own (points)")
+
+    # a matrix needs the page's width for its row names and cells: TRANSFER_PANELS to a page, one above the other
+    return panel_figures(cells, "Init from another task: score, and change vs its own (points)", caption, draw,
+                         per_page=TRANSFER_PANELS, one_column=True)
 
 
 PLOTS = [  # (file name, title in summary.md, function); each function returns its pages
