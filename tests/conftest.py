@@ -18,6 +18,13 @@ import torch.nn as nn
 
 # --- threads ------------------------------------------------------------------
 
+# Under pytest-xdist (`make test` runs 2 workers on 2 cores) each worker, and every point process it starts, uses one
+# torch thread: two workers of 2 threads each on 2 cores would slow each other many times over.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
 
 @pytest.fixture
 def single_thread():

@@ -25,6 +25,8 @@ from bench.report.history import HISTORY_COLUMNS, append_history, plot_history, 
 from bench.results.read import RESULTS_FILE, latest_rows, read_rows
 from bench.columns import SCHEMA_VERSION
 
+pytestmark = pytest.mark.xdist_group("small_run")  # one worker: the small run is made once
+
 SAMPLES = 30
 MIB = 2**20
 WORK = {"baseline": 4, "same": 4, "slower": 6}  # matmuls per timed step

@@ -20,6 +20,8 @@ from bench.config.presets import make_sweep_config  # noqa: E402
 from bench.results.read import read_rows  # noqa: E402
 from bench.run.sweep import run_sweep  # noqa: E402
 
+pytestmark = pytest.mark.xdist_group("ray")  # one worker: one Ray cluster at a time
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 

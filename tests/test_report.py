@@ -23,6 +23,8 @@ from bench.columns import COLUMN_NAMES, SCHEMA_VERSION
 from bench.results.read import META_FILE, RESULTS_FILE, latest_rows, read_rows
 from bench.results.read import load_run
 
+pytestmark = pytest.mark.xdist_group("small_run")  # one worker: the small run is made once
+
 def summary_table_lines(summary: str) -> set[tuple[str, str]]:
     """(method, rank) of every results-table line in summary.md."""
     found = set()
