@@ -26,8 +26,11 @@ install: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) run_bench.py
 
+# Two workers of one torch thread each on a 2-core machine (TEST_WORKERS=0: one process, in order).
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup
 
 benchmarks: $(VENV)/.installed
 	$(PY) -m pytest tests/benchmarks --benchmark-enable --benchmark-autosave

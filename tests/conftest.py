@@ -25,7 +25,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
-
 @pytest.fixture
 def single_thread():
     """One intra-op thread for the test. On a 2-core machine shared with other jobs, OpenMP barriers in
@@ -259,13 +258,8 @@ def slurm_timeout_run(slurm_cluster, tmp_path_factory):
     subprocess.run(["scancel", *job_ids(run_dir)], capture_output=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def submit_slow_jobs_first(request):
-    """The SLURM time-limit case waits two minutes or more on SLURM's clock: where a selected test uses it, its job
-    is submitted before the session's first test, so that the wait passes while the other tests run. A failure
-    here (no SLURM) is left to those tests, which meet it again from the fixture's cache."""
-    if any("slurm_timeout_run" in getattr(item, "fixturenames", ()) for item in request.session.items):
-        try:
-            request.getfixturevalue("slurm_timeout_run")
-        except (Exception, pytest.skip.Exception, pytest.fail.Exception):  # noqa: BLE001
-            pass
+def pytest_collection_modifyitems(config, items):
+    """The SLURM tests first (in their own order): their time-limit job waits two minutes on SLURM's clock, which
+    then passes while the rest of the suite runs (on the other worker under pytest-xdist)."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("xdist_group", None) is not None
+               and item.get_closest_marker("xdist_group").args[:1] == ("slurm",) else 1)

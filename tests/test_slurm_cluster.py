@@ -3,8 +3,8 @@ job arrays, their parallelism, --no-wait and collect, a killed driver, scancel, 
 
 Tiny llama-2m profile points; each test gives its points a sequence length of its own, which finds their processes.
 SLURM checks time limits every 30 s and takes them in whole minutes, so the time-limit case takes two minutes or
-more: its job is submitted as the session starts (conftest.py's slurm_timeout_run) and checked by the module's last
-test.
+more: its job is submitted as this module starts (conftest.py's slurm_timeout_run) and checked by the module's
+last test. Under pytest-xdist one worker runs this module, first.
 """
 
 import os
@@ -23,7 +23,19 @@ from bench.results.read import read_rows
 from bench.run.sweep import collect, run_sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-pytestmark = pytest.mark.usefixtures("slurm_cluster")
+# One worker runs them all (one cluster, one job queue), before the other tests (conftest.py)
+pytestmark = [pytest.mark.usefixtures("slurm_cluster"), pytest.mark.xdist_group("slurm")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def submit_the_time_limit_job_first(request):
+    """The time-limit case waits two minutes or more on SLURM's clock: its job is submitted as this module starts,
+    so that the wait passes while the module's other tests run. A failure here (no SLURM) is left to that test,
+    which meets it again from the fixture's cache."""
+    try:
+        request.getfixturevalue("slurm_timeout_run")
+    except (Exception, pytest.skip.Exception, pytest.fail.Exception):  # noqa: BLE001
+        pass
 # three points: LoRA r2 and r4, VeRA r2 (method_options gives VeRA its own ranks)
 ARRAY_SWEEP = dict(models=["llama-2m"], tasks=["profile"], methods=["lora", "vera"], ranks=[2, 4],
                    method_options={"vera": {"ranks": [2]}}, batch_sizes=[2], seq_lens=[16], warmup_steps=1,
