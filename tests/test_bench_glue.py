@@ -194,7 +194,7 @@ def test_bad_pair_regression_and_metric_input_is_one_line_exit_2_before_any_poin
     assert not out.exists()  # refused before the run directory, let alone a point
 
 
-# --- issue 13 item 8: csv labels --------------------------------------------------------------------
+# --- csv labels ------------------------------------------------------------------------------------
 
 
 def test_csv_empty_labels_single_class_and_real_valued_classes_are_refused(tmp_path):

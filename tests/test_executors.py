@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from cli_runs import run_cli, run_main
 
 from bench.config.presets import make_sweep_config
 from bench.results.read import read_rows
@@ -25,11 +26,6 @@ def sweep(**overrides):
 
 def key(row):
     return row["point_id"], row["status"], str(row.get("trainable_params"))
-
-
-def run_cli(*args, timeout=600, env=None):
-    return subprocess.run([sys.executable, "run_bench.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +97,8 @@ def test_no_wait_then_collect_gathers_every_row_once(local_rows, tmp_path):
 ])
 def test_bad_executor_input_is_one_line_exit_2(tmp_path, args, message):
     no_slurm = {**os.environ, "PATH": os.path.dirname(sys.executable)}  # where this machine has SLURM, hide it
-    result = run_cli("run", "--preset", "profile-quick", "--threads", "1", *args, "--out", str(tmp_path / "run"),
-                     env=no_slurm)
+    result = run_main("run", "--preset", "profile-quick", "--threads", "1", *args, "--out", str(tmp_path / "run"),
+                      env=no_slurm)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -155,7 +151,15 @@ def test_a_job_warned_twice_is_requeued_once_then_runs_on_until_the_scheduler_en
         time.sleep(3)
         assert second.is_running() and not job.paths.result_pickle.exists(), "the second warning ended the job"
         assert "warned again (time limit or preemption) after one requeue" in job.stderr()
+        # SLURM ends a job by killing all its processes; submitit's local cancel signals only its controller, whose
+        # task would wait for a point of 10^7 steps: the job's whole tree goes, as on SLURM
+        tree = psutil.Process(int(job.job_id)).children(recursive=True)
         job.cancel()
+        for proc in tree:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
         deadline = time.time() + 120
         while time.time() < deadline and (job_payload(job, "local", point_dict)) is None:
             time.sleep(0.2)

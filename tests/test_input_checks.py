@@ -1,11 +1,9 @@
-"""Bad sweep input is refused before any point runs: one line, exit 2, nothing written (issue 13, items 7 and 10)."""
+"""Bad sweep input is refused before any point runs: one line, exit 2, nothing written."""
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
+from cli_runs import run_main
 
 from bench.config.presets import make_sweep_config
 from bench.measure.memory import cgroup_memory_available
@@ -23,11 +21,6 @@ seq_lens = [8]
 """
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "run_bench.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
-
-
 @pytest.mark.parametrize("extra, message", [
     ("[method_options.vera]\nranks = 16\n", "method_options.vera.ranks=16 must be a list of positive integers"),
     ("[method_options.vera]\nranks = [0]\n", "method_options.vera.ranks=[0] must be a list of positive integers"),
@@ -42,7 +35,7 @@ def test_a_bad_sweep_file_value_is_one_line_exit_2_and_nothing_runs(tmp_path, ex
     sweep = tmp_path / "sweep.toml"
     sweep.write_text(SMALL + extra)
     out = tmp_path / "run"
-    result = run_cli("run", "--config", str(sweep), "--out", str(out))
+    result = run_main("run", "--config", str(sweep), "--out", str(out))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
@@ -67,7 +60,7 @@ def test_a_rank_or_targets_that_do_not_fit_the_model_are_refused_before_any_poin
     sweep = tmp_path / "sweep.toml"
     sweep.write_text(sweep_text)
     out = tmp_path / "run"
-    result = run_cli("run", "--config", str(sweep), "--out", str(out))
+    result = run_main("run", "--config", str(sweep), "--out", str(out))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
@@ -75,7 +68,7 @@ def test_a_rank_or_targets_that_do_not_fit_the_model_are_refused_before_any_poin
 
 
 def test_an_empty_out_is_refused_rather_than_writing_to_the_default_folder(tmp_path):
-    result = run_cli("run", "--preset", "quick", "--out", "")
+    result = run_main("run", "--preset", "quick", "--out", "")
     assert result.returncode == 2 and "--out is empty" in result.stderr.strip(), result.stderr
 
 

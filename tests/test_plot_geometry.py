@@ -78,7 +78,9 @@ def cases(small_run_dir, tmp_path_factory) -> Cases:
     large = expand_run(small_run_dir, base / "large", MODELS_8, METHODS_6, RANKS_12)
     return Cases({"small": small_run_dir, "small-init": with_init_tasks(small_run_dir, base / "small-init", INIT_TASKS),
                   "sizes": expand_run(small_run_dir, base / "sizes", MODELS_5, METHODS_3),
-                  "large": large, "large-init": with_init_tasks(large, base / "large-init", INIT_TASKS),
+                  # the transfer matrices of 8 hub-length model names (a matrix per model and GiVA rank: 8 pages)
+                  "large": large, "large-init": with_init_tasks(expand_run(small_run_dir, base / "large-3", MODELS_8,
+                                                                           METHODS_3), base / "large-init", INIT_TASKS),
                   "estimate": expand_run(small_run_dir, base / "estimate", MODELS_5, METHODS_3, estimated=True)})
 
 

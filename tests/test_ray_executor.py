@@ -3,10 +3,12 @@ process on this machine, the sweep attaching by address; tiny llama-2m profile p
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -101,10 +103,14 @@ def ray_cluster(tmp_path_factory):
     previous = {name: os.environ.get(name) for name in token}
     os.environ.update(token)
     try:
-        cluster = RayCluster(str(tmp_path_factory.mktemp("ray")))
+        # a short folder of its own: Ray's socket paths under it must stay within AF_UNIX's 107 bytes, which
+        # pytest's tmp folders (under pytest-xdist: .../popen-gw0/...) and Ray's session names together exceed
+        temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+        cluster = RayCluster(temp_dir)
         yield cluster
         processes = cluster.ray_processes()
         cluster.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)
     finally:
         for name, value in previous.items():
             if value is None:

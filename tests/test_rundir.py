@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from cli_runs import run_cli, run_main
 
 from bench.config.presets import make_sweep_config
 from bench.columns import COLUMN_NAMES, SCHEMA_VERSION
@@ -17,13 +18,10 @@ from bench.results.rundir import lock_run_dir
 from bench.run.sweep import run_sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Points in the driver's process (isolate = false): these tests are about the driver (its lock, its writes, its
+# resume), and a fresh process per point would add its imports, about 6 s, to every point.
 SWEEP = ('models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["lora", "vera"]\nranks = [2, 4]\n'
-         'batch_sizes = [2]\nseq_lens = [16]\nwarmup_steps = 1\ntimed_steps = 2\nthreads = 1\n')
-
-
-def run_cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "run_bench.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+         'batch_sizes = [2]\nseq_lens = [16]\nwarmup_steps = 1\ntimed_steps = 2\nthreads = 1\nisolate = false\n')
 
 
 def tiny_sweep(**overrides):
@@ -64,7 +62,8 @@ def ids(run_dir):
 
 
 def test_a_second_driver_is_refused_naming_the_first_and_rows_are_written_once(tmp_path):
-    (tmp_path / "sweep.toml").write_text(SWEEP)
+    # points of a few seconds each: the first driver still holds the lock when the second has imported its code
+    (tmp_path / "sweep.toml").write_text(SWEEP.replace("timed_steps = 2", "timed_steps = 400"))
     args = ["run", "--config", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / "run"), "--no-report"]
     first = subprocess.Popen([sys.executable, "run_bench.py", *args], cwd=REPO, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -134,7 +133,7 @@ def test_a_run_dir_this_code_cannot_extend_is_refused_in_one_line(finished_run, 
     before = open(csv_path).read()
     config = os.path.join(str(tmp_path), "sweep.toml")
     open(config, "w").write(SWEEP)
-    line = one_line_error(run_cli("run", "--config", config, "--out", run_dir, "--no-report"))
+    line = one_line_error(run_main("run", "--config", config, "--out", run_dir, "--no-report"))
     assert message in line, line
     assert open(csv_path).read() == before  # nothing recorded was touched
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .changes import EXACT, NOISY, PER_GFLOP, Change, Detection, SeriesFit
+from .changes import EXACT, NOISY, PER_GFLOP, Change, Detection
 from .verdict import HEADER, change_cells, exit_code
 
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 960, 300, 56, 16, 14, 24

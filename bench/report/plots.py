@@ -17,7 +17,7 @@ import re
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, LogLocator, NullLocator
+from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
 from ..columns import MIB, TENSOR_CATEGORIES
 from .layout import (CAPTION_PT, STYLE, BarRow, Thinned, bar_pieces, finish, key_text, label_axes, new_figure,
@@ -201,6 +201,8 @@ def plot_time_score(data: pd.DataFrame, caption: str) -> list[Figure]:
         for style, group in series(here):
             stats = group.groupby("rank")[["train_time_s", "eval_score"]].mean()
             ax.plot(stats["train_time_s"], stats["eval_score"], **style)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.xaxis.set_major_formatter(Thinned(FuncFormatter(lambda v, _: f"{v:g}")))  # labels that would touch: dropped
         label_axes(ax, panel, score_label(here), "training wall time, evaluation excluded (s)")
 
     return panel_figures(score_rows(data, ["train_time_s"]), "Task metric vs training wall time (mean over seeds)",
