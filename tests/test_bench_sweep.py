@@ -321,19 +321,22 @@ def test_relative_paths_are_resolved_from_where_the_sweep_starts_by_the_checks_a
 
 
 def test_a_cpu_point_s_peak_memory_follows_its_live_tensors(tmp_path):
-    """A real point in its own process on CPU gets MALLOC_MMAP_THRESHOLD_ (recorded in meta.json), so the growth of
-    its RSS during training is the tensors that grew (the traced step's peak less the parameters and buffers already
-    resident): 1.06x here, 1.40x without the threshold, when glibc's kept heap counts too."""
+    """A real point in its own process on CPU with malloc_mmap_threshold gets MALLOC_MMAP_THRESHOLD_ (recorded in
+    meta.json), so the growth of its RSS during training is the tensors that grew (the traced step's peak less the
+    parameters and buffers already resident): 1.06x here, 1.40x without the threshold, when glibc's kept heap counts
+    too."""
     config = make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=["lora"], ranks=[8],
-                                          batch_sizes=[8], seq_lens=[128], warmup_steps=1, timed_steps=2, threads=1))
+                                          batch_sizes=[8], seq_lens=[128], warmup_steps=1, timed_steps=2, threads=1,
+                                          malloc_mmap_threshold=65536))
     (row,) = run_sweep(config, str(tmp_path / "on"), ["test"], log=lambda *_: None)
     assert row["status"] == "ok", row["error"]
     grown = row["tensor_peak_bytes"] - row["tensor_params_bytes"] - row["tensor_buffers_bytes"]
     assert 0.9 < row["mem_growth_bytes"] / grown < 1.2, (row["mem_growth_bytes"], grown)
     assert json.loads((tmp_path / "on" / "meta.json").read_text())["cpu_point_env"] == {"MALLOC_MMAP_THRESHOLD_": "65536"}
-    # turned off from the command line: glibc's own threshold, the same points (a measurement setting, not a point's)
+    # from the command line, the same points (a measurement setting, not a point's); off by default
     from bench.cli import build_parser, sweep_config
 
-    args = build_parser().parse_args(["run", "--preset", "profile-quick", "--malloc-mmap-threshold", "0"])
-    off, _ = sweep_config(args)
-    assert off.malloc_mmap_threshold == 0 and off.config_hash() == make_sweep_config("profile-quick").config_hash()
+    args = build_parser().parse_args(["run", "--preset", "profile-quick", "--malloc-mmap-threshold", "65536"])
+    on, _ = sweep_config(args)
+    assert on.malloc_mmap_threshold == 65536 and on.config_hash() == make_sweep_config("profile-quick").config_hash()
+    assert make_sweep_config("profile-quick").malloc_mmap_threshold == 0

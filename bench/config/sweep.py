@@ -48,11 +48,12 @@ class SweepConfig:
     # and in task_options (train_file, eval_file) are resolved from the directory the sweep is started in.
     data_dir: str = ""
     isolate: bool = True  # each point in a fresh process: clean peak memory, a crash loses one point
-    # glibc's MALLOC_MMAP_THRESHOLD_ for point processes on CPU: blocks from this size up are mapped and unmapped one
-    # by one, so process RSS (peak_mem_bytes) follows the live tensors instead of the heap glibc keeps for reuse
-    # (RSS growth 1.0x the tracked tensors with it, 1.6-1.9x without: tests/benchmarks/rss_vs_tracked.py); 0 = glibc's
-    # own dynamic threshold. Fresh point processes only (not --in-process).
-    malloc_mmap_threshold: int = 65536
+    # glibc's MALLOC_MMAP_THRESHOLD_ for point processes on CPU (0: glibc's own dynamic threshold, the default). With
+    # 65536, blocks from 64 KiB up are mapped and unmapped one by one, so process RSS (peak_mem_bytes) follows the
+    # live tensors instead of the heap glibc keeps for reuse (RSS growth 1.0x the tracked tensors with it, 1.2-1.9x
+    # without: tests/benchmarks/rss_vs_tracked.py), but every step then faults its pages in anew: MiniLM's training
+    # step 1.75-1.9x slower. For runs about CPU memory, not time. Fresh point processes only (not --in-process).
+    malloc_mmap_threshold: int = 0
     point_timeout_s: int = 3600
     # Per-method options, e.g. {"vera": {"ranks": [256], "d_initial": 0.1}, "lora": {"alpha": 16}}: the
     # adapter's options, plus "ranks" (the method's own ranks), "train" (TrainSettings over `train`
