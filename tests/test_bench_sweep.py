@@ -267,9 +267,8 @@ def test_bad_model_paths_and_unreachable_hub_ids_fail_before_any_point(tmp_path,
 
     # The CLI: one line, exit 2, nothing run (before: every point waited ~30 s on the hub, then failed).
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    result = subprocess.run([sys.executable, "run_bench.py", "run", "--models", "someorg/not-cached", "--tasks", "profile",
-                             "--out", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True, env=env,
-                            timeout=600)
+    result = run_cli("run", "--models", "someorg/not-cached", "--tasks", "profile", "--out", str(tmp_path / "run"),
+                     env=env)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "HF_HUB_OFFLINE" in result.stderr and not (tmp_path / "run").exists()
 

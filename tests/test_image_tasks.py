@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_runs import run_cli
 import torch
 
 from bench.config.sweep import Point
@@ -216,18 +217,12 @@ def test_digits_sweep_end_to_end(tmp_path):
 
 def test_an_unreadable_image_stops_the_cli_before_any_point(tmp_path):
     """One line on stderr naming the file, exit 2, no run directory."""
-    import os
-    import subprocess
-    import sys
-
     root = write_image_folder(tmp_path / "images", {"cat": 3, "dog": 3})
     (root / "cat" / "torn.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     sweep = tmp_path / "sweep.toml"
     sweep.write_text(f'models = ["vit-micro"]\ntasks = ["images"]\nmethods = ["lora"]\n[task_options]\n'
                      f'image_dir = "{root}"\n')
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "run_bench.py", "run", "--config", str(sweep), "--out",
-                             str(tmp_path / "run")], cwd=repo, capture_output=True, text=True, timeout=600)
+    result = run_cli("run", "--config", str(sweep), "--out", str(tmp_path / "run"))
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "torn.jpg cannot be read" in lines[0], result.stderr
     assert not (tmp_path / "run").exists()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+from cli_runs import run_cli
 import torch
 
 from bench.config.presets import make_sweep_config
@@ -101,8 +100,7 @@ def test_the_cli_says_it_in_one_line_exits_2_and_runs_nothing(tmp_path):
     sweep = tmp_path / "sweep.toml"
     sweep.write_text('models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["lora", "peft:vblora"]\n'
                      '[method_options."peft:vblora"]\ntrain = {lr = 1e-3}\n')
-    result = subprocess.run([sys.executable, "run_bench.py", "run", "--config", str(sweep), "--out", str(tmp_path / "run")],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = run_cli("run", "--config", str(sweep), "--out", str(tmp_path / "run"), timeout=300)
     assert result.returncode == 2, result.stderr
     assert "peft:vblora cannot adapt llama-2m's layers" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

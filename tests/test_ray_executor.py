@@ -12,6 +12,7 @@ import tempfile
 import time
 
 import pytest
+from cli_runs import run_cli
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 psutil = pytest.importorskip("psutil")
@@ -148,9 +149,8 @@ def test_ray_gives_the_local_rows_and_a_crashing_point_fails_alone(cluster, tmp_
     (tmp_path / "sweep.toml").write_text(f'models = {json.dumps(models)}\ntasks = ["profile"]\n'
                                          'methods = ["lora", "vera"]\nranks = [2]\nbatch_sizes = [2]\n'
                                          "seq_lens = [16]\nwarmup_steps = 1\ntimed_steps = 2\nthreads = 1\n")
-    on_ray = subprocess.run([sys.executable, "run_bench.py", "run", "--config", str(tmp_path / "sweep.toml"),
-                             "--no-report", "--executor", "ray", "--ray-address", cluster, "--out",
-                             str(tmp_path / "ray")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    on_ray = run_cli("run", "--config", str(tmp_path / "sweep.toml"), "--no-report", "--executor", "ray",
+                     "--ray-address", cluster, "--out", str(tmp_path / "ray"))
     assert on_ray.returncode == 0, on_ray.stderr
     local, written = (read_rows(str(tmp_path / name / "results.csv")) for name in ("local", "ray"))
     assert sorted(map(key, written)) == sorted(map(key, local))
@@ -179,8 +179,7 @@ def test_sigkilled_ray_driver_rerun_records_every_point_once(cluster, tmp_path):
     while time.time() < deadline and point_processes(17):
         time.sleep(0.5)
     assert not point_processes(17), "points of the killed driver still run"
-    rerun = subprocess.run([sys.executable, "run_bench.py", *args], cwd=REPO, capture_output=True, text=True,
-                           timeout=600)
+    rerun = run_cli(*args)
     assert rerun.returncode == 0, rerun.stderr
     rows = read_rows(str(results))
     assert rows[:len(before)] == before
@@ -235,17 +234,15 @@ def test_a_worker_node_killed_mid_point_gives_a_failed_row_naming_it_and_the_rer
     assert row["status"] == "failed" and row["error"].startswith("Ray task failed:"), row["error"]
     assert "dead" in row["error"] or "died" in row["error"], row["error"]  # the node (or the worker on it)
     ray_cluster.worker = ray_cluster.start_worker()
-    rerun = subprocess.run([sys.executable, "run_bench.py", *args, "--retry-failed"], cwd=REPO, capture_output=True,
-                           text=True, timeout=600)
+    rerun = run_cli(*args, "--retry-failed")
     assert rerun.returncode == 0, rerun.stderr
     [again] = read_rows(os.path.join(run_dir, "results.csv"))  # the failed row gave way to the new one
     assert again["status"] == "ok" and again["point_id"] == row["point_id"]
 
 
 def test_unreachable_ray_address_is_one_line_exit_2(tmp_path):
-    result = subprocess.run([sys.executable, "run_bench.py", "run", "--preset", "profile-quick", "--executor", "ray",
-                             "--ray-address", "127.0.0.1:9", "--out", str(tmp_path / "run")], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = run_cli("run", "--preset", "profile-quick", "--executor", "ray", "--ray-address", "127.0.0.1:9",
+                     "--out", str(tmp_path / "run"), timeout=120)
     assert result.returncode == 2 and "no Ray cluster answers at '127.0.0.1:9'" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert os.listdir(tmp_path / "run") == [".lock"]  # no meta.json, no results.csv

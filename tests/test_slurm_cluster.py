@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 
+import cli_runs
 import pytest
 from point_processes import point_processes
 from slurm_runs import job_ids, sacct, write_sweep
@@ -43,8 +44,7 @@ ARRAY_SWEEP = dict(models=["llama-2m"], tasks=["profile"], methods=["lora", "ver
 
 
 def run_cli(*args, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "run_bench.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return cli_runs.run_cli(*args, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def collect_until(run_dir: str, rows: int, timeout_s: float) -> list[dict]:
