@@ -185,13 +185,14 @@ def check_gradient(name: str, G: torch.Tensor | LowRankProduct) -> None:
             raise ValueError(f"gradient of layer {name!r} is all zeros; is the layer on the path to the loss? drop it from target_modules")
 
 
-def stacked_bases(G: torch.Tensor, r: int, config: GivaConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """A (n, r, in) and B (n, out, r) for a stack of n layers' averaged gradients G (n, out, in) of one shape.
+def stacked_bases(G: torch.Tensor | LowRankProduct, r: int, config: GivaConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (n, r, in) and B (n, out, r) for a stack of n layers' averaged gradients G (n, out, in) of one shape; for
+    one layer's G (out, in), A (r, in) and B (out, r) (no stack dimension: a fraction of the operations to trace).
 
     Every layer's bases are those it would get alone: the generator is seeded with config.seed per call, so
     the sketch and a random B (drawn after it) are the same for layers of one shape, stacked or not.
     """
-    n, out_features, in_features = G.shape
+    *stack, out_features, in_features = G.shape
     G = G.float()
     generator = torch.Generator(device=G.device).manual_seed(config.seed)
     q = sketch_width(r, out_features, in_features, config.basis)
@@ -205,15 +206,14 @@ def stacked_bases(G: torch.Tensor, r: int, config: GivaConfig) -> tuple[torch.Te
         B = torch.randn(out_features, r, generator=generator, device=G.device)
         if config.basis == "Vr":
             B = torch.linalg.qr(B).Q
-        B = B.expand(n, out_features, r)
+        B = B.expand(*stack, out_features, r)
     return A, B.contiguous()
 
 
 def bases_from_gradient(name: str, G: torch.Tensor, r: int, config: GivaConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """A (r, in) and B (out, r) for one layer from its averaged gradient G (out, in)."""
     check_gradient(name, G)
-    A, B = stacked_bases(G[None], r, config)
-    return A[0], B[0]
+    return stacked_bases(G, r, config)
 
 
 class GivaLinear(AdapterLayer):
@@ -278,8 +278,7 @@ def build_layers(config: GivaConfig, targets: dict[str, nn.Module], *, ranks: di
         if isinstance(G, LowRankProduct) and keep_factored(G, key[2], config):
             check_gradient(name, G)
             with threads.run(flops(key, G.rows)):
-                A, B = stacked_bases(G[None], key[2], config)
-            bases[name] = A[0], B[0]
+                bases[name] = stacked_bases(G, key[2], config)
             return
         G = dense(G)
         check_gradient(name, G)

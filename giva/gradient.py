@@ -88,9 +88,6 @@ class LowRankProduct:
         # both products read the factors row by row (left^T (right M) ran at half the speed, 1 CPU thread)
         return ((self.right @ M).mT @ self.left).mT
 
-    def __getitem__(self, index) -> LowRankProduct:  # G[None]: a stack of one
-        return LowRankProduct(self.left[index], self.right[index])
-
     def float(self) -> LowRankProduct:
         return LowRankProduct(self.left.float(), self.right.float())
 

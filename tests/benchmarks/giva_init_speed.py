@@ -5,7 +5,8 @@
         [--threads 1,2] [--rounds 3] [--base 8fd542e] [--in-process]
 
 The model and batch are the profile task's (4 x 128 tokens on the ladder, as the `sizes` preset; 16 x 64 on
-MiniLM), fp32, GiVA r8 and LoRA r8, after one untimed forward (as the harness runs one). By default every init is
+MiniLM), fp32, GiVA r8 and LoRA r8, after one untimed forward and backward pass (bench/run/point.py's warm_up,
+as the harness runs it). By default every init is
 the first of a fresh process (this script with --worker), as in a harness point: each round runs both commits in
 turn, the order alternating between rounds, and each process then times LoRA steps (the harness's training step,
 one warmup, median of 3). --in-process runs both commits' inits in one process instead, alternating, with LoRA
@@ -51,15 +52,13 @@ def load_packages(variants: list[str], base_folder: str) -> dict:
 
 def setup(model_name: str):
     """The profile task's model and first batch, as a harness point makes them (seed 0, fp32, CPU)."""
-    import torch
-
+    from bench.run.point import warm_up
     from bench.tasks import setup_task
 
     batch_size, seq_len = BATCH.get(model_name, (4, 128))
     task = setup_task("profile", model_name, batch_size=batch_size, seq_len=seq_len, seed=0)
     batch = next(task.train_batches)
-    with torch.no_grad():
-        task.model(**batch)
+    warm_up(task.model, batch, task.loss_fn)
     return task, batch
 
 
