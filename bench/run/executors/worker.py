@@ -3,18 +3,21 @@
     payload = run_point_payload(dataclasses.asdict(point), timeout_s=3600)
     payload  ->  {"row": the results row, "log": the point process's output, "curve_csv": its eval curve or ""}
 
-run_point_payload runs the point in a process of its own (`python -m bench.run.point`'s main, forked from a server
-that has imported what a point needs: run/point_fork.py) inside a scratch folder on the machine that runs it, so peak
-memory is the point's own, a crash loses that point only, and nothing is written into the run directory: the sweep driver writes the row, the log and the curve it gets back. run_point_here runs it
+run_point_payload runs the point in a fresh Python process (`python -m bench.run.point`) inside a scratch folder on
+the machine that runs it, so peak memory is the point's own, a crash loses that point only, and nothing is written
+into the run directory: the sweep driver writes the row, the log and the curve it gets back. run_point_here runs it
 in this process (--in-process). Every worker takes (point, timeout_s, env=None).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 
@@ -22,13 +25,12 @@ import torch
 
 from ...config.sweep import Point
 from ..point import run_point
-from ..point_fork import start_point_process
 from ..rows import failed_row, one_line
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 LOG_TAIL_BYTES = 1 << 20  # keep the last MiB of a point's output
 
-_running: set = set()  # point processes started here and not yet ended
+_running: set[subprocess.Popen] = set()  # point processes started here and not yet ended
 _running_lock = threading.Lock()
 
 
@@ -71,26 +73,28 @@ def _run_in_subprocess(point: dict, scratch: str, timeout_s: int, env: dict | No
     point_file, row_file, log_file = (os.path.join(scratch, name) for name in ("point.json", "row.json", "point.log"))
     with open(point_file, "w") as f:
         json.dump(point, f)
-    open(log_file, "w").close()
     error = None
-    proc = start_point_process([point_file, row_file, scratch], log_file, {**os.environ, **(env or {})})
-    with _running_lock:
-        _running.add(proc)
-    try:
-        proc.join(timeout_s or None)
-        if proc.is_alive():
-            error = f"point ran past point_timeout_s={timeout_s}; raise it or shrink the point"
-        elif proc.exitcode < 0:
-            name = signal.Signals(-proc.exitcode).name
-            error = f"point process killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
-        elif proc.exitcode != 0:
-            error = f"point process exited with code {proc.exitcode}; see its log"
-    finally:
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+    with open(log_file, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bench.run.point", point_file, row_file, scratch], stdout=log,
+                                stderr=log, cwd=REPO_ROOT, preexec_fn=_point_process_setup,
+                                env={**os.environ, **env} if env else None)
         with _running_lock:
-            _running.discard(proc)
+            _running.add(proc)
+        try:
+            returncode = proc.wait(timeout=timeout_s)
+            if returncode < 0:
+                name = signal.Signals(-returncode).name
+                error = f"point process killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+            elif returncode != 0:
+                error = f"point process exited with code {returncode}; see its log"
+        except subprocess.TimeoutExpired:
+            error = f"point ran past point_timeout_s={timeout_s}; raise it or shrink the point"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            with _running_lock:
+                _running.discard(proc)
     with open(log_file, errors="replace") as f:
         f.seek(max(0, os.path.getsize(log_file) - LOG_TAIL_BYTES))
         log_text = f.read()
@@ -109,5 +113,16 @@ def kill_running_points() -> None:
     """SIGKILL every point process this process started (the driver or a worker is stopping)."""
     with _running_lock:
         for proc in list(_running):
-            if proc.is_alive():
+            if proc.poll() is None:
                 proc.kill()
+
+
+def _point_process_setup() -> None:
+    """In the point process before it starts. SLURM's warning of a time limit or preemption (SIGUSR2) goes to every
+    process of the job: the job's own process acts on it (bench/run/slurm_job.py), the point ignores it. Linux: the
+    point process gets SIGKILL when the thread that started it dies, so no orphan runs after a kill."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
