@@ -339,3 +339,28 @@ def test_a_cpu_point_s_peak_memory_follows_its_live_tensors(tmp_path):
     on, _ = sweep_config(args)
     assert on.malloc_mmap_threshold == 65536 and on.config_hash() == make_sweep_config("profile-quick").config_hash()
     assert make_sweep_config("profile-quick").malloc_mmap_threshold == 0
+
+
+def test_the_warm_up_before_the_init_runs_a_backward_pass_and_leaves_no_gradient_and_every_flag():
+    """bench/run/point.py warm_up: one forward and backward pass whose gradient reaches the first layer, on a model
+    with trainable and frozen parameters; afterwards no parameter has a gradient and every flag is as it was."""
+    from bench.run.point import warm_up
+    from bench.tasks import setup_task
+
+    setup = setup_task("profile", "llama-2m", batch_size=2, seq_len=8, seed=0)
+    model = setup.model
+    for layer in model.model.layers[1:]:
+        layer.requires_grad_(False)
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    assert len(set(flags.values())) == 2
+    reached = []
+
+    def on_output(module, args, output):
+        if output.requires_grad:
+            output.register_hook(lambda grad: reached.append(grad.shape))
+
+    model.model.layers[0].self_attn.q_proj.register_forward_hook(on_output)
+    warm_up(model, next(setup.train_batches), setup.loss_fn)
+    assert reached == [(2, 8, model.config.hidden_size)]
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == flags
+    assert all(p.grad is None for p in model.parameters())
