@@ -69,7 +69,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
             log(f"resuming {run_dir}: {len(points) - len(todo)} of {len(points)} points already done")
         # the executor runs the measured points; the driver traces the rest (all of `estimate`'s, the size ladder's)
         measured = [] if estimated else [p for p in todo if not p.estimated]
-        traced = [p for p in todo if p not in measured]
+        traced = [p for p in todo if estimated or p.estimated]
         # bad executor input stops here, nothing written
         executor = executors.make_executor(settings, config, run_dir, check_paths=not estimated)
         rows = []
