@@ -44,6 +44,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                         "peft:<name> (see `list methods`)")
     parser.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks for every method; replaces a "
                         "preset's or sweep file's per-method ranks")
+    parser.add_argument("--size-ladder", type=_csv_list(str), metavar="MODELS", help="comma-separated models traced "
+                        "by `estimate` beside the measured ones, each method at its first rank (the quick preset's: "
+                        "llama-1b,llama-7b); --size-ladder '' traces none")
     parser.add_argument("--seeds", type=_csv_list(int))
     parser.add_argument("--batch-sizes", type=_csv_list(int))
     parser.add_argument("--seq-lens", type=_csv_list(int))
@@ -181,7 +184,8 @@ def sweep_config(args):
     overrides = {k: v for k, v in dict(
         models=args.models, tasks=args.tasks, methods=args.methods, ranks=args.ranks, seeds=args.seeds,
         batch_sizes=args.batch_sizes, seq_lens=args.seq_lens, device=args.device, dtype=args.dtype,
-        data_dir=args.data_dir, threads=args.threads, assume_steps=getattr(args, "assume_steps", None)).items()
+        data_dir=args.data_dir, threads=args.threads, assume_steps=getattr(args, "assume_steps", None),
+        size_ladder=args.size_ladder).items()
         if v is not None}
     if getattr(args, "in_process", False):
         overrides["isolate"] = False

@@ -364,3 +364,19 @@ def test_the_warm_up_before_the_init_runs_a_backward_pass_and_leaves_no_gradient
     assert reached == [(2, 8, model.config.hidden_size)]
     assert {name: p.requires_grad for name, p in model.named_parameters()} == flags
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_size_ladder_on_the_command_line_replaces_the_preset_s_and_an_empty_one_traces_none(tmp_path):
+    """--size-ladder: the quick preset's ladder (llama-1b, llama-7b) replaced by the models given, or by none."""
+    args = ["estimate", "--models", "llama-2m", "--tasks", "profile", "--methods", "lora", "--ranks", "2",
+            "--batch-sizes", "2", "--seq-lens", "16", "--threads", "1", "--no-report"]
+    for ladder, models in (("", {"llama-2m"}), ("llama-12m", {"llama-2m", "llama-12m"})):
+        out = tmp_path / (ladder or "none")
+        result = run_main(*args, "--size-ladder", ladder, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        assert ("size_ladder=llama-12m (estimated)" in result.stdout) == bool(ladder), result.stdout
+        assert {r["model"] for r in read_rows(str(out / "results.csv"))} == models
+    both = run_main(*args[:1], "--models", "llama-1b", *args[3:], "--out", str(tmp_path / "both"))
+    assert both.returncode == 2 and len(both.stderr.strip().splitlines()) == 1, both.stderr
+    assert "llama-1b is in both models (measured) and size_ladder (estimated)" in both.stderr
+    assert "--size-ladder on the command line" in both.stderr

@@ -79,7 +79,8 @@ class SweepConfig:
             get_entry(model)
         both = sorted(set(self.models) & set(self.size_ladder))
         if both:
-            raise ValueError(f"model {both[0]} is in both models (measured) and size_ladder (estimated); keep it in one")
+            raise ValueError(f"model {both[0]} is in both models (measured) and size_ladder (estimated); keep it in "
+                             "one (size_ladder in a sweep file, --size-ladder on the command line)")
         for method, options in self.method_options.items():
             if not isinstance(options, dict):
                 raise ValueError(f"method_options.{method} must be a table of options, e.g. "
