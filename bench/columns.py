@@ -130,8 +130,8 @@ COLUMNS = [
     Column("adapter_file_bytes", "bytes", "size of the adapter checkpoint actually written (safetensors; PEFT's "
            "save_pretrained for peft:<name>)", **_EXACT, table="adapter file"),
     Column("init_total_s", "s", "wall time of apply_adapter: gradient + SVD + injection (after one untimed "
-           "forward and backward pass of the base model, as the training steps' warmup precedes the timed steps)", **_INIT, history=True,
-           explained_by="init_flops", table="init total", progress="init"),
+           "forward and backward pass of the base model, as the training steps' warmup precedes the timed steps)",
+           **_INIT, history=True, explained_by="init_flops", table="init total", progress="init"),
     Column("init_grad_s", "s", "data passes of the init: GiVA's gradient batches; PEFT EVA's and CorDA's forward "
            "passes, LoRA-GA's gradients", **_INIT),
     Column("init_svd_s", "s", "decompositions of the init, all layers: GiVA's gradient SVD (with forming the "

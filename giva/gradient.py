@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -33,6 +34,18 @@ def to_device(batch, device):
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """No parameter of the model requires grad inside the block; each one's flag is restored after."""
+    flags = {p: p.requires_grad for p in model.parameters()}
+    try:
+        model.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
 
 
 def batch_loss(model: nn.Module, batch, loss_fn: Callable | None) -> torch.Tensor:
@@ -159,7 +172,6 @@ def estimate_gradients(model: nn.Module, targets: dict[str, nn.Module], data, nu
             timings["svd_s"] += time.perf_counter() - start
         return
 
-    flags = {p: p.requires_grad for p in model.parameters()}
     modes = {module: module.training for module in model.modules()}
     gradients = {name: LayerGradient(*linear_shape(layer)) for name, layer in targets.items()}
     calls = dict.fromkeys(targets, 0)  # forward calls of each layer in this batch
@@ -207,45 +219,42 @@ def estimate_gradients(model: nn.Module, targets: dict[str, nn.Module], data, nu
     hooks = []
     synchronize(device)
     start = time.perf_counter()
-    try:
-        model.train(train_mode)
-        for p in model.parameters():
-            p.requires_grad_(False)
-        hooks = [layer.register_forward_hook(make_capture(name), with_kwargs=True) for name, layer in targets.items()]
-        if cache_dir:  # meta.json marks a complete cache: drop the old one before overwriting its files
-            os.makedirs(cache_dir, exist_ok=True)
-            if os.path.exists(os.path.join(cache_dir, "meta.json")):
-                os.remove(os.path.join(cache_dir, "meta.json"))
-        batches = None if callable(data) else iter(data)
-        for i in range(num_batches):  # exactly num_batches: never pulls one more
-            last_batch = i == num_batches - 1
-            calls.update(dict.fromkeys(calls, 0))
-            arrived.update(dict.fromkeys(arrived, 0))
-            with torch.enable_grad():  # also when apply_adapter runs under torch.no_grad()
-                if batches is None:
-                    loss = data(model)
-                else:
-                    try:
-                        batch = next(batches)
-                    except StopIteration:
-                        raise ValueError(f"data gave only {i} batches but num_grad_batches={num_batches}; "
-                                         "pass more batches or lower num_grad_batches") from None
-                    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                        loss = batch_loss(model, to_device(batch, device), loss_fn)
-                if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
-                    raise ValueError("the loss must be a scalar tensor that depends on the outputs of the target layers")
-                loss.backward()
-                del loss
-        missing = [name for name in targets if name not in handed_over]
-        if missing:
-            raise ValueError(f"layers {missing[:3]} got no gradient; are they on the path to the loss? drop them from target_modules")
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
-        for module, training in modes.items():
-            module.training = training
+    with frozen(model):
+        try:
+            model.train(train_mode)
+            hooks = [layer.register_forward_hook(make_capture(name), with_kwargs=True) for name, layer in targets.items()]
+            if cache_dir:  # meta.json marks a complete cache: drop the old one before overwriting its files
+                os.makedirs(cache_dir, exist_ok=True)
+                if os.path.exists(os.path.join(cache_dir, "meta.json")):
+                    os.remove(os.path.join(cache_dir, "meta.json"))
+            batches = None if callable(data) else iter(data)
+            for i in range(num_batches):  # exactly num_batches: never pulls one more
+                last_batch = i == num_batches - 1
+                calls.update(dict.fromkeys(calls, 0))
+                arrived.update(dict.fromkeys(arrived, 0))
+                with torch.enable_grad():  # also when apply_adapter runs under torch.no_grad()
+                    if batches is None:
+                        loss = data(model)
+                    else:
+                        try:
+                            batch = next(batches)
+                        except StopIteration:
+                            raise ValueError(f"data gave only {i} batches but num_grad_batches={num_batches}; "
+                                             "pass more batches or lower num_grad_batches") from None
+                        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                            loss = batch_loss(model, to_device(batch, device), loss_fn)
+                    if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
+                        raise ValueError("the loss must be a scalar tensor that depends on the outputs of the target layers")
+                    loss.backward()
+                    del loss
+            missing = [name for name in targets if name not in handed_over]
+            if missing:
+                raise ValueError(f"layers {missing[:3]} got no gradient; are they on the path to the loss? drop them from target_modules")
+        finally:
+            for hook in hooks:
+                hook.remove()
+            for module, training in modes.items():
+                module.training = training
     synchronize(device)
     timings["grad_s"] = time.perf_counter() - start - timings["svd_s"]
     if cache_dir:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_runs import run_cli
 import torch
+from cli_runs import run_cli
 
 from bench.config.sweep import Point
 from bench.config.train import TrainSettings

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from giva.gradient import batch_loss, synchronize
+from giva.gradient import batch_loss, frozen, synchronize
 
 from ..adapters import make_adapter
 from ..config.sweep import Point
@@ -55,7 +55,6 @@ def warm_up(model: torch.nn.Module, batch, loss_fn) -> None:
         with torch.no_grad():
             batch_loss(model, batch, loss_fn)
         return
-    flags = {p: p.requires_grad for p in model.parameters()}
 
     def connect(module, args, output):
         if isinstance(output, torch.Tensor) and output.is_floating_point():
@@ -64,14 +63,12 @@ def warm_up(model: torch.nn.Module, batch, loss_fn) -> None:
 
     hook = embeddings.register_forward_hook(connect)
     try:
-        model.requires_grad_(False)
-        loss = batch_loss(model, batch, loss_fn)
-        if loss.requires_grad:
-            loss.backward()
+        with frozen(model):
+            loss = batch_loss(model, batch, loss_fn)
+            if loss.requires_grad:
+                loss.backward()
     finally:
         hook.remove()
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
 
 
 def run_point(point: Point, run_dir: str) -> dict:

@@ -6,10 +6,9 @@
 
 The model and batch are the profile task's (4 x 128 tokens on the ladder, as the `sizes` preset; 16 x 64 on
 MiniLM), fp32, GiVA r8 and LoRA r8, after one untimed forward and backward pass (bench/run/point.py's warm_up,
-as the harness runs it). By default every init is
-the first of a fresh process (this script with --worker), as in a harness point: each round runs both commits in
-turn, the order alternating between rounds, and each process then times LoRA steps (the harness's training step,
-one warmup, median of 3). --in-process runs both commits' inits in one process instead, alternating, with LoRA
+as the harness runs it). By default every init is the first of a fresh process (this script with --worker), as in
+a harness point: each round runs both commits in turn, the order alternating between rounds, and each process then
+times LoRA steps (the harness's training step, one warmup, median of 3). --in-process runs both commits' inits in one process instead, alternating, with LoRA
 steps between rounds: not first inits, but the steadiest ratio on a busy machine. The table gives medians over
 rounds of init / step by wall clock and by CPU time (process time, which on a shared machine depends far less on
 the load than wall clock does, at one thread), the init's growth of the peak RSS, and the load average (1 min)
