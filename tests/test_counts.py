@@ -10,6 +10,8 @@ import pytest
 
 from bench.run.counts import BASELINE, EXACT, UPDATE, count_rows, diff_counts, failure_message, read_counts
 
+pytestmark = pytest.mark.xdist_group("counts")  # one worker: the counts are traced once
+
 
 @pytest.fixture(scope="module")
 def counts() -> list[dict]:

@@ -29,6 +29,8 @@ from bench.report.steps import lora_step_ms
 from bench.report.summary import make_caption, prepare, run_labels
 from bench.results.read import load_run
 
+pytestmark = pytest.mark.xdist_group("small_run")  # one worker: the small run (conftest.py) is made once
+
 PLOT_NAMES = [name for name, _, _ in PLOTS]
 # What `run_bench.py estimate` can plot: its rows have counts and tensor bytes, no timings and no scores.
 INIT_TASK_PLOTS = {"transfer"}  # drawn from runs whose GiVA points read other tasks (init_task)
