@@ -184,3 +184,65 @@ def test_a_point_job_unpickles_without_importing_torch(tmp_path):
             "assert not heavy, heavy; print(job.worker)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "run_point_payload" in result.stdout, result.stderr
+
+
+# --- point processes forked from a server (bench/run/executors/forkserver.py) --------------------------------
+
+
+def test_forked_points_give_a_fresh_process_s_rows_and_skip_its_imports(tmp_path):
+    """A point in a fresh process, then two forked from a server: equal exact counts; the second forked point starts
+    from the server's imports, so it takes a fraction of the fresh point's time (a ratio within one test)."""
+    from dataclasses import asdict
+
+    from bench.columns import COLUMNS
+    from bench.config.grid import expand_grid
+    from bench.run.executors.worker import run_point_forked, run_point_payload, stop_fork_servers
+
+    points = [asdict(p) for p in expand_grid(sweep())]
+    exact = [c.name for c in COLUMNS if c.compare == "exact"]
+    seconds, rows = {}, {}
+    try:
+        for name, worker, its_points in (("fresh", run_point_payload, points[:1]), ("forked", run_point_forked, points)):
+            seconds[name] = []
+            for point in its_points:
+                start = time.perf_counter()
+                payload = worker(point, 600)
+                seconds[name].append(time.perf_counter() - start)
+                assert payload["row"]["status"] == "ok", (name, payload["row"]["error"], payload["log"])
+                rows.setdefault(name, []).append({c: payload["row"].get(c) for c in exact})
+    finally:
+        stop_fork_servers()
+    assert rows["forked"][0] == rows["fresh"][0] and rows["forked"][1] != rows["forked"][0]
+    assert seconds["forked"][1] < 0.7 * seconds["fresh"][0], seconds
+
+
+def test_a_forked_point_past_its_timeout_is_killed_and_a_crashing_one_keeps_its_traceback(tmp_path):
+    import psutil
+
+    from dataclasses import asdict
+
+    from bench.config.grid import expand_grid
+    from bench.run.executors import worker
+
+    (tmp_path / "broken-model").mkdir()
+    (tmp_path / "broken-model" / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    [endless] = [asdict(p) for p in expand_grid(sweep(methods=["lora"], timed_steps=10**7))]
+    [broken] = [asdict(p) for p in expand_grid(sweep(methods=["lora"], models=[str(tmp_path / "broken-model")]))]
+    children = set()
+    original = worker._start_forked
+
+    def start_forked(*args):
+        proc = original(*args)
+        children.add(proc.pid)  # None here would mean a fresh process ran it: the test is about forked ones
+        return proc
+
+    try:
+        worker._start_forked = start_forked
+        crashed = worker.run_point_forked(broken, 600)
+        timed_out = worker.run_point_forked(endless, 8)
+    finally:
+        worker._start_forked = original
+        worker.stop_fork_servers()
+    assert crashed["row"]["status"] == "failed" and "Traceback" in crashed["log"], crashed
+    assert timed_out["row"]["status"] == "failed" and "point_timeout_s=8" in timed_out["row"]["error"], timed_out["row"]
+    assert len(children) == 2 and not any(psutil.pid_exists(pid) for pid in children)

@@ -37,7 +37,7 @@ from ..results.write import append_row, write_meta
 from . import executors
 from .checks import check_inputs
 from .estimate import estimate_payload
-from .executors.worker import malloc_env, run_point_payload, run_point_here
+from .executors.worker import malloc_env, run_point_forked, run_point_here, run_point_payload, stop_fork_servers
 from .point import resolve_device
 
 
@@ -55,9 +55,10 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         raise ValueError(f"assume_steps={config.assume_steps} is for `run_bench.py estimate`; a measured point states "
                          "its own training steps: drop it, or set the train steps")
     check_inputs(config)  # models, ranks, targets, data: one error before any point runs
-    worker = run_point_payload if config.isolate else run_point_here
     # the device meta.json records: this machine's where the points run here, else as asked (resolved where they run)
     runs_here = executors.EXECUTORS[settings.kind].runs_here and not estimated
+    # points in processes of their own: here forked from a server that has made their imports (executors/forkserver.py)
+    worker = (run_point_forked if runs_here else run_point_payload) if config.isolate else run_point_here
     driver_device = resolve_device(config.device) if runs_here else config.device
     with lock_run_dir(run_dir):
         _refuse_pending_jobs(run_dir, settings)
@@ -97,6 +98,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
                         bar.write(summary_line(row))
         finally:
             executor.close()
+            stop_fork_servers()
             bar.close()
         if settings.no_wait:
             log(f"{len(todo)} points submitted as jobs; gather their rows with `run_bench.py collect {run_dir}`")

@@ -3,15 +3,14 @@
     payload = run_point_payload(dataclasses.asdict(point), timeout_s=3600)
     payload  ->  {"row": the results row, "log": the point process's output, "curve_csv": its eval curve or ""}
 
-run_point_payload runs the point in a fresh Python process (`python -m bench.run.point`) inside a scratch folder on
-the machine that runs it, so peak memory is the point's own, a crash loses that point only, and nothing is written
+run_point_payload runs the point in a fresh Python process (`python -m bench.run.point`; run_point_forked: forked
+from a server that has made its imports, forkserver.py) inside a scratch folder on the machine that runs it, so peak memory is the point's own, a crash loses that point only, and nothing is written
 into the run directory: the sweep driver writes the row, the log and the curve it gets back. run_point_here runs it
 in this process (--in-process). Every worker takes (point, timeout_s, env=None).
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -26,20 +25,51 @@ import torch
 from ...config.sweep import Point
 from ..point import run_point
 from ..rows import failed_row, one_line
+from .forkserver import ForkedProcess, ForkServer, point_process_setup
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 LOG_TAIL_BYTES = 1 << 20  # keep the last MiB of a point's output
 
-_running: set[subprocess.Popen] = set()  # point processes started here and not yet ended
+_running: set[subprocess.Popen | ForkedProcess] = set()  # point processes started here and not yet ended
 _running_lock = threading.Lock()
 
 
-def run_point_payload(point: dict, timeout_s: int, env: dict | None = None) -> dict:
+def run_point_payload(point: dict, timeout_s: int, env: dict | None = None, forked: bool = False) -> dict:
     """Run one point in a fresh process here and return its payload; a failing point gives a failed row, never an
-    exception."""
-    if _runs_on_cpu(point["device"]):
+    exception. forked: a CPU point's process is forked from this thread's fork server (forkserver.py), which has
+    made the imports already; where it cannot be, a fresh process runs it."""
+    on_cpu = _runs_on_cpu(point["device"])
+    if on_cpu:
         env = {**malloc_env(point.get("malloc_mmap_threshold", 0)), **(env or {})}
-    return _in_scratch(point, lambda scratch: _run_in_subprocess(point, scratch, timeout_s, env))
+    return _in_scratch(point, lambda scratch: _run_in_subprocess(point, scratch, timeout_s, env, forked and on_cpu))
+
+
+def run_point_forked(point: dict, timeout_s: int, env: dict | None = None) -> dict:
+    """run_point_payload with forked=True: the worker of the executors whose points run on this machine."""
+    return run_point_payload(point, timeout_s, env, forked=True)
+
+
+_servers: dict[tuple, ForkServer] = {}  # (thread, environment) -> its fork server
+_servers_lock = threading.Lock()
+
+
+def _start_forked(argv: list[str], log_path: str, env: dict | None) -> ForkedProcess | None:
+    """A point process forked by this thread's server for `env` (started on first use), or None if none can fork."""
+    key = (threading.get_ident(), tuple(sorted((env or {}).items())))
+    with _servers_lock:
+        server = _servers.get(key)
+        if server is None or not server.alive():
+            server = _servers[key] = ForkServer(env or {})
+    return server.start(argv, log_path)
+
+
+def stop_fork_servers() -> None:
+    """End every fork server this process started (its sweep is over); the next point starts one again."""
+    with _servers_lock:
+        servers = list(_servers.values())
+        _servers.clear()
+    for server in servers:
+        server.stop()
 
 
 def malloc_env(threshold: int) -> dict:
@@ -69,15 +99,18 @@ def _in_scratch(point: dict, run) -> dict:
     return {"row": {**row, "host": row.get("host") or host}, "log": log, "curve_csv": curve}
 
 
-def _run_in_subprocess(point: dict, scratch: str, timeout_s: int, env: dict | None) -> tuple[dict, str]:
+def _run_in_subprocess(point: dict, scratch: str, timeout_s: int, env: dict | None, forked: bool) -> tuple[dict, str]:
     point_file, row_file, log_file = (os.path.join(scratch, name) for name in ("point.json", "row.json", "point.log"))
     with open(point_file, "w") as f:
         json.dump(point, f)
     error = None
     with open(log_file, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bench.run.point", point_file, row_file, scratch], stdout=log,
-                                stderr=log, cwd=REPO_ROOT, preexec_fn=_point_process_setup,
-                                env={**os.environ, **env} if env else None)
+        argv = [point_file, row_file, scratch]
+        proc = _start_forked(argv, log_file, env) if forked else None
+        if proc is None:
+            proc = subprocess.Popen([sys.executable, "-m", "bench.run.point", *argv], stdout=log, stderr=log,
+                                    cwd=REPO_ROOT, preexec_fn=point_process_setup,
+                                    env={**os.environ, **env} if env else None)
         with _running_lock:
             _running.add(proc)
         try:
@@ -115,14 +148,3 @@ def kill_running_points() -> None:
         for proc in list(_running):
             if proc.poll() is None:
                 proc.kill()
-
-
-def _point_process_setup() -> None:
-    """In the point process before it starts. SLURM's warning of a time limit or preemption (SIGUSR2) goes to every
-    process of the job: the job's own process acts on it (bench/run/slurm_job.py), the point ignores it. Linux: the
-    point process gets SIGKILL when the thread that started it dies, so no orphan runs after a kill."""
-    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
