@@ -7,13 +7,13 @@ with its thread or the driver), to fork a child that runs the point: the same co
 memory, its own crash), without the imports.
 
     server = ForkServer(env)           # env: what the points' processes add to this one's (MALLOC_MMAP_THRESHOLD_)
-    proc = server.start(argv, log)     # bench.run.point's arguments; None if the server cannot fork (use Popen)
+    proc = server.start(argv, log, model)  # bench.run.point's arguments; None if it cannot fork (use Popen)
     proc.wait(timeout) / proc.poll() / proc.kill()   # as subprocess.Popen's
 
 The server reads one request a line on stdin (the point's arguments and its log file, as JSON), forks, and answers
 on stdout the child's pid, then, once the child has ended, its exit code (negative: the signal that ended it): one
-point at a time. The server never runs a torch operation, so no thread pool exists when it forks; GPU points do
-not come here (a CUDA context does not survive a fork).
+point at a time. The server runs no arithmetic (a model built on the meta device at most), so no thread pool exists
+when it forks; GPU points do not come here (a CUDA context does not survive a fork).
 """
 
 from __future__ import annotations
@@ -61,11 +61,13 @@ class ForkServer:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def start(self, argv: list[str], log_path: str) -> ForkedProcess | None:
+    def start(self, argv: list[str], log_path: str, model: str) -> ForkedProcess | None:
         """Fork a point process running `python -m bench.run.point ARGV` with its output in log_path, or None if the
-        server is gone or does not answer (it is then stopped)."""
+        server is gone or does not answer (it is then stopped). model: the point's, whose code the server imports
+        before it forks (once per model)."""
+        request = {"argv": argv, "log": log_path, "model": model}
         try:
-            os.write(self.proc.stdin.fileno(), (json.dumps({"argv": argv, "log": log_path}) + "\n").encode())
+            os.write(self.proc.stdin.fileno(), (json.dumps(request) + "\n").encode())
             reply = self.read_line(STARTUP_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired):
             reply = None
@@ -130,13 +132,23 @@ class ForkedProcess:
 
 
 def serve() -> None:
-    """The server: import what a point imports, then fork one child per request line, one at a time."""
+    """The server: import what a point imports, then fork one child per request line, one at a time. Before the first
+    point of each model, the model's code is imported too (transformers imports a model family's module on first
+    use, 1-2 s), by building it on the meta device: no weights, no arithmetic, so still no thread pool."""
     replies = os.dup(1)
     os.dup2(2, 1)  # anything printed here goes where stderr goes, never into the answers
+    from ...models import count_params, get_entry
     from .. import point
 
+    prepared: set[str] = set()
     for line in sys.stdin:
         request = json.loads(line)
+        if request["model"] not in prepared:
+            prepared.add(request["model"])
+            try:
+                count_params(get_entry(request["model"]))
+            except Exception:  # noqa: BLE001 - the point meets the same error and reports it
+                pass
         pid = os.fork()
         if pid == 0:
             _run_child(point, request, replies)

@@ -53,14 +53,14 @@ _servers: dict[tuple, ForkServer] = {}  # (thread, environment) -> its fork serv
 _servers_lock = threading.Lock()
 
 
-def _start_forked(argv: list[str], log_path: str, env: dict | None) -> ForkedProcess | None:
+def _start_forked(argv: list[str], log_path: str, model: str, env: dict | None) -> ForkedProcess | None:
     """A point process forked by this thread's server for `env` (started on first use), or None if none can fork."""
     key = (threading.get_ident(), tuple(sorted((env or {}).items())))
     with _servers_lock:
         server = _servers.get(key)
         if server is None or not server.alive():
             server = _servers[key] = ForkServer(env or {})
-    return server.start(argv, log_path)
+    return server.start(argv, log_path, model)
 
 
 def stop_fork_servers() -> None:
@@ -106,7 +106,7 @@ def _run_in_subprocess(point: dict, scratch: str, timeout_s: int, env: dict | No
     error = None
     with open(log_file, "w") as log:
         argv = [point_file, row_file, scratch]
-        proc = _start_forked(argv, log_file, env) if forked else None
+        proc = _start_forked(argv, log_file, point["model"], env) if forked else None
         if proc is None:
             proc = subprocess.Popen([sys.executable, "-m", "bench.run.point", *argv], stdout=log, stderr=log,
                                     cwd=REPO_ROOT, preexec_fn=point_process_setup,
