@@ -166,36 +166,6 @@ def profile_points(tmp_path, **overrides):
     return config, expand_grid(config)
 
 
-def test_the_ladder_is_traced_while_a_point_process_runs_on_the_other_core(tmp_path):
-    """A 1-thread point in its own process leaves a core idle on 2 cores: the driver traces the ladder meanwhile, so
-    the traced row ends before the measured point does (its process takes seconds to import); with no idle core, the
-    trace starts after it."""
-    from datetime import datetime
-
-    config, _ = profile_points(tmp_path, methods=["lora"], size_ladder=["llama-12m"], isolate=True)
-    rows = run_sweep(config, str(tmp_path / "run"), ["test"], log=lambda _: None)
-    rows = sorted(rows, key=lambda r: -r["estimated"])  # recorded as they end, in the driver's thread
-    assert [(r["model"], r["estimated"], r["status"]) for r in rows] == [("llama-12m", 1, "ok"), ("llama-2m", 0, "ok")]
-    (traced, measured), start = rows, {id(r): datetime.fromisoformat(r["started_at"]).timestamp() for r in rows}
-    end = {id(r): start[id(r)] + r["point_wall_s"] for r in rows}
-    if len(os.sched_getaffinity(0)) >= 2:
-        assert end[id(traced)] < end[id(measured)], rows
-    else:
-        assert start[id(traced)] >= end[id(measured)] - 1, rows
-
-
-def test_alongside_yields_both_streams_and_raises_the_second_s_error():
-    from bench.run.sweep import alongside
-
-    def failing():
-        yield {"row": "traced"}
-        raise ValueError("trace broke")
-
-    assert sorted(p["row"] for p in alongside(iter([{"row": "a"}, {"row": "b"}]), iter([{"row": "c"}]))) == ["a", "b", "c"]
-    with pytest.raises(ValueError, match="trace broke"):
-        list(alongside(iter([{"row": "a"}]), failing()))
-
-
 def test_estimate_agrees_with_a_real_run_of_the_same_point(tmp_path):
     """FLOPs equal, tensor peaks (step and init) within 5%, counts equal, for each method."""
     _, points = profile_points(tmp_path)
@@ -290,8 +260,7 @@ def test_estimate_cli_refuses_bad_input_in_one_line_before_anything_runs(tmp_pat
 
 def test_a_size_ladder_is_traced_beside_the_measured_points_and_drawn_by_size(tmp_path):
     """size_ladder: its models traced by `estimate` in the same run (each method at its first rank, as the profile
-    task), after the measured points when those run in the driver; the report draws the tensor peak against model
-    size from both."""
+    task), after the measured points; the report draws the tensor peak against model size from both."""
     from bench.report.summary import build_report
 
     config, _ = profile_points(tmp_path, methods=["lora", "giva"], ranks=[R, 2 * R], size_ladder=["llama-12m"])

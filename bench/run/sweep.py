@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import queue
 import signal
 import socket
 import sys
-import threading
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 
@@ -46,9 +43,8 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
     """Run every point not yet done (failed ones too with retry_failed); returns the rows written this time.
 
     estimated: trace each point under FakeTensorMode in this process instead of running it (run/estimate.py,
-    `run_bench.py estimate`); a "cuda" device needs no GPU then. The size ladder's points are traced so in any case:
-    alongside the measured points where those leave a core of this machine idle (one point of 1 thread on 2 cores),
-    else after them.
+    `run_bench.py estimate`); a "cuda" device needs no GPU then. The size ladder's points are traced so in any case,
+    after the measured ones.
     """
     settings = ExecutorSettings.from_dict({} if estimated else config.executor)
     if config.assume_steps and not estimated:
@@ -83,12 +79,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
             _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
             with _sigterm_as_interrupt():
                 traces = (estimate_payload(asdict(p), assume_steps=config.assume_steps) for p in traced)
-                # traced on a core the measured points leave idle, or after them
-                busy = executor.cores_busy
-                spare = config.isolate and busy is not None and busy < len(os.sched_getaffinity(0))
-                payloads = alongside(executor.run(measured, worker), traces) if spare and measured else \
-                    itertools.chain(executor.run(measured, worker), traces)
-                for payload in payloads:
+                for payload in itertools.chain(executor.run(measured, worker), traces):
                     row = record(run_dir, payload, "estimate" if payload["row"]["estimated"] else executor.name, done)
                     if row is not None:
                         rows.append(row)
@@ -106,48 +97,6 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         meta["load"] = machine_load([*load_avgs, os.getloadavg()[0]], meta["load"])
         _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
         return rows
-
-
-def alongside(first: Iterator[dict], second: Iterator[dict]) -> Iterator[dict]:
-    """The payloads of both, each as soon as it is ready: `second` is drawn in a thread of its own while this one
-    draws `first` (whose points run in other processes). A trace holds the GIL about as much as it runs, so it takes
-    one core; stopping early (an error, Ctrl-C) lets the trace under way finish and draws no more."""
-    ready: queue.Queue = queue.Queue()
-    stop = threading.Event()
-
-    def draw():
-        try:
-            for payload in second:
-                ready.put(("payload", payload))
-                if stop.is_set():
-                    return
-        except BaseException as e:  # handed to the driver, which raises it
-            ready.put(("error", e))
-        finally:
-            ready.put(("done", None))
-
-    thread = threading.Thread(target=draw, name="trace", daemon=True)
-    thread.start()
-    drawn_all = False
-
-    def take(block: bool) -> Iterator[dict]:
-        nonlocal drawn_all
-        while not drawn_all and (block or not ready.empty()):
-            kind, item = ready.get()
-            if kind == "error":
-                raise item
-            if kind == "done":
-                drawn_all = True
-            else:
-                yield item
-
-    try:
-        for payload in first:
-            yield payload
-            yield from take(block=False)
-        yield from take(block=True)
-    finally:
-        stop.set()
 
 
 def collect(run_dir: str, log=print) -> list[dict]:

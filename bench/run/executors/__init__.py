@@ -6,9 +6,7 @@ payloads back:
         ...                                       # the driver alone writes results.csv
     executor.close()                              # cancel what is still running (the driver stops)
 
-An executor also states `cores_busy`, the cores of this machine its points keep busy (None: unknown, as on a
-cluster), so that the driver can trace the size ladder on a core they leave idle. An executor knows where and how
-many points run at once, never what a point is: the worker does that, taking the
+An executor knows where and how many points run at once, never what a point is: the worker does that, taking the
 point as plain data and returning plain data (worker.run_point_payload: a fresh process per point; run/estimate.py's
 estimate_payload: a shapes-only trace). An executor that leaves jobs behind (slurm with --no-wait, or a killed
 driver) also answers pending_jobs(run_dir), collect_jobs(run_dir) and takes_over(settings, run_dir): whether a

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 
-import torch
-
 from ...config.executor import ExecutorSettings
 from ...config.sweep import Point, SweepConfig
 from .worker import kill_running_points
@@ -19,7 +17,6 @@ class LocalExecutor:
 
     def __init__(self, settings: ExecutorSettings, config: SweepConfig, run_dir: str):
         self.timeout_s = config.point_timeout_s
-        self.cores_busy = config.threads or torch.get_num_threads()  # one point at a time, at its thread count
 
     def run(self, points: list[Point], worker: Callable) -> Iterator[dict]:
         for point in points:

@@ -35,7 +35,6 @@ class PoolExecutor:
                 raise ValueError(f"--workers {workers} is more than the {gpus} visible GPUs: two timed points would "
                                  f"share a device; use --workers {gpus} or fewer")
             self.slot_envs = [{"CUDA_VISIBLE_DEVICES": str(i)} for i in range(workers or gpus)]
-            self.cores_busy = len(self.slot_envs) * (threads or torch.get_num_threads())
             return
         cores = len(os.sched_getaffinity(0))
         per_point = threads or torch.get_num_threads()
@@ -46,7 +45,6 @@ class PoolExecutor:
                              f"--workers {max(1, cores // per_point)} or --threads {max(1, cores // workers)}, or "
                              "--allow-shared-timing (recorded in each row)")
         self.slot_envs = [{}] * workers
-        self.cores_busy = workers * per_point
 
     def run(self, points: list[Point], worker: Callable) -> Iterator[dict]:
         waiting, free, running = list(reversed(points)), list(range(len(self.slot_envs))), {}

@@ -39,7 +39,6 @@ def check_reachable(address: str) -> None:
 class RayExecutor:
     name = "ray"
     runs_here = False  # points run on other machines
-    cores_busy = None  # of this machine: unknown, the cluster's nodes may include it
     checks_own_paths = True  # the paths are checked as the cluster's workers see them, not as this machine does
 
     def __init__(self, settings: ExecutorSettings, config: SweepConfig, run_dir: str):

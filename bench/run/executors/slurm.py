@@ -40,7 +40,6 @@ def import_submitit():
 class SlurmExecutor:
     name = "slurm"
     runs_here = False  # points run on other machines
-    cores_busy = None  # of this machine: unknown, the cluster's nodes may include it
 
     def __init__(self, settings: ExecutorSettings, config: SweepConfig, run_dir: str):
         timeout_s, cluster, partition = config.point_timeout_s, settings.slurm_cluster, settings.slurm_partition
