@@ -217,9 +217,9 @@ def test_forked_points_give_a_fresh_process_s_rows_and_skip_its_imports(tmp_path
 
 
 def test_a_forked_point_past_its_timeout_is_killed_and_a_crashing_one_keeps_its_traceback(tmp_path):
-    import psutil
-
     from dataclasses import asdict
+
+    import psutil
 
     from bench.config.grid import expand_grid
     from bench.run.executors import worker

@@ -109,19 +109,24 @@ class ForkedProcess:
 
     def wait(self, timeout: float | None = None) -> int:
         with self.lock:
-            if self.returncode is None:
-                line = self.server.read_line(timeout)
-                self.returncode = -signal.SIGKILL if line is None else int(line)  # the server gone: so is its child
-            return self.returncode
+            return self._collect(timeout)
 
     def poll(self) -> int | None:
         if not self.lock.acquire(blocking=False):
             return None  # another thread waits for it
-        self.lock.release()
         try:
-            return self.wait(0)
+            return self._collect(0)
         except subprocess.TimeoutExpired:
             return None
+        finally:
+            self.lock.release()
+
+    def _collect(self, timeout: float | None) -> int:
+        """The exit code, read from the server once (the lock held)."""
+        if self.returncode is None:
+            line = self.server.read_line(timeout)
+            self.returncode = -signal.SIGKILL if line is None else int(line)  # the server gone: so is its child
+        return self.returncode
 
     def kill(self) -> None:
         if self.returncode is None:

@@ -4,9 +4,10 @@
     payload  ->  {"row": the results row, "log": the point process's output, "curve_csv": its eval curve or ""}
 
 run_point_payload runs the point in a fresh Python process (`python -m bench.run.point`; run_point_forked: forked
-from a server that has made its imports, forkserver.py) inside a scratch folder on the machine that runs it, so peak memory is the point's own, a crash loses that point only, and nothing is written
-into the run directory: the sweep driver writes the row, the log and the curve it gets back. run_point_here runs it
-in this process (--in-process). Every worker takes (point, timeout_s, env=None).
+from a server that has made its imports, forkserver.py) inside a scratch folder on the machine that runs it, so
+peak memory is the point's own, a crash loses that point only, and nothing is written into the run directory: the
+sweep driver writes the row, the log and the curve it gets back. run_point_here runs it in this process
+(--in-process). Every worker takes (point, timeout_s, env=None).
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ import torch
 from ...config.sweep import Point
 from ..point import run_point
 from ..rows import failed_row, one_line
-from .forkserver import ForkedProcess, ForkServer, point_process_setup
+from .forkserver import REPO_ROOT, ForkedProcess, ForkServer, point_process_setup
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 LOG_TAIL_BYTES = 1 << 20  # keep the last MiB of a point's output
 
 _running: set[subprocess.Popen | ForkedProcess] = set()  # point processes started here and not yet ended
