@@ -232,6 +232,11 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
+def num_layers(entry: ModelEntry) -> int:
+    """The model's depth: its config's num_hidden_layers (0 where the config names none)."""
+    return getattr(build_config(entry, own_head(entry)), "num_hidden_layers", 0) or 0
+
+
 def own_head(entry: ModelEntry) -> str:
     """The head of the body itself: seq_cls for an encoder (a type with a masked-LM head), img_cls for a vision
     model, causal_lm for a decoder."""

@@ -215,6 +215,24 @@ def test_planted_teacher_differs_and_student_is_the_base(model_name):
     assert torch.allclose(setup.loss_fn(setup.model(**copied), copied), loss)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_planted_loss_gives_autograd_s_value_and_gradient(dtype):
+    """CenteredMSE, the planted loss in a few passes, against the same loss written out for autograd, on a target
+    centered (as the teacher's) and not (its gradient then still goes through the centering)."""
+    from bench.tasks.planted import CenteredMSE, centered
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 200, generator=generator).mul(4).to(dtype).requires_grad_()
+    for target in (centered(torch.randn(3, 5, 200, generator=generator)), torch.randn(3, 5, 200, generator=generator) + 2):
+        expected = (centered(logits) - target).pow(2).mean()
+        (expected_grad,) = torch.autograd.grad(expected, logits)
+        value = CenteredMSE.apply(logits, target)
+        (grad,) = torch.autograd.grad(value * 3, logits)
+        assert grad.dtype == dtype and torch.allclose(value, expected, rtol=1e-5)
+        assert torch.allclose(grad.float(), 3 * expected_grad.float(), rtol=1e-2 if dtype == torch.bfloat16 else 1e-4,
+                              atol=1e-6)
+
+
 def test_planted_scale_controls_the_change():
     small = setup_task("planted", "llama-2m", batch_size=2, seq_len=8, seed=0, options={"scale": 0.5, "eval_batches": 1})
     large = setup_task("planted", "llama-2m", batch_size=2, seq_len=8, seed=0, options={"scale": 8.0, "eval_batches": 1})

@@ -5,6 +5,7 @@ Hand counts use FLOPs = 2 x multiply-adds. Models are tiny (one Linear, llama-2m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -118,7 +119,7 @@ def test_a_point_states_the_init_share_of_its_run_and_estimate_the_steps_it_assu
     assert row["init_share"] == row["init_total_s"] / (row["init_total_s"] + row["train_time_s"])
     assert row["init_flops_share"] == row["init_flops"] / (row["init_flops"] + 3 * row["flops_per_step"])
     assert (row["train_steps"], row["init_share_steps"], row["init_share_steps_source"]) == (3, 3, "point")
-    own, assumed = estimate_point(point), estimate_point(point, assume_steps=5000)
+    own, assumed = estimate_point(point), estimate_point(dataclasses.replace(point, assume_steps=5000))
     assert (own["init_share_steps"], own["init_share_steps_source"]) == (3, "point")
     assert (assumed["init_share_steps"], assumed["init_share_steps_source"]) == (5000, "assumed")
     assert assumed["init_flops_share"] == assumed["init_flops"] / (assumed["init_flops"] + 5000 * assumed["flops_per_step"])

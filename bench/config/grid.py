@@ -39,7 +39,7 @@ def _point(config: SweepConfig, model: str, task: str, method: str, rank: int, s
         adapter_options=_canonical({k: v for k, v in options.items() if k != "r"}),
         task_options=_canonical(config.task_options), train=_canonical(config.train_for(method)),
         work_dir=os.getcwd(), malloc_mmap_threshold=config.malloc_mmap_threshold if config.isolate else 0,
-        estimated=estimated)
+        estimated=estimated, assume_steps=config.assume_steps)
 
 
 def _canonical(d: dict) -> str:

@@ -216,11 +216,12 @@ class Point:
     work_dir: str = ""
     malloc_mmap_threshold: int = 0  # bytes; set for the point's process where it runs on CPU (0: glibc's default)
     estimated: bool = False  # traced by `estimate` instead of run (a size_ladder point, or every point of `estimate`)
+    assume_steps: int = 0  # estimated: the fine-tuning length init_flops_share assumes (0: the point's own steps)
 
     @property
     def point_id(self) -> str:
         identity = {k: v for k, v in asdict(self).items()
-                    if k not in ("data_dir", "threads", "work_dir", "malloc_mmap_threshold", "estimated")}
+                    if k not in ("data_dir", "threads", "work_dir", "malloc_mmap_threshold", "estimated", "assume_steps")}
         return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

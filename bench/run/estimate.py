@@ -47,18 +47,18 @@ from .train import make_optimizer, optimizer_state_bytes, training_step
 LEARNED_POSITIONS = ("bert", "roberta", "distilbert", "gpt2", "opt")  # families that cannot go past their positions
 
 
-def estimate_payload(point: dict, timeout_s: int = 0, env: dict | None = None, assume_steps: int = 0) -> dict:
-    """The worker of `estimate`: a point traced in this process -> its payload (no log, no curve)."""
-    return {"row": estimate_point(Point(**point), assume_steps), "log": "", "curve_csv": ""}
+def estimate_payload(point: dict, timeout_s: int = 0, env: dict | None = None) -> dict:
+    """A point traced in this process -> its payload (no log, no curve): the worker of `estimate --in-process`."""
+    return {"row": estimate_point(Point(**point)), "log": "", "curve_csv": ""}
 
 
-def estimate_point(point: Point, assume_steps: int = 0) -> dict:
+def estimate_point(point: Point) -> dict:
     """One point traced under FakeTensorMode -> a results row (estimated = 1); any failure is a failed row.
-    assume_steps: the fine-tuning length init_flops_share assumes (0: the point's own steps)."""
-    return point_row(point, lambda: trace_point(point, assume_steps), estimated=True)
+    point.assume_steps: the fine-tuning length init_flops_share assumes (0: the point's own steps)."""
+    return point_row(point, lambda: trace_point(point), estimated=True)
 
 
-def trace_point(point: Point, assume_steps: int = 0) -> dict:
+def trace_point(point: Point) -> dict:
     if why_not_traceable(point.method):
         raise ValueError(f"{point.method}: {why_not_traceable(point.method)}")
     task = point.task if get_task(point.task).traceable else "profile"
@@ -111,8 +111,8 @@ def trace_point(point: Point, assume_steps: int = 0) -> dict:
     # the steps a real point trains: the traced task's settings (warmup + timed for profile), or for a task traced as
     # profile (planted), the sweep's own steps
     own_steps = settings.steps if task == point.task else TrainSettings(**json.loads(point.train)).steps
-    costs = {**cost_columns(init, step, input_shape(step_batch), assume_steps or own_steps,
-                            "assumed" if assume_steps else "point", "" if task == point.task else task),
+    costs = {**cost_columns(init, step, input_shape(step_batch), point.assume_steps or own_steps,
+                            "assumed" if point.assume_steps else "point", "" if task == point.task else task),
              "cost_trace_s": round(time.perf_counter() - start, 3)}  # the whole trace
     return dict(model_params=model_params, **adapter_columns(stats, point.rank), optimizer_state_bytes=state_bytes,
                 **costs)

@@ -1,6 +1,8 @@
 """Run one sweep point and return its results row: load, seed, adapt (timed), train (timed), evaluate, trace costs.
 
     python -m bench.run.point POINT_JSON ROW_JSON RUN_DIR     # what every executor's worker starts (executors/worker.py)
+
+A point marked estimated (the size ladder's, every point of `estimate`) is traced there instead (run/estimate.py).
 """
 
 from __future__ import annotations
@@ -193,13 +195,20 @@ def write_curve(run_dir: str, point_id: str, curve: list[dict]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """python -m bench.run.point POINT_JSON ROW_JSON RUN_DIR: one point in a fresh process (executors/worker.py)."""
+    """python -m bench.run.point POINT_JSON ROW_JSON RUN_DIR: one point in a process of its own (executors/worker.py),
+    run, or traced if it is an estimated one (run/estimate.py)."""
     point_file, row_file, run_dir = argv
     with open(point_file) as f:
         point = Point(**json.load(f))
     if point.work_dir and os.path.isdir(point.work_dir):  # relative paths as the sweep's checks read them
         os.chdir(point.work_dir)
-    row = run_point(point, run_dir)
+    if point.estimated:
+        from .estimate import estimate_point  # imports this module
+
+        torch.set_num_threads(1)  # a trace computes nothing: one thread a process
+        row = estimate_point(point)
+    else:
+        row = run_point(point, run_dir)
     tmp = row_file + ".tmp"
     with open(tmp, "w") as f:
         json.dump(row, f)

@@ -17,8 +17,9 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from tqdm import tqdm
 
@@ -26,7 +27,8 @@ from .. import adapters
 from ..columns import PROGRESS
 from ..config.executor import ExecutorSettings
 from ..config.grid import expand_grid
-from ..config.sweep import SweepConfig
+from ..config.sweep import Point, SweepConfig
+from ..models import get_entry, num_layers
 from ..results.environment import machine_load, utc_now
 from ..results.read import done_point_ids, read_meta
 from ..results.rundir import RunDirUnwritable, ensure_writable, lock_run_dir, open_run_dir
@@ -34,6 +36,7 @@ from ..results.write import append_row, write_meta
 from . import executors
 from .checks import check_inputs
 from .estimate import estimate_payload
+from .executors.pool import run_in_slots
 from .executors.worker import malloc_env, run_point_forked, run_point_here, run_point_payload, stop_fork_servers
 from .point import resolve_device
 
@@ -42,9 +45,9 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
               estimated: bool = False) -> list[dict]:
     """Run every point not yet done (failed ones too with retry_failed); returns the rows written this time.
 
-    estimated: trace each point under FakeTensorMode in this process instead of running it (run/estimate.py,
-    `run_bench.py estimate`); a "cuda" device needs no GPU then. The size ladder's points are traced so in any case,
-    after the measured ones.
+    estimated: trace each point under FakeTensorMode instead of running it (run/estimate.py, `run_bench.py
+    estimate`); a "cuda" device needs no GPU then. The size ladder's points are traced so in any case, after the
+    measured ones (trace_points: on every core of this machine).
     """
     settings = ExecutorSettings.from_dict({} if estimated else config.executor)
     if config.assume_steps and not estimated:
@@ -70,7 +73,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
             log(f"resuming {run_dir}: {len(points) - len(todo)} of {len(points)} points already done")
         # the executor runs the measured points; the driver traces the rest (all of `estimate`'s, the size ladder's)
         measured = [] if estimated else [p for p in todo if not p.estimated]
-        traced = [p for p in todo if estimated or p.estimated]
+        traced = [replace(p, estimated=True) for p in todo if estimated or p.estimated]
         # bad executor input stops here, nothing written
         executor = executors.make_executor(settings, config, run_dir, check_paths=not estimated)
         rows = []
@@ -78,8 +81,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         try:
             _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
             with _sigterm_as_interrupt():
-                traces = (estimate_payload(asdict(p), assume_steps=config.assume_steps) for p in traced)
-                for payload in itertools.chain(executor.run(measured, worker), traces):
+                for payload in itertools.chain(executor.run(measured, worker), trace_points(traced, config)):
                     row = record(run_dir, payload, "estimate" if payload["row"]["estimated"] else executor.name, done)
                     if row is not None:
                         rows.append(row)
@@ -97,6 +99,20 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         meta["load"] = machine_load([*load_avgs, os.getloadavg()[0]], meta["load"])
         _write_or_stop(run_dir, lambda: write_meta(run_dir, meta), len(done))
         return rows
+
+
+def trace_points(points: list[Point], config: SweepConfig) -> Iterator[dict]:
+    """The traced points' payloads, once the measured points are done (nothing here is timed, so a trace may take a
+    core of its own): with isolated points, in processes forked from a server (executors/forkserver.py), one per
+    core at a time, a crash or a hang (point_timeout_s) ending that trace only; otherwise (--in-process, or a single
+    trace) one after the other in this process."""
+    workers = min(len(os.sched_getaffinity(0)), len(points))
+    if not config.isolate or workers <= 1:
+        yield from (estimate_payload(asdict(p)) for p in points)
+        return
+    depth = {model: num_layers(get_entry(model)) for model in {p.model for p in points}}
+    deepest_first = sorted(points, key=lambda p: -depth[p.model])  # the longest traces first: the last to end is short
+    yield from run_in_slots(deepest_first, run_point_forked, [{}] * workers, config.point_timeout_s)
 
 
 def collect(run_dir: str, log=print) -> list[dict]:

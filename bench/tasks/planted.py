@@ -39,6 +39,27 @@ def centered(logits: torch.Tensor) -> torch.Tensor:
     return logits - logits.mean(dim=-1, keepdim=True)
 
 
+class CenteredMSE(torch.autograd.Function):
+    """mean((centered(logits) - target)^2), its value and gradient as autograd would give them, in a few passes over
+    the (batch, tokens, vocabulary) logits instead of a dozen: one difference tensor is made and saved, the backward
+    is one expression of it. On the quick preset's gpt2-tiny (8 x 64 tokens, 8,192 words) autograd's way took 45-55
+    ms of a 120-140 ms training step, which would time the loss more than the model and its adapter."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff = logits.float() - target
+        diff -= logits.float().mean(dim=-1, keepdim=True)
+        ctx.save_for_backward(diff)
+        flat = diff.view(-1)
+        return torch.dot(flat, flat) / flat.numel()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (diff,) = ctx.saved_tensors  # d/dlogits of mean(diff^2), through the centering: 2/N (diff - mean(diff))
+        grad_logits = diff - diff.mean(dim=-1, keepdim=True)
+        return grad_logits.mul_(2 * grad / diff.numel()), None
+
+
 def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None, load=load_model) -> TaskSetup:
     """Student = the base model; teacher = base + a seeded rank-k change on the target layers.
 
@@ -78,7 +99,7 @@ def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_d
     logit_ms = sum(teacher_logits(b).pow(2).mean().item() for b in eval_batches) / len(eval_batches)  # the loss's unit
 
     def relative_mse(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return (centered(logits) - target).pow(2).mean() / logit_ms
+        return CenteredMSE.apply(logits, target) / logit_ms
 
     recent: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(input_ids) -> (input_ids, teacher logits)
 

@@ -7,9 +7,9 @@ payloads back:
     executor.close()                              # cancel what is still running (the driver stops)
 
 An executor knows where and how many points run at once, never what a point is: the worker does that, taking the
-point as plain data and returning plain data (worker.run_point_payload: a fresh process per point; run/estimate.py's
-estimate_payload: a shapes-only trace). An executor that leaves jobs behind (slurm with --no-wait, or a killed
-driver) also answers pending_jobs(run_dir), collect_jobs(run_dir) and takes_over(settings, run_dir): whether a
+point as plain data and returning plain data (worker.run_point_payload: a process of its own per point, which runs
+it, or traces it if it is an estimated one; run_point_here: in this process). An executor that leaves jobs behind
+(slurm with --no-wait, or a killed driver) also answers pending_jobs(run_dir), collect_jobs(run_dir) and takes_over(settings, run_dir): whether a
 rerun with those settings waits for the jobs instead of submitting their points again.
 """
 

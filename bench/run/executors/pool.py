@@ -47,20 +47,26 @@ class PoolExecutor:
         self.slot_envs = [{}] * workers
 
     def run(self, points: list[Point], worker: Callable) -> Iterator[dict]:
-        waiting, free, running = list(reversed(points)), list(range(len(self.slot_envs))), {}
-        with ThreadPoolExecutor(len(self.slot_envs), thread_name_prefix="point") as threads:
-            try:
-                while waiting or running:
-                    while waiting and free:
-                        slot = free.pop()
-                        future = threads.submit(worker, asdict(waiting.pop()), self.timeout_s, self.slot_envs[slot])
-                        running[future] = slot
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        free.append(running.pop(future))
-                        yield future.result()
-            finally:
-                kill_running_points()  # the driver stopped early: end the points still running
+        return run_in_slots(points, worker, self.slot_envs, self.timeout_s)
 
     def close(self) -> None:
         kill_running_points()
+
+
+def run_in_slots(points: list[Point], worker: Callable, slot_envs: list[dict], timeout_s: int) -> Iterator[dict]:
+    """worker(point, timeout_s, env) for every point, one per slot at a time (a slot's env goes to its points),
+    each from a thread of its own; payloads as points finish. Nothing starts before the first payload is asked for."""
+    waiting, free, running = list(reversed(points)), list(range(len(slot_envs))), {}
+    with ThreadPoolExecutor(len(slot_envs), thread_name_prefix="point") as threads:
+        try:
+            while waiting or running:
+                while waiting and free:
+                    slot = free.pop()
+                    future = threads.submit(worker, asdict(waiting.pop()), timeout_s, slot_envs[slot])
+                    running[future] = slot
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    free.append(running.pop(future))
+                    yield future.result()
+        finally:
+            kill_running_points()  # the driver stopped early: end the points still running
