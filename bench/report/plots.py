@@ -50,15 +50,9 @@ class NoData(Exception):
 
 
 def save_figure(fig: Figure, stem: str) -> list[str]:
-    """STEM.png and STEM.svg; the layout is made once, for the first (the second keeps its positions)."""
     paths = [stem + ".png", stem + ".svg"]
     fig.savefig(paths[0], dpi=150)
-    engine = fig.get_layout_engine()
-    fig.set_layout_engine("none")
-    try:
-        fig.savefig(paths[1], metadata={"Date": None})
-    finally:
-        fig.set_layout_engine(engine)
+    fig.savefig(paths[1], metadata={"Date": None})
     return paths
 
 
