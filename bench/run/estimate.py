@@ -40,9 +40,8 @@ from ..measure.counters import ScalarsReadAsOne, trace_costs
 from ..models import build_config, build_model, get_entry
 from ..tasks import get_task, setup_task
 from ..tasks.base import input_shape
-from .point import train_settings
 from .rows import adapter_columns, cost_columns, point_row
-from .train import make_optimizer, optimizer_state_bytes, training_step
+from .train import make_optimizer, optimizer_state_bytes, train_settings, training_step
 
 LEARNED_POSITIONS = ("bert", "roberta", "distilbert", "gpt2", "opt")  # families that cannot go past their positions
 

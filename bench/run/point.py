@@ -21,15 +21,15 @@ from giva.gradient import batch_loss, frozen, synchronize
 
 from ..adapters import make_adapter
 from ..config.sweep import Point
-from ..config.train import TrainSettings
 from ..measure.clocks import summarize_ms
 from ..measure.counters import trace_costs
 from ..measure.memory import MemoryMonitor
 from ..models import check_fits, get_entry
-from ..tasks import TaskSetup, get_task, setup_task
+from ..tasks import get_task, setup_task
 from ..tasks.init_task import borrow_init_data
 from .rows import SkipPoint, adapter_columns, cost_columns, point_row
-from .train import train
+from .estimate import estimate_point
+from .train import train, train_settings
 
 
 def resolve_device(device: str) -> str:
@@ -171,17 +171,6 @@ def measure_point(point: Point, run_dir: str, device: torch.device) -> dict:
     )
 
 
-def train_settings(point: Point, setup: TaskSetup) -> TrainSettings:
-    """The point's training: its train settings, or warmup + timed steps where the task has no evaluation (profile).
-    The traced step's batch is the stream's next after these steps (run/estimate.py draws the same)."""
-    settings = TrainSettings(**json.loads(point.train)).resolved(setup.steps_per_epoch)
-    if setup.evaluate is None:
-        settings.steps = point.warmup_steps + point.timed_steps
-    if settings.steps <= point.warmup_steps:
-        raise ValueError(f"train steps {settings.steps} leave none to time after {point.warmup_steps} warmup steps; raise steps")
-    return settings
-
-
 def write_curve(run_dir: str, point_id: str, curve: list[dict]) -> None:
     if not curve:
         return
@@ -203,8 +192,6 @@ def main(argv: list[str]) -> int:
     if point.work_dir and os.path.isdir(point.work_dir):  # relative paths as the sweep's checks read them
         os.chdir(point.work_dir)
     if point.estimated:
-        from .estimate import estimate_point  # imports this module
-
         torch.set_num_threads(1)  # a trace computes nothing: one thread a process
         row = estimate_point(point)
     else:

@@ -9,6 +9,7 @@ timed here, traced for costs, or traced under FakeTensorMode by `estimate`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from giva.gradient import batch_loss, synchronize
 from giva.targets import name_matches
 
 from ..adapters import default_lr
+from ..config.sweep import Point
 from ..config.train import DEFAULT_HEAD_LR, TrainSettings
 from ..measure.clocks import StepTimer
 from ..measure.counters import Costs, trace_costs
@@ -194,3 +196,14 @@ def train(model: nn.Module, setup: TaskSetup, settings: TrainSettings, *, method
                 setattr(result, f"eval_{name}", result.curve[-1][key])
                 setattr(result, f"eval_{name}_best", max(point[key] for point in result.curve[1:]))
     return result
+
+
+def train_settings(point: Point, setup: TaskSetup) -> TrainSettings:
+    """The point's training: its train settings, or warmup + timed steps where the task has no evaluation (profile).
+    The traced step's batch is the stream's next after these steps (run/estimate.py draws the same)."""
+    settings = TrainSettings(**json.loads(point.train)).resolved(setup.steps_per_epoch)
+    if setup.evaluate is None:
+        settings.steps = point.warmup_steps + point.timed_steps
+    if settings.steps <= point.warmup_steps:
+        raise ValueError(f"train steps {settings.steps} leave none to time after {point.warmup_steps} warmup steps; raise steps")
+    return settings
