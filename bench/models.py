@@ -233,8 +233,13 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def num_layers(entry: ModelEntry) -> int:
-    """The model's depth: its config's num_hidden_layers (0 where the config names none)."""
-    return getattr(build_config(entry, own_head(entry)), "num_hidden_layers", 0) or 0
+    """The model's depth: its config's num_hidden_layers (0 where the config names none, or cannot be read: a point
+    of that model then fails and says why)."""
+    try:
+        config = build_config(entry, own_head(entry))
+    except (OSError, ValueError, KeyError):
+        return 0
+    return getattr(config, "num_hidden_layers", 0) or 0
 
 
 def own_head(entry: ModelEntry) -> str:

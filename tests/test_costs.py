@@ -227,6 +227,30 @@ def test_a_bad_point_is_a_failed_row_naming_it_and_the_estimate_goes_on(tmp_path
         run_sweep(config, str(tmp_path / "run"), ["test"])
 
 
+def test_deep_traces_run_in_processes_of_their_own_deepest_first_each_with_its_timeout(tmp_path):
+    """Enough layers to trace (sweep.PARALLEL_TRACE_LAYERS): the traces run in forked processes, one per core, the
+    deepest model first. llama-70b's traces (over 20 s each on 2 cores) run past a 6 s point timeout and end as
+    failed rows naming it, which only a trace in a process of its own can; llama-2m's (about 1 s) finish with the
+    counts of a trace in this process."""
+    from bench.run.sweep import PARALLEL_TRACE_LAYERS
+
+    config, points = profile_points(tmp_path, models=["llama-2m", "llama-70b"], methods=["lora", "vera"],
+                                    isolate=True, point_timeout_s=6)
+    assert 2 * 2 < PARALLEL_TRACE_LAYERS <= 2 * (2 + 80)  # llama-2m alone would trace here
+    rows = run_sweep(config, str(tmp_path / "run"), ["test"], log=lambda _: None, estimated=True)
+    assert [r["model"] for r in rows[:2]] == ["llama-70b", "llama-70b"]  # started first, ended first (timed out)
+    for row in rows:
+        if row["model"] == "llama-70b":
+            assert row["status"] == "failed" and "point_timeout_s=6" in row["error"], row
+        else:
+            point = next(p for p in points if p.point_id == row["point_id"])
+            here = estimate_point(point)
+            assert row["status"] == here["status"] == "ok", row["error"]
+            assert all(row[c] == here[c] for c in ("flops_per_step", "init_flops", "tensor_peak_bytes",
+                                                   "init_tensor_peak_bytes", "trainable_params")), row["method"]
+    assert len(rows) == 4
+
+
 def test_compare_flags_a_one_layer_change_of_the_targets_exactly(tmp_path, monkeypatch):
     """Same sweep, a 'code change' that leaves one layer (the last v_proj) unadapted: FLOPs and bytes say so."""
     config, _ = profile_points(tmp_path, methods=["lora"])

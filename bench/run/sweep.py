@@ -40,6 +40,12 @@ from .executors.pool import run_in_slots
 from .executors.worker import malloc_env, run_point_forked, run_point_here, run_point_payload, stop_fork_servers
 from .point import resolve_device
 
+# Traces run in processes of their own once their points' layers add up to this many: below it, starting the fork
+# servers (about 5 s each) costs what the second core saves (measured: 6 traces of 2- and 4-layer models, 18 layers
+# in all, took 12.4-13.2 s in processes against 10.7-13.0 s in the driver; the quick preset's ladder, 144 layers,
+# 25-28 s against 61 s).
+PARALLEL_TRACE_LAYERS = 32
+
 
 def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, retry_failed: bool = False,
               estimated: bool = False) -> list[dict]:
@@ -103,14 +109,15 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
 
 def trace_points(points: list[Point], config: SweepConfig) -> Iterator[dict]:
     """The traced points' payloads, once the measured points are done (nothing here is timed, so a trace may take a
-    core of its own): with isolated points, in processes forked from a server (executors/forkserver.py), one per
-    core at a time, a crash or a hang (point_timeout_s) ending that trace only; otherwise (--in-process, or a single
-    trace) one after the other in this process."""
+    core of its own): with isolated points and enough to trace, in processes forked from a server
+    (executors/forkserver.py), one per core at a time, the deepest model first, a crash or a hang (point_timeout_s)
+    ending that trace only; otherwise (--in-process, one core, or a few small models) one after the other in this
+    process."""
+    depth = {model: num_layers(get_entry(model)) for model in {p.model for p in points}}
     workers = min(len(os.sched_getaffinity(0)), len(points))
-    if not config.isolate or workers <= 1:
+    if not config.isolate or workers <= 1 or sum(depth[p.model] for p in points) < PARALLEL_TRACE_LAYERS:
         yield from (estimate_payload(asdict(p)) for p in points)
         return
-    depth = {model: num_layers(get_entry(model)) for model in {p.model for p in points}}
     deepest_first = sorted(points, key=lambda p: -depth[p.model])  # the longest traces first: the last to end is short
     yield from run_in_slots(deepest_first, run_point_forked, [{}] * workers, config.point_timeout_s)
 
