@@ -7,7 +7,10 @@ the basis variant (../shared/METHODS.md).
 
 from __future__ import annotations
 
+import math
+import operator
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -65,9 +68,10 @@ class GivaConfig(AdapterConfig):
 
 
 def top_singular_vectors(G: torch.Tensor | LowRankProduct, q: int, exact: bool, niter: int,
-                         generator: torch.Generator):
+                         generator: torch.Generator, matmul: Callable = operator.matmul):
     """U (..., out, q), V (..., in, q) of G (..., out, in) in fp32, for one matrix or a stack of same-shape ones,
-    formed or a LowRankProduct (whose products cost 2 rows k (out + in) instead of 2 out in k).
+    formed or a LowRankProduct (whose products cost 2 rows k (out + in) instead of 2 out in k). matmul(a, b) takes
+    the randomized method's products with G and G^T (DecompositionThreads.matmul runs them on their own threads).
 
     randomized = Halko et al. as torch.svd_lowrank, seeded: one sketch Omega for the whole stack (as each
     layer alone would draw it from the same seed). Its last step, the SVD of Q^T G (q, in), goes through
@@ -85,10 +89,10 @@ def top_singular_vectors(G: torch.Tensor | LowRankProduct, q: int, exact: bool, 
         return U[..., :q], Vh[..., :q, :].mT
     omega = torch.randn(G.shape[-1], q, generator=generator, device=G.device, dtype=G.dtype)
     Gt = G.mT
-    Q = torch.linalg.qr(G @ omega).Q  # (..., out, q): range of G
+    Q = torch.linalg.qr(matmul(G, omega)).Q  # (..., out, q): range of G
     for _ in range(niter):  # power iterations sharpen the spectrum
-        Q = torch.linalg.qr(G @ torch.linalg.qr(Gt @ Q).Q).Q
-    Q2, R = torch.linalg.qr(Gt @ Q)  # (Q^T G)^T (..., in, q) = Q2 R, so Q^T G = R^T Q2^T
+        Q = torch.linalg.qr(matmul(G, torch.linalg.qr(matmul(Gt, Q)).Q)).Q
+    Q2, R = torch.linalg.qr(matmul(Gt, Q))  # (Q^T G)^T (..., in, q) = Q2 R, so Q^T G = R^T Q2^T
     U_small, _, Wh = torch.linalg.svd(R.mT)  # R^T = U_small S Wh (..., q, q)
     return Q @ U_small, Q2 @ Wh.mT
 
@@ -144,35 +148,57 @@ def sketch_width(r: int, out_features: int, in_features: int, basis: str) -> int
 
 
 class DecompositionThreads:
-    """The intra-op thread count of the decompositions on CPU, chosen by measurement during each init.
+    """Intra-op thread counts of the decompositions on CPU: their QRs and small SVDs on one thread, their products
+    with G on the count that measured faster during this init.
 
-    With the caller at more than one thread, the first decomposition of a single layer runs on one thread and
-    the second on the caller's count, and the count that did more FLOPs per second (bases_flops) runs the rest;
-    until then, and for stacks of several layers (too costly to try on the wrong count), one thread. The caller's
-    count is restored after each. On cores that other processes keep busy one thread wins by far (the OpenMP
-    barriers of small QRs wait for the busy core: a 1024 x 32 QR took 30 ms on 2 threads against 0.25 ms on one,
-    at a load of 8 on 2 cores); on idle cores, wide layers' products gain from a second thread.
+    Small LAPACK calls gain nothing from a second thread on idle cores (MiniLM's stack of 24 QRs of 384 x 32: 16.5
+    ms on one thread, 21 ms on two) and lose by far on busy ones (the OpenMP barriers of a QR wait for the busy
+    core: a 1024 x 32 QR took 30 ms on 2 threads against 0.25 ms on one, at a load of 8 on 2 cores); the products
+    gain from an idle second core (10 products with that stack of 384 x 384 gradients: 21-23 ms on one thread, 11
+    ms on two). With the caller at more than one thread, the init's first product runs on one thread and its
+    second on the caller's count, and the count that did more FLOPs per second runs the rest. The caller's count is
+    restored after each decomposition.
     """
 
     def __init__(self, device: torch.device):
+        self.cpu = device.type == "cpu"
         self.caller = torch.get_num_threads()
-        self.rates: dict[int, float] = {}  # threads -> FLOPs per second of its trial
-        self.chosen = self.caller if device.type != "cpu" or self.caller == 1 else None
+        self.rates: dict[int, float] = {}  # threads -> FLOPs per second of its trial product
+        self.chosen = self.caller if not self.cpu or self.caller == 1 else None
 
     @contextmanager
-    def run(self, flops: int, layers: int = 1):
-        trial = self.chosen is None and layers == 1
-        threads = self.chosen or (self.caller if trial and 1 in self.rates else 1)
-        torch.set_num_threads(threads)
-        start = time.perf_counter()
+    def run(self):
+        """One decomposition: on CPU, one thread but for its products (matmul)."""
+        if self.cpu:
+            torch.set_num_threads(1)
         try:
             yield
         finally:
             torch.set_num_threads(self.caller)
-        if trial:
-            self.rates[threads] = flops / max(time.perf_counter() - start, 1e-9)
+
+    def matmul(self, a: torch.Tensor | LowRankProduct, b: torch.Tensor) -> torch.Tensor:
+        """a @ b on the chosen thread count (or the one on trial), inside run()."""
+        threads = self.chosen or (self.caller if 1 in self.rates else 1)
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        try:
+            product = a @ b
+        finally:
+            torch.set_num_threads(1 if self.cpu else self.caller)
+        if self.chosen is None:
+            self.rates[threads] = product_flops(a, b) / max(time.perf_counter() - start, 1e-9)
             if len(self.rates) == 2:
                 self.chosen = max(self.rates, key=self.rates.get)
+        return product
+
+
+def product_flops(a: torch.Tensor | LowRankProduct, b: torch.Tensor) -> int:
+    """FLOPs of a @ b for a (..., m, k), formed or a LowRankProduct, and b (..., k, n)."""
+    if isinstance(a, LowRankProduct):
+        batch = math.prod(torch.broadcast_shapes(a.left.shape[:-2], b.shape[:-2]))
+        return 2 * batch * a.rows * b.shape[-1] * (a.shape[-2] + a.shape[-1])
+    batch = math.prod(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    return 2 * batch * a.shape[-2] * a.shape[-1] * b.shape[-1]
 
 
 def check_gradient(name: str, G: torch.Tensor | LowRankProduct) -> None:
@@ -185,7 +211,8 @@ def check_gradient(name: str, G: torch.Tensor | LowRankProduct) -> None:
             raise ValueError(f"gradient of layer {name!r} is all zeros; is the layer on the path to the loss? drop it from target_modules")
 
 
-def stacked_bases(G: torch.Tensor | LowRankProduct, r: int, config: GivaConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def stacked_bases(G: torch.Tensor | LowRankProduct, r: int, config: GivaConfig,
+                  matmul: Callable = operator.matmul) -> tuple[torch.Tensor, torch.Tensor]:
     """A (n, r, in) and B (n, out, r) for a stack of n layers' averaged gradients G (n, out, in) of one shape; for
     one layer's G (out, in), A (r, in) and B (out, r) (no stack dimension: a fraction of the operations to trace).
 
@@ -196,7 +223,7 @@ def stacked_bases(G: torch.Tensor | LowRankProduct, r: int, config: GivaConfig) 
     G = G.float()
     generator = torch.Generator(device=G.device).manual_seed(config.seed)
     q = sketch_width(r, out_features, in_features, config.basis)
-    U, V = top_singular_vectors(G, q, config.svd == "exact", config.svd_niter, generator)
+    U, V = top_singular_vectors(G, q, config.svd == "exact", config.svd_niter, generator, matmul)
     A = V[..., :r].mT.contiguous()
     if config.basis == "VrUr":
         B = U[..., :r]
@@ -262,14 +289,10 @@ def build_layers(config: GivaConfig, targets: dict[str, nn.Module], *, ranks: di
 
     threads = DecompositionThreads(next(iter(targets.values())).weight.device)
 
-    def flops(key, rows=None) -> int:
-        out_features, in_features, r = key
-        return bases_flops(out_features, in_features, sketch_width(r, out_features, in_features, config.basis), config, rows)
-
     def decompose(key) -> None:
         buffer, names = stacks.pop(key)
-        with threads.run(len(names) * flops(key), layers=len(names)):
-            A, B = stacked_bases(buffer[: len(names)], key[2], config)
+        with threads.run():
+            A, B = stacked_bases(buffer[: len(names)], key[2], config, threads.matmul)
         bases.update({name: (A[i].clone(), B[i].clone()) for i, name in enumerate(names)})  # no shared storage
 
     def on_gradient(name, G):
@@ -277,8 +300,8 @@ def build_layers(config: GivaConfig, targets: dict[str, nn.Module], *, ranks: di
         left[key] -= 1
         if isinstance(G, LowRankProduct) and keep_factored(G, key[2], config):
             check_gradient(name, G)
-            with threads.run(flops(key, G.rows)):
-                bases[name] = stacked_bases(G, key[2], config)
+            with threads.run():
+                bases[name] = stacked_bases(G, key[2], config, threads.matmul)
             return
         G = dense(G)
         check_gradient(name, G)

@@ -411,38 +411,55 @@ def test_an_input_changed_in_place_after_its_layer_ran_is_refused(snapshot):
 
 
 def test_the_decomposition_threads_are_chosen_by_measurement_and_the_callers_count_comes_back(monkeypatch):
-    """At 2 threads: the first decomposition of one layer runs on one thread, the second on two, the rest on the
-    faster; a stack of several layers runs on one thread until the choice is made."""
+    """At 2 threads a decomposition runs on one thread but for its products with G: the init's first product on one
+    thread, the second on two, the rest on the faster; the caller's count comes back after each decomposition."""
     import time as time_module
 
     import giva.giva as giva_module
     from giva.giva import DecompositionThreads
+
+    class SlowOn:
+        """A product that takes 50 ms on `threads` threads and 1 ms on any other count."""
+
+        shape = (8, 8)
+
+        def __init__(self, threads: int):
+            self.threads = threads
+
+        def __matmul__(self, b):
+            time_module.sleep(0.05 if torch.get_num_threads() == self.threads else 0.001)
+            return torch.get_num_threads()
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         for slow, expected in ((1, 2), (2, 1)):
             chooser = DecompositionThreads(torch.device("cpu"))
-            with chooser.run(flops=10**6, layers=3):
+            with chooser.run():
                 assert torch.get_num_threads() == 1
-            assert chooser.rates == {}
-            for _ in range(4):
-                with chooser.run(flops=10**6):
-                    seen = torch.get_num_threads()
-                    time_module.sleep(0.05 if seen == slow else 0.001)
-                assert torch.get_num_threads() == 2
-            assert chooser.chosen == expected and seen == expected
+                seen = [chooser.matmul(SlowOn(slow), torch.zeros(8, 4)) for _ in range(4)]
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 2
+            assert seen == [1, 2, expected, expected] and chooser.chosen == expected
 
         model = nn.Sequential(nn.Linear(IN, OUT), nn.Tanh(), nn.Linear(OUT, 40), nn.Tanh(), nn.Linear(40, 32))
-        seen_in_apply, original = [], giva_module.stacked_bases
+        seen_in_apply, choosers = [], []
+        original_bases, original_init = giva_module.stacked_bases, DecompositionThreads.__init__
 
         def spy(*args):
             seen_in_apply.append(torch.get_num_threads())
-            return original(*args)
+            return original_bases(*args)
+
+        def keep(self, device):
+            original_init(self, device)
+            choosers.append(self)
 
         monkeypatch.setattr(giva_module, "stacked_bases", spy)
+        monkeypatch.setattr(DecompositionThreads, "__init__", keep)
         apply_adapter(model, GivaConfig(r=2, target_modules=["0", "2", "4"]), data=[torch.randn(5, IN)],
                       loss_fn=squared_sum)
-        assert seen_in_apply[:2] == [1, 2] and seen_in_apply[2] in (1, 2) and torch.get_num_threads() == 2
+        assert seen_in_apply == [1, 1, 1] and torch.get_num_threads() == 2
+        (chooser,) = choosers
+        assert set(chooser.rates) == {1, 2} and chooser.chosen in (1, 2)
     finally:
         torch.set_num_threads(threads)
