@@ -7,9 +7,7 @@ the basis variant (../shared/METHODS.md).
 
 from __future__ import annotations
 
-import math
 import operator
-import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -149,26 +147,23 @@ def sketch_width(r: int, out_features: int, in_features: int, basis: str) -> int
 
 class DecompositionThreads:
     """Intra-op thread counts of the decompositions on CPU: their QRs and small SVDs on one thread, their products
-    with G on the count that measured faster during this init.
+    with G on the caller's count, as the model's own matmuls run.
 
     Small LAPACK calls gain nothing from a second thread on idle cores (MiniLM's stack of 24 QRs of 384 x 32: 16.5
     ms on one thread, 21 ms on two) and lose by far on busy ones (the OpenMP barriers of a QR wait for the busy
     core: a 1024 x 32 QR took 30 ms on 2 threads against 0.25 ms on one, at a load of 8 on 2 cores); the products
-    gain from an idle second core (10 products with that stack of 384 x 384 gradients: 21-23 ms on one thread, 11
-    ms on two). With the caller at more than one thread, the init's first product runs on one thread and its
-    second on the caller's count, and the count that did more FLOPs per second runs the rest. The caller's count is
-    restored after each decomposition.
+    gain from a second core (10 products with that stack of 384 x 384 gradients: 21-23 ms on one thread, 11 ms on
+    two). The counts are fixed, not chosen by timing, so that an init repeats exactly at a given thread count (a
+    product's rounding can differ between one thread and two).
     """
 
     def __init__(self, device: torch.device):
         self.cpu = device.type == "cpu"
         self.caller = torch.get_num_threads()
-        self.rates: dict[int, float] = {}  # threads -> FLOPs per second of its trial product
-        self.chosen = self.caller if not self.cpu or self.caller == 1 else None
 
     @contextmanager
     def run(self):
-        """One decomposition: on CPU, one thread but for its products (matmul)."""
+        """One decomposition: on CPU, one thread but for its products (matmul); the caller's count after."""
         if self.cpu:
             torch.set_num_threads(1)
         try:
@@ -177,28 +172,14 @@ class DecompositionThreads:
             torch.set_num_threads(self.caller)
 
     def matmul(self, a: torch.Tensor | LowRankProduct, b: torch.Tensor) -> torch.Tensor:
-        """a @ b on the chosen thread count (or the one on trial), inside run()."""
-        threads = self.chosen or (self.caller if 1 in self.rates else 1)
-        torch.set_num_threads(threads)
-        start = time.perf_counter()
+        """a @ b on the caller's thread count, inside run()."""
+        if not self.cpu:
+            return a @ b
+        torch.set_num_threads(self.caller)
         try:
-            product = a @ b
+            return a @ b
         finally:
-            torch.set_num_threads(1 if self.cpu else self.caller)
-        if self.chosen is None:
-            self.rates[threads] = product_flops(a, b) / max(time.perf_counter() - start, 1e-9)
-            if len(self.rates) == 2:
-                self.chosen = max(self.rates, key=self.rates.get)
-        return product
-
-
-def product_flops(a: torch.Tensor | LowRankProduct, b: torch.Tensor) -> int:
-    """FLOPs of a @ b for a (..., m, k), formed or a LowRankProduct, and b (..., k, n)."""
-    if isinstance(a, LowRankProduct):
-        batch = math.prod(torch.broadcast_shapes(a.left.shape[:-2], b.shape[:-2]))
-        return 2 * batch * a.rows * b.shape[-1] * (a.shape[-2] + a.shape[-1])
-    batch = math.prod(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
-    return 2 * batch * a.shape[-2] * a.shape[-1] * b.shape[-1]
+            torch.set_num_threads(1)
 
 
 def check_gradient(name: str, G: torch.Tensor | LowRankProduct) -> None:
