@@ -69,7 +69,7 @@ def top_singular_vectors(G: torch.Tensor | LowRankProduct, q: int, exact: bool, 
                          generator: torch.Generator, matmul: Callable = operator.matmul):
     """U (..., out, q), V (..., in, q) of G (..., out, in) in fp32, for one matrix or a stack of same-shape ones,
     formed or a LowRankProduct (whose products cost 2 rows k (out + in) instead of 2 out in k). matmul(a, b) takes
-    the randomized method's products with G and G^T (DecompositionThreads.matmul runs them on their own threads).
+    the randomized method's products with G and G^T (DecompositionThreads.matmul runs them on the caller's threads).
 
     randomized = Halko et al. as torch.svd_lowrank, seeded: one sketch Omega for the whole stack (as each
     layer alone would draw it from the same seed). Its last step, the SVD of Q^T G (q, in), goes through
