@@ -77,7 +77,8 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         todo = [p for p in points if p.point_id not in done]
         if done:
             log(f"resuming {run_dir}: {len(points) - len(todo)} of {len(points)} points already done")
-        # the executor runs the measured points; the driver traces the rest (all of `estimate`'s, the size ladder's)
+        # the executor runs the measured points; then trace_points traces the rest on this machine (all of `estimate`'s,
+        # the size ladder's)
         measured = [] if estimated else [p for p in todo if not p.estimated]
         traced = [replace(p, estimated=True) for p in todo if estimated or p.estimated]
         # bad executor input stops here, nothing written
