@@ -47,8 +47,9 @@ class CenteredMSE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        diff = logits.float() - target
-        diff -= logits.float().mean(dim=-1, keepdim=True)
+        logits = logits.float()
+        diff = logits - target
+        diff -= logits.mean(dim=-1, keepdim=True)
         ctx.save_for_backward(diff)
         flat = diff.view(-1)
         return torch.dot(flat, flat) / flat.numel()
