@@ -47,7 +47,8 @@ LEARNED_POSITIONS = ("bert", "roberta", "distilbert", "gpt2", "opt")  # families
 
 
 def estimate_payload(point: dict, timeout_s: int = 0, env: dict | None = None) -> dict:
-    """A point traced in this process -> its payload (no log, no curve): the worker of `estimate --in-process`."""
+    """A point traced in this process -> its payload (no log, no curve): how sweep.trace_points traces with
+    --in-process, on one core, or for a few small models."""
     return {"row": estimate_point(Point(**point)), "log": "", "curve_csv": ""}
 
 
