@@ -266,7 +266,7 @@ def finish_run(run_dir: str, args) -> int:
         written = build_report([run_dir])
         print(f"report: {os.path.join(run_dir, 'summary.md')} ({len(written)} files)")
     if getattr(args, "history", None):
-        from .report.history import append_history
+        from .track.history import append_history
 
         print(f"history: {append_history(run_dir, args.history)} rows added to {args.history}")
     return 0
@@ -281,7 +281,7 @@ def cmd_collect(args, argv) -> int:
 
 
 def cmd_bisect(args, argv) -> int:
-    from .bisect import bisect, format_bisect
+    from .track.bisect import bisect, format_bisect
 
     result = bisect(args.good, args.bad, args.metric, args.preset, args.config, args.repeats,
                     log=lambda line: print(line, file=sys.stderr))
@@ -290,7 +290,7 @@ def cmd_bisect(args, argv) -> int:
 
 
 def cmd_counts(args, argv) -> int:
-    from .run.counts import BASELINE, PRESET, count_rows, diff_counts, failure_message, read_counts, write_counts
+    from .track.counts import BASELINE, PRESET, count_rows, diff_counts, failure_message, read_counts, write_counts
 
     if args.update:
         rows = count_rows()
@@ -351,15 +351,16 @@ def cmd_report(args, argv) -> int:
 
 
 def cmd_compare(args, argv) -> int:
-    from .report.compare import compare_and_print
+    from .track.compare import compare_and_print
 
     return compare_and_print(args.baseline, args.current, args.threshold, across_loads=args.across_loads)
 
 
 def cmd_history(args, argv) -> int:
-    from .report.acknowledged import read_acknowledged
-    from .report.compare import parse_thresholds
-    from .report.history import append_history, plot_history, read_history, select_series
+    from .track.acknowledged import read_acknowledged
+    from .track.rules import parse_thresholds
+    from .track.history import append_history, read_history, select_series
+    from .track.page import plot_history
 
     thresholds = parse_thresholds(args.threshold)  # bad input fails before anything is written
     acknowledged = read_acknowledged(args.acknowledged)
@@ -369,13 +370,13 @@ def cmd_history(args, argv) -> int:
     if args.action == "plot" and not args.html:
         print("\n".join(plot_history(args.file, args.metrics, args.out)))
         return 0
-    from .report.changes import find_changes
-    from .report.verdict import exit_code, format_verdict, verdict_json
+    from .track.changes import find_changes
+    from .track.verdict import exit_code, format_verdict, verdict_json
 
     detection = find_changes(select_series(read_history(args.file), args.series, args.machine), thresholds,
                              acknowledged)
     if args.html:
-        from .report.html import write_page
+        from .track.page import write_page
 
         print(f"page: {write_page(detection, args.html)}", file=sys.stderr if args.json else sys.stdout)
     if args.action == "plot":

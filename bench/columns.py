@@ -2,8 +2,8 @@
 
 Everything that reads or writes results derives from COLUMNS: the CSV header and
 bench/SCHEMA.md (results/write.py), typed reading (results/read.py), a row's identity
-(run/rows.py), what compare checks and how (report/compare.py), what history keeps and
-plots (report/history.py), the summary table (report/summary.py) and the progress line
+(run/rows.py), how compare, history and the A/B gate judge each (track/rules.py), what history keeps and
+plots (track/history.py), the summary table (report/summary.py) and the progress line
 (run/sweep.py). Adding a column is one entry here.
 
     Column(name, unit, meaning, better=..., compare=..., threshold=..., history=..., table=..., progress=...,
@@ -17,6 +17,7 @@ fraction; `threshold` in points), or "" (not compared).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 4  # 2: lr and head_lr; 3: estimated, FLOPs and tensor memory by category, host and executor,
@@ -36,6 +37,7 @@ class Column:
     better: str = ""  # "lower", "higher" or "" (neither, or exact)
     compare: str = ""  # one of COMPARE_KINDS
     threshold: str = ""  # default limit of a noisy / steps / accuracy column: "10%" (relative), "1pt", "0.05"
+    history_threshold: str = ""  # the history's minimum effect where smaller than `threshold` (it pools runs)
     floor: float = 0.0  # noisy: a change smaller than this (in the unit) never counts
     floor_rss: float = 0.0  # noisy memory: the floor when either side read process RSS (peak_mem_source)
     history: bool = False  # kept in history.csv and plottable over commits
@@ -74,7 +76,7 @@ class Column:
         return f"{value:.3g} {self.unit}"
 
 
-# Noise floors (compare.py): init is timed once per point, and on a busy CPU one timing jitters by tens of
+# Noise floors (track/rules.py noise_floor): init is timed once per point, and on a busy CPU one timing jitters by tens of
 # ms; a process's RSS moves by tens of MiB (allocator caches, lazy imports). Two runs of the quick preset
 # back to back, same code, differed by up to 44 ms in init_total_s and 54 MiB in RSS. CUDA memory counters
 # are exact enough to need no floor, and FLOPs and tracked tensor bytes are counts: exact.
@@ -155,6 +157,7 @@ COLUMNS = [
     Column("warmup_steps", "count", "training steps run before timing"),
     Column("timed_steps", "count", "training steps timed (forward, backward, clip, AdamW, schedule)"),
     Column("step_time_ms_p50", "ms", "median step time", better="lower", compare="steps", threshold="10%",
+           history_threshold="5%",
            history=True, explained_by="flops_per_step", table="step p50", progress="step"),
     Column("step_time_ms_p90", "ms", "90th percentile step time", history=True),
     Column("step_time_ms_mean", "ms", "mean step time"),
@@ -258,6 +261,16 @@ TENSOR_CATEGORIES = [  # (column, category) of the memory breakdown, in stacking
 assert len(set(COLUMN_NAMES)) == len(COLUMN_NAMES), "a column is listed twice"
 
 
+def parse_limit(text: str) -> tuple[float, bool] | None:
+    """A threshold's limit: '10%' -> (0.1, relative), '1pt' -> (0.01, absolute: points of a fraction), '0.5' -> (0.5,
+    absolute, in the metric's unit); None when the text is no limit."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(%|pt)?\s*", text)
+    if not match:
+        return None
+    number, unit = float(match.group(1)), match.group(2)
+    return (number / 100.0, unit == "%") if unit else (number, False)
+
+
 def column(name: str) -> Column:
     if name not in BY_NAME:
         raise ValueError(f"unknown column {name!r}; the columns are in bench/SCHEMA.md")
@@ -280,7 +293,8 @@ def schema_markdown() -> str:
     for c in COLUMNS:
         how = c.compare
         if c.compare in ("noisy", "steps", "accuracy"):
-            how += f", {c.better} is better, {c.threshold}"
+            how += f", {c.better} is better, {c.threshold}" + (f" (history {c.history_threshold})"
+                                                                 if c.history_threshold else "")
             floor = c.floor or c.floor_rss
             if floor:
                 unit = f"{floor / MIB:g} MiB" if c.unit == "bytes" else f"{floor:g} {c.unit}"

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from small_run import copy_run, rewrite_rows
 
 from bench.columns import COLUMNS
-from bench.report.history import HISTORY_COLUMNS, append_history, read_history
+from bench.track.history import HISTORY_COLUMNS, append_history, read_history
 
 # Names as users write them (hub ids), with their parameter counts.
 MODELS_8 = {"sentence-transformers/all-MiniLM-L6-v2": 22.7e6, "FacebookAI/roberta-base": 125e6,

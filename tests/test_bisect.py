@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from bench.bisect import bisect as run_bisect
+from bench.track.bisect import bisect as run_bisect
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMITS = 16

@@ -19,9 +19,10 @@ import pytest
 import torch
 from small_run import assert_png_not_blank, assert_svg_parses, copy_run, rewrite_rows
 
-from bench.report.compare import (DEFAULT_THRESHOLDS, Threshold, bootstrap_ratio_ci, compare_and_print, compare_runs,
-                                  exit_code, format_comparison, parse_threshold, parse_thresholds)
-from bench.report.history import HISTORY_COLUMNS, append_history, plot_history, plot_metric, read_history
+from bench.track.compare import compare_and_print, compare_runs, exit_code, format_comparison
+from bench.track.history import HISTORY_COLUMNS, append_history, read_history
+from bench.track.page import plot_history, plot_metric
+from bench.track.rules import DEFAULT_THRESHOLDS, Threshold, bootstrap_ratio_ci, parse_threshold, parse_thresholds
 from bench.results.read import RESULTS_FILE, latest_rows, read_rows
 from bench.columns import SCHEMA_VERSION
 

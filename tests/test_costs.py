@@ -15,7 +15,7 @@ import torch.nn as nn
 
 import giva.inject
 from bench.columns import COLUMNS
-from bench.report.compare import compare_runs
+from bench.track.compare import compare_runs
 from bench.config.grid import expand_grid
 from bench.config.presets import make_sweep_config
 from bench.measure.counters import Costs, FrozenSafeMemTracker, trace_costs

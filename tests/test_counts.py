@@ -8,7 +8,7 @@ import csv
 
 import pytest
 
-from bench.run.counts import BASELINE, EXACT, UPDATE, count_rows, diff_counts, failure_message, read_counts
+from bench.track.counts import BASELINE, EXACT, UPDATE, count_rows, diff_counts, failure_message, read_counts
 
 pytestmark = pytest.mark.xdist_group("counts")  # one worker: the counts are traced once
 

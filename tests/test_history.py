@@ -24,10 +24,10 @@ from scipy import stats
 from small_run import rewrite_rows
 
 from bench.cli import main
-from bench.report.acknowledged import Acknowledgement, read_acknowledged
-from bench.report.changes import MIN_RUNS, PER_GFLOP, find_changes, t_test
-from bench.report.history import HISTORY_COLUMNS, append_history, read_history, select_series
-from bench.report.verdict import exit_code, format_verdict, verdict_json
+from bench.track.acknowledged import Acknowledgement, read_acknowledged
+from bench.track.changes import MIN_RUNS, PER_GFLOP, find_changes, t_test
+from bench.track.history import HISTORY_COLUMNS, append_history, read_history, select_series
+from bench.track.verdict import exit_code, format_verdict, verdict_json
 from bench.results.read import META_FILE, RESULTS_FILE, read_rows
 
 RUNS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "history_runs")

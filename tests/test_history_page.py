@@ -14,9 +14,9 @@ import pytest
 from test_history import TARGET_RUN, run_dirs
 
 from bench.cli import main
-from bench.report.changes import find_changes
-from bench.report.history import read_history
-from bench.report.html import page_metrics
+from bench.track.changes import find_changes
+from bench.track.history import read_history
+from bench.track.page import page_metrics
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium to load the page (apt-get install -y chromium)")

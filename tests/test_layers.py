@@ -2,7 +2,7 @@
 a circle, the results and report layers stay light (report needs no torch), giva never imports the harness.
 
 Layers of bench/, lowest first (a module may import its own layer's modules and any lower layer's):
-    columns <- results, measure <- models <- tasks, adapters <- config <- run <- report <- cli, bisect
+    columns <- results, measure <- models <- tasks, adapters <- config <- run <- report <- track <- cli
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ LAYERS = [
     ["bench.config"],
     ["bench.run"],
     ["bench.report"],
-    ["bench.cli", "bench.__main__", "bench.bisect"],  # bisect runs commits' own CLIs and judges with the report's rule
+    ["bench.track"],  # regression tracking: compare, history, change points, the rule, bisect, counts
+    ["bench.cli", "bench.__main__"],
 ]
-# Stricter than the layers: what each of these may import of bench, and nothing else.
+# Stricter than the layers: what each of these packages or modules may import of bench, and nothing else.
 ONLY = {"bench.results": {"bench.columns", "bench.results"},
-        "bench.report": {"bench.columns", "bench.results", "bench.report"}}
+        "bench.report": {"bench.columns", "bench.results", "bench.report"},
+        "bench.track.rules": {"bench.columns"},  # the rule is numerics on values: nothing else
+        "bench.track.changes": {"bench.columns", "bench.track"}}  # change points: numerics, no I/O
 
 
 def module_files(package: str) -> dict[str, str]:
@@ -119,7 +122,8 @@ def test_bench_imports_go_down_the_layers_only():
             target_level, target_home = layer_of(target)
             if target_level > level:
                 bad.append(f"{module} imports {target} (layer {target_home} is above {home})")
-            allowed = next((only for name, only in ONLY.items() if home == name), None)
+            allowed = next((only for name, only in ONLY.items() if module == name or module.startswith(name + ".")),
+                           None)
             if allowed is not None and target_home not in allowed:
                 bad.append(f"{module} imports {target}: {home} may import only {sorted(allowed)}")
     assert bad == []
@@ -146,9 +150,11 @@ def test_the_layer_rule_finds_an_upward_import_and_a_circle():
 
 
 def test_reading_results_and_reports_imports_no_torch():
-    code = ("import sys, bench.report, bench.report.compare, bench.report.history, bench.results.read; "
+    code = ("import sys, bench.report, bench.track.compare, bench.track.history, bench.track.changes, "
+            "bench.track.verdict, bench.track.page, bench.results.read; "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('bench.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     modules = eval(out)  # noqa: S307 - our own print of a list of names
     assert "torch" not in modules
-    assert all(layer_of(m)[1] in ("bench.columns", "bench.results", "bench.report") or m == "bench" for m in modules)
+    assert all(layer_of(m)[1] in ("bench.columns", "bench.results", "bench.report", "bench.track") or m == "bench"
+               for m in modules)

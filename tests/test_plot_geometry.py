@@ -23,7 +23,8 @@ from plot_cases import METHODS_3, METHODS_6, MODELS_5, MODELS_8, RANKS_12, expan
 from plot_geometry import assert_legible, text_problems
 
 from bench.report.claims import format_costs
-from bench.report.history import PAGE_SERIES, plot_pages, read_history
+from bench.track.history import read_history
+from bench.track.page import PAGE_SERIES, plot_pages
 from bench.report.plots import PAGE_PANELS, PLOTS, STYLE, NoData, remove_pages, save_pages
 from bench.report.steps import lora_step_ms
 from bench.report.summary import make_caption, prepare, run_labels

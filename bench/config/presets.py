@@ -40,7 +40,7 @@ PRESETS = {
         methods=["lora", "vera", "giva"], ranks=[8], method_options={"vera": {"ranks": [256]}},
         batch_sizes=[4], seq_lens=[128], warmup_steps=2, timed_steps=5,
     ),
-    # The exact counts `make test` guards (bench/run/counts.py): both model families, every method, small shapes
+    # The exact counts `make test` guards (bench/track/counts.py): both model families, every method, small shapes
     # (estimate: a few seconds, no hardware).
     "counts": dict(
         models=["gpt2-tiny", "llama-2m"], tasks=["profile"], methods=["lora", "vera", "giva"], ranks=[8],

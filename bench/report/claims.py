@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..columns import column
-from .compare import parse_threshold
+from ..columns import column, parse_limit
 from .steps import LORA_STEPS_NOTE
 from .tables import busy_note, mark_busy, md_cell, task_metric
 
@@ -31,7 +30,7 @@ AGAINST = (("vera", 8, "VeRA at 8r"), ("lora", 8, "LoRA at 8r"), ("lora", 1, "Lo
 STEP_BASELINE = "lora"  # GiVA's step time is compared with this method's at the same rank
 CLAIMS_FILE = "claims.csv"  # beside summary.md: claim_verdicts() with CLAIM_COLUMNS
 CONFIDENCE = 0.95
-MARGIN_POINTS = 100 * parse_threshold(f"eval_score:{column('eval_score').threshold}").limit  # 1 point
+MARGIN_POINTS = 100 * parse_limit(column("eval_score").threshold)[0]  # eval_score's threshold: 1 point
 MAX_SEEDS = 1000  # seeds_to_decide is not searched beyond this
 FISHER_METRICS = ("pearson", "spearman")  # one-seed interval of a correlation: Fisher's z approximation
 VERDICTS = ("better", "matches", "worse", "undecided")

@@ -22,8 +22,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from bench.report.changes import find_changes  # noqa: E402
-from bench.report.history import HISTORY_COLUMNS, append_history, read_history  # noqa: E402
+from bench.track.changes import find_changes  # noqa: E402
+from bench.track.history import HISTORY_COLUMNS, append_history, read_history  # noqa: E402
 
 STEP = "step_time_ms_p50"
 

@@ -1,6 +1,8 @@
-"""`run_bench.py history --html DIR`: one self-contained index.html (inline SVG: no script, server, network or CDN).
+"""What a history shows people: `history plot`'s PNG/SVG plots, and `history --html DIR`'s one self-contained
+index.html (inline SVG: no script, server, network or CDN).
 
-    write_page(detection, "reports/history-site")   # -> the path of index.html
+    plot_history("reports/history.csv", ["step_time_ms_p50"], "reports/history")   # -> the files written
+    write_page(detection, "reports/history-site")                                   # -> the path of index.html
 
 The page opens with the verdict and the regressions table, then every change point, then one plot per metric:
 each series' observations (one per commit) over the commits in first-parent order, relative to the series' first
@@ -14,12 +16,21 @@ import html
 import os
 from datetime import datetime, timezone
 
+import matplotlib
 import numpy as np
+import pandas as pd
+from matplotlib.ticker import FixedFormatter, FixedLocator
 
+from ..columns import column
+from ..report.layout import STYLE as PLOT_STYLE
+from ..report.layout import Thinned, cut_groups, finish, grow, new_figure, page_caption
+from ..report.plots import MARKERS, save_pages
 from .changes import EXACT, NOISY, PER_GFLOP, Change, Detection
+from .history import METRICS, SERIES, read_history
 from .verdict import HEADER, change_cells, exit_code
 
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 960, 300, 56, 16, 14, 24
+PAGE_SERIES = 12  # lines on one page (ten colours, then markers): more series go on further pages, a model's together
 PLOTTED = 200  # the plots show the latest observations (the tables cover the whole history)
 STYLE = """body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 table{border-collapse:collapse;font-size:12px;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 6px;
@@ -150,3 +161,88 @@ def baseline(fit) -> float:
     """What a series' values are shown relative to: its first segment's level."""
     base = fit.segments[0].value if fit.segments else float(np.nanmedian(fit.values))
     return base if base and np.isfinite(base) else 1.0
+
+
+# --- the PNG/SVG plots of `history plot` ----------------------------------------------------------------------
+
+
+def plot_history(history_csv: str, metrics: list[str], out_dir: str) -> list[str]:
+    """One plot per metric: its value per run in commit order, a line per series (seeds averaged)."""
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown history metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
+    history = read_history(history_csv)
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    with matplotlib.rc_context(PLOT_STYLE):
+        for metric in metrics:
+            rows = history.dropna(subset=[metric])
+            if rows.empty:
+                raise ValueError(f"{history_csv} holds no value of {metric} (profiling-only runs have no accuracy); "
+                                 "choose another metric")
+            written += save_pages(plot_pages(rows, metric), os.path.join(out_dir, f"history_{metric}"))
+    return written
+
+
+def plot_pages(rows: pd.DataFrame, metric: str) -> list:
+    """plot_metric's figures, PAGE_SERIES lines to a page; the series of one model and task share a page where
+    they fit on one."""
+    keys = rows[["model", "task", "series"]].drop_duplicates().sort_values(["model", "task", "series"])
+    groups = [len(g) for _, g in keys.groupby(["model", "task"], sort=True)]
+    chunks = cut_groups(groups, PAGE_SERIES)
+    if len(chunks) == 1:
+        return [plot_metric(rows, metric)]
+    offsets = np.cumsum([0, *groups])
+    figures = []
+    for page, chunk in enumerate(chunks):
+        chosen = keys.iloc[np.concatenate([np.arange(offsets[g] + a, offsets[g] + b) for g, a, b in chunk])]
+        on_page = rows[rows["series"].isin(chosen["series"])]
+        figures.append(plot_metric(on_page, metric, page=(page, len(chunks)), all_runs=rows))
+    return figures
+
+
+def plot_metric(rows: pd.DataFrame, metric: str, page: tuple[int, int] = (0, 1), all_runs: pd.DataFrame | None = None):
+    """One figure: the metric per run in first-parent order of the commits, a line per series (seeds averaged).
+    all_runs: the rows whose runs make the axis (every page of a split plot shows every run)."""
+    order = ["commit_position", "run_ended_at", "run_dir"]
+    runs = (rows if all_runs is None else all_runs).groupby(order, sort=True).agg(
+        commit=("commit", "first"), dirty=("dirty", "first"))
+    runs["x"] = np.arange(len(runs))
+    rows = rows.join(runs["x"], on=order)
+    caption = f"{len(runs)} runs, {rows['commit'].nunique()} commits, {rows['model'].nunique()} models; " \
+              f"machines {', '.join(sorted(rows['machine'].unique()))}; mean over seeds"
+    unit = column(metric).unit
+    fig, body, (ax,) = new_figure(f"{metric} over commits", page_caption(caption, *page))
+    shown = [c for c in SERIES if c not in ("model", "method", "rank")]
+    varying = [c for c in shown if rows[c].nunique() > 1]  # the legend names only what tells the lines apart
+    for i, (_, group) in enumerate(rows.groupby("series", sort=True)):
+        first = group.iloc[0]
+        values = group.groupby("x")[metric].mean()
+        label = " ".join([f"{first['model']} {first['method']} r{first['rank']:.0f}",
+                          *(series_part(c, first[c]) for c in varying)])
+        ax.plot(values.index, values.to_numpy(), marker=MARKERS[i // 10 % len(MARKERS)], color=f"C{i % 10}",
+                markersize=6 if len(runs) <= 30 else 3, label=label)
+    few = len(runs) <= 6  # a few runs: commit over date, level; more: one line each, upright, thinned
+    between = "\n" if few else " "
+    ticks = [f"{c[:7]}{'*' if d == 1 else ''}{between}{str(date)[:10]}"
+             for (_, date, _), c, d in zip(runs.index, runs["commit"], runs["dirty"])]
+    ax.xaxis.set_major_locator(FixedLocator(runs["x"].to_numpy()))
+    ax.xaxis.set_major_formatter(Thinned(FixedFormatter(ticks)))
+    ax.tick_params(axis="x", labelrotation=0 if few else 90)
+    ax.set_xlabel("run: commit (* dirty tree) and date, in first-parent order" + ("" if few else "; every run a tick"))
+    ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
+    ax.grid(alpha=0.3)
+    if not few:
+        grow(fig, body, 1.2)  # the upright labels take that much of the body's height
+    return finish(fig, body, [ax])
+
+
+def series_part(column: str, value) -> str:
+    """How a legend names a series' varying setting: b8, T64, float32, {"basis": "VrUr"}, a host, a task name."""
+    if column == "batch_size":
+        return f"b{value:.0f}"
+    if column == "seq_len":
+        return f"T{value:.0f}"
+    if column == "estimated":
+        return "estimated" if value == 1 else "measured"
+    return str(value) or "{}"

@@ -17,16 +17,15 @@ import os
 
 import torch
 
-from ..columns import COLUMNS
 from ..config.grid import expand_grid
 from ..config.presets import make_sweep_config
 from ..results.environment import REPO_ROOT
-from .estimate import estimate_point
+from ..run.estimate import estimate_point
+from .rules import EXACT
 
 PRESET = "counts"
 BASELINE = os.path.join(REPO_ROOT, "reports", "count_baseline.csv")
 UPDATE = "run_bench.py counts --update"
-EXACT = [c.name for c in COLUMNS if c.compare == "exact"]
 KEY = ["point_id", "point"]
 
 

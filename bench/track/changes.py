@@ -47,13 +47,11 @@ from scipy import special, stats
 
 from ..columns import BY_NAME, COMPARED
 from .acknowledged import Acknowledgement
-from .compare import DEFAULT_THRESHOLDS, EXACT, Threshold, bootstrap_ratio_ci, judge, noise_floor, parse_times
+from .rules import EXACT, MIN_EFFECT, Threshold, bootstrap_ratio_ci, judge, noise_floor, parse_times
 
 MIN_RUNS = 3  # observations a segment needs: one or two odd runs are never a change
 ALPHA = 0.001  # a segment boundary stays when the t-test between its two sides gives p below this
 PER_GFLOP = "step_ms_per_gflop"  # the derived series: step time per GFLOP of the step (time per unit of work)
-# Minimum effects: compare's thresholds, except step time: a history pools runs, so 5% is within reach.
-MIN_EFFECT = {**DEFAULT_THRESHOLDS, "step_time_ms_p50": Threshold("step_time_ms_p50", 0.05, relative=True)}
 NOISY = [c.name for c in COMPARED if c.compare != "exact" and c.history and c.name != "tokens_per_s"]  # 1/step time
 TIMING = ("step_time_ms_p50", "init_total_s", PER_GFLOP)
 

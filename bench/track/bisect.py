@@ -15,8 +15,8 @@ A commit whose code (bench/, giva/, run_bench.py, pyproject.toml: their git tree
 not run again. The sweep is the preset as each commit defines it, or the sweep file given (the same file for
 every commit).
 
-It sits beside the CLI, above the report: it runs each commit's own run_bench.py in a subprocess and judges with
-report/compare's rule.
+It runs each commit's own run_bench.py in a subprocess and judges with
+track/rules.py's rule.
 """
 
 from __future__ import annotations
@@ -32,11 +32,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .columns import BY_NAME, COLUMNS
-from .report.compare import CONFIDENCE, bootstrap_ratio_ci, parse_times
-from .report.changes import MIN_EFFECT
-from .results.environment import REPO_ROOT, git
-from .results.read import load_run
+from ..columns import BY_NAME, COLUMNS
+from ..results.environment import REPO_ROOT, git
+from ..results.read import load_run
+from .rules import CONFIDENCE, MIN_EFFECT, bootstrap_ratio_ci, parse_times
 
 CODE = ("bench", "giva", "run_bench.py", "pyproject.toml")  # what a commit's results depend on: same trees, same results
 ESTIMATED = [c.name for c in COLUMNS if c.compare == "exact" and c.name != "adapter_file_bytes"]  # estimate fills

@@ -33,56 +33,11 @@ import numpy as np
 
 from ..columns import BY_NAME, COMPARED, MIB, column
 from ..results.read import Run, load_run
+from .rules import (CONFIDENCE, DEFAULT_THRESHOLDS, EXACT, MIN_SAMPLES, Threshold, judge, noise_floor,
+                    parse_threshold, parse_thresholds, step_time_ci)
 
-EXACT = [c.name for c in COMPARED if c.compare == "exact"]
-BOOTSTRAP_RESAMPLES = 2000
-CONFIDENCE = 0.99
-MIN_SAMPLES = 5  # fewer step times per side: threshold only, noted
 NOT_JUDGED = "not judged"  # the verdict of a timing regression between a busy and a quiet machine
 EXIT_NOT_JUDGED = 3  # compare's exit code when the only regressions are timings it would not judge
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """How far a metric may move the wrong way: a fraction (relative) or an amount in the metric's unit."""
-
-    metric: str
-    limit: float
-    relative: bool
-
-    def __str__(self) -> str:
-        if self.relative:
-            return f"{self.metric}:{self.limit * 100:g}%"
-        if BY_NAME[self.metric].compare == "accuracy":
-            return f"{self.metric}:{self.limit * 100:g}pt"
-        return f"{self.metric}:{self.limit:g}"
-
-
-def parse_threshold(text: str) -> Threshold:
-    """'step_time_ms_p50:10%' (relative), 'eval_accuracy:1pt' (0.01 absolute), 'init_total_s:0.5' (metric's unit)."""
-    match = re.fullmatch(r"\s*(\w+)\s*:\s*([0-9]*\.?[0-9]+)\s*(%|pt)?\s*", text)
-    if not match:
-        raise ValueError(f"threshold {text!r} is not METRIC:LIMIT; write e.g. step_time_ms_p50:10%, "
-                         "eval_accuracy:1pt or init_total_s:0.5")
-    metric, number, unit = match.group(1), float(match.group(2)), match.group(3)
-    if metric in EXACT:
-        raise ValueError(f"{metric} is compared exactly (any change is flagged); it takes no threshold")
-    with_threshold = [c.name for c in COMPARED if c.threshold]
-    if metric not in with_threshold:
-        raise ValueError(f"no threshold for unknown metric {metric!r}; choose one of {', '.join(with_threshold)}")
-    if unit == "%":
-        return Threshold(metric, number / 100.0, relative=True)
-    if unit == "pt":
-        return Threshold(metric, number / 100.0, relative=False)
-    return Threshold(metric, number, relative=False)
-
-
-def parse_thresholds(rules: list[str]) -> dict[str, Threshold]:
-    """Text rules (the CLI's --threshold, repeatable) -> {metric: Threshold}; the last rule per metric wins."""
-    return {t.metric: t for t in map(parse_threshold, rules)}
-
-
-DEFAULT_THRESHOLDS = parse_thresholds([f"{c.name}:{c.threshold}" for c in COMPARED if c.threshold])
 
 
 @dataclass
@@ -264,70 +219,6 @@ def compare_point(b: dict, k: dict, limits: dict[str, Threshold], one_sided: Cou
         changes.append(MetricChange(k["point_id"], describe(k), metric, old, new, ratio, col.better, verdict,
                                     metric_ci, note))
     return changes
-
-
-def noise_floor(metric: str, baseline: dict, current: dict) -> float:
-    """The smallest change of `metric` that can count, in its unit (memory read as RSS on either side: 64 MiB)."""
-    col = column(metric)
-    if col.floor_rss and "rss" in (baseline.get("peak_mem_source"), current.get("peak_mem_source")):
-        return col.floor_rss
-    return col.floor
-
-
-def judge(metric: str, old: float, new: float, better: str, threshold: Threshold, ci: tuple[float, float] | None,
-          floor: float = 0.0) -> tuple[str, str]:
-    """'worse', 'better' or 'same', and a note when a change beyond the threshold did not count."""
-    sign = 1.0 if better == "lower" else -1.0  # moved > 0: the wrong way
-    if new == old:
-        moved = 0.0
-    elif threshold.relative:
-        moved = sign * (new / old - 1.0) if old else sign * math.copysign(math.inf, new - old)
-    else:
-        moved = sign * (new - old)
-    beyond = abs(moved) > threshold.limit
-    if abs(new - old) < floor:
-        amount = f"{floor / MIB:g} MiB" if column(metric).unit == "bytes" else f"{floor:g} {column(metric).unit}"
-        return "same", f"beyond {threshold} but under the noise floor of {amount}" if beyond else ""
-    if ci is not None:  # the whole interval of the ratio must clear the threshold
-        limit = threshold.limit if threshold.relative else threshold.limit / abs(old)
-        # how far the whole interval lies on the worse side of 1, and on the better side
-        worse_by, better_by = (ci[0] - 1.0, 1.0 - ci[1]) if sign > 0 else (1.0 - ci[1], ci[0] - 1.0)
-        if worse_by > limit:
-            return "worse", ""
-        if better_by > limit:
-            return "better", ""
-        if beyond:
-            return "same", f"beyond {threshold} but not significant ({CONFIDENCE:.0%} CI {ci[0]:.3f}-{ci[1]:.3f})"
-        return "same", ""
-    if not beyond:
-        return "same", ""
-    return ("worse", "") if moved > 0 else ("better", "")
-
-
-def step_time_ci(baseline_ms: str, current_ms: str) -> tuple[float, float] | None:
-    """Bootstrap CI of median(current) / median(baseline) from the ';'-separated raw step times."""
-    base, cur = parse_times(baseline_ms), parse_times(current_ms)
-    if len(base) < MIN_SAMPLES or len(cur) < MIN_SAMPLES:
-        return None
-    return bootstrap_ratio_ci(base, cur)
-
-
-def parse_times(text: str) -> np.ndarray:
-    try:
-        return np.array([float(t) for t in text.split(";") if t.strip()], dtype=float)
-    except ValueError:
-        return np.array([])
-
-
-def bootstrap_ratio_ci(base: np.ndarray, cur: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
-                       confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap of the ratio of medians, each sample resampled on its own; fixed seed, so reruns agree."""
-    rng = np.random.default_rng(seed)
-    base_medians = np.median(rng.choice(base, size=(resamples, len(base))), axis=1)
-    cur_medians = np.median(rng.choice(cur, size=(resamples, len(cur))), axis=1)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(cur_medians / base_medians, [tail, 1.0 - tail])
-    return float(low), float(high)
 
 
 # --- output -------------------------------------------------------------------
