@@ -1,4 +1,4 @@
-"""Shared fixtures: small real models (offline) and their batches, model helpers, a thread limit.
+"""Shared fixtures: small real models (offline) and their batches, model helpers, a thread limit, a real run.
 
 Models are built from a fixed seed and put in eval mode (no dropout), so two
 copies give bit-identical outputs. Session-scoped originals are deep-copied per
@@ -11,6 +11,7 @@ import copy
 import importlib.util
 import os
 import subprocess
+import tempfile
 
 import pytest
 import torch
@@ -190,11 +191,12 @@ def data_dir() -> str:
 
 
 @pytest.fixture(scope="session")
-def small_run_dir(tmp_path_factory) -> str:
-    """A small real sweep written like the harness writes one (tests/small_run.py); copy it before changing it."""
-    from small_run import make_small_run
+def real_run_dir() -> str:
+    """A tiny real sweep made by the harness (tests/real_run.py), built once per source tree and kept in the temp
+    folder (pytest-xdist workers and later sessions share it); copy it before changing it."""
+    from real_run import cached_real_run
 
-    return make_small_run(str(tmp_path_factory.mktemp("small_run")))
+    return cached_real_run(os.path.join(tempfile.gettempdir(), f"giva-bench-real-run-{os.getuid()}"))
 
 
 # --- a SLURM cluster -------------------------------------------------------------

@@ -1,10 +1,10 @@
-"""Runs and histories of the sizes users make, grown from the real small run (tests/small_run.py) by renaming.
+"""Runs and histories of the sizes users make, grown from the real run (tests/real_run.py) by renaming.
 
-    expand_run(small_run_dir, dest, MODELS_8, METHODS_6, RANKS_12)   # 8 models x 6 methods x 12 ranks x 2 seeds
-    make_history(small_run_dir, dest / "history.csv", runs=100)        # 100 runs over commits
+    expand_run(real_run_dir, dest, MODELS_8, METHODS_6, RANKS_12)   # 8 models x 6 methods x 12 ranks x 2 seeds
+    make_history(real_run_dir, dest / "history.csv", runs=100)        # 100 runs over commits
     with_init_tasks(run_dir, dest, ["", "trec", "agnews"])               # GiVA's bases from other tasks too
 
-Every row is a real row of the small run (its timings, memory, counts, scores), renamed to another model, method
+Every row is a real row of the real run (its timings, memory, counts, scores), renamed to another model, method
 and rank; the quantities that grow with the model (its parameters, the step's FLOPs and tensor bytes) or with the
 rank (trainable parameters) are scaled by that growth, so that axes span what a real sweep of that size spans.
 """
@@ -17,7 +17,7 @@ import json
 import os
 from datetime import datetime, timedelta, timezone
 
-from small_run import copy_run, rewrite_rows
+from real_run import copy_run, rewrite_rows
 
 from bench.columns import COLUMNS
 from bench.track.history import HISTORY_COLUMNS, append_history, read_history
@@ -30,18 +30,18 @@ MODELS_8 = {"sentence-transformers/all-MiniLM-L6-v2": 22.7e6, "FacebookAI/robert
 # The `sizes` preset's ladder that made today's init_overhead unreadable.
 MODELS_5 = {"llama-2m": 2.1e6, "llama-12m": 12.4e6, "llama-50m": 50.3e6, "llama-140m": 139e6, "llama-430m": 431e6}
 METHODS_6 = {"lora": "lora", "vera": "vera", "giva": "giva", "peft:lora": "lora", "peft:vera": "vera",
-             "peft:pissa": "lora"}  # method -> the small run's method whose rows it takes
+             "peft:pissa": "lora"}  # method -> the real run's method whose rows it takes
 METHODS_3 = {"lora": "lora", "vera": "vera", "giva": "giva"}
 RANKS_12 = [2**i for i in range(12)]  # 1 ... 2048
 MODEL_SCALED = [c.name for c in COLUMNS if c.name.startswith("tensor_") or "flops" in c.name] + ["model_params"]
 
 
-def expand_run(small_run_dir: str, dest, models: dict[str, float], methods: dict[str, str],
+def expand_run(real_run_dir: str, dest, models: dict[str, float], methods: dict[str, str],
                ranks: list[int] | None = None, estimated: bool = False) -> str:
-    """The small run's ok rows renamed to every model x method x rank (x its seeds), written as a run at dest.
+    """The real run's ok rows renamed to every model x method x rank (x its seeds), written as a run at dest.
     ranks None keeps each method's own ranks; otherwise the method's lower real rank serves the lower half of
     `ranks`, its higher the upper half. estimated: the rows `run_bench.py estimate` writes (no timings, no scores)."""
-    run_dir = copy_run(small_run_dir, dest)
+    run_dir = copy_run(real_run_dir, dest)
 
     def expand(rows):
         ok = [r for r in rows if r["status"] == "ok"]

@@ -21,7 +21,7 @@ import statistics
 import numpy as np
 import pytest
 from scipy import stats
-from small_run import rewrite_rows
+from real_run import rewrite_rows, scale_step_times
 
 from bench.cli import main
 from bench.track.acknowledged import Acknowledgement, read_acknowledged
@@ -73,7 +73,7 @@ def copy_runs(tmp_path, indices, scale=None, spread: float | None = None) -> lis
             shutil.copy(os.path.join(source, name), dest)
         factor = scale(i) if scale else 1.0
         if factor != 1.0 or damping:
-            rewrite_rows(str(dest), lambda rows, f=factor, i=i: [scaled(r, f * damping.get((i, r["method"]), 1.0))
+            rewrite_rows(str(dest), lambda rows, f=factor, i=i: [scale_step_times(r, f * damping.get((i, r["method"]), 1.0))
                                                                    for r in rows])
         out.append(str(dest))
     return out
@@ -95,15 +95,6 @@ def run_damping(spread: float) -> dict[tuple[int, str], float]:
                 deviation = logs[i, method] - mean
                 factors[i, method] = math.exp(deviation * (spread / sd - 1.0))
     return factors
-
-
-def scaled(row: dict, factor: float) -> dict:
-    """A row whose every step time is `factor` times the measured one (and its summaries with it)."""
-    times = [float(t) * factor for t in row["step_times_ms"].split(";")]
-    columns = {c: float(row[c]) * factor for c in ("step_time_ms_p50", "step_time_ms_p90", "step_time_ms_mean",
-                                                    "step_time_ms_min")}
-    return {**row, **columns, "step_times_ms": ";".join(f"{t:.4f}" for t in times),
-            "tokens_per_s": float(row["tokens_per_s"]) / factor}
 
 
 def history_of(tmp_path, runs: list[str]) -> str:

@@ -1,6 +1,6 @@
 """Every plot the report, `estimate` and `history` write stays legible at the sizes users run.
 
-Each registered plot (bench/report/plots.py PLOTS, and history's) is drawn for a small case (the real small run)
+Each registered plot (bench/report/plots.py PLOTS, and history's) is drawn for a small case (the real run)
 and a large one (its rows renamed to 8 models with hub-length names, 6 methods with PEFT's among them, 12 ranks;
 a 100-run history), and every page must pass tests/plot_geometry.py's check: no two texts overlap, none leaves
 the figure, nothing under 9 pt, no page over MAX_FIGURE_IN. A new plot added to PLOTS is checked here with no
@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from plot_cases import METHODS_3, METHODS_6, MODELS_5, MODELS_8, RANKS_12, expand_run, make_history, with_init_tasks
 from plot_geometry import assert_legible, text_problems
+from real_run import copy_run, with_load
 
 from bench.report.claims import format_costs
 from bench.track.history import read_history
@@ -30,7 +31,7 @@ from bench.report.steps import lora_step_ms
 from bench.report.summary import make_caption, prepare, run_labels
 from bench.results.read import load_run
 
-pytestmark = pytest.mark.xdist_group("small_run")  # one worker: the small run (conftest.py) is made once
+pytestmark = pytest.mark.xdist_group("real_run")  # one worker waits for the real run (conftest.py), the other goes on
 
 PLOT_NAMES = [name for name, _, _ in PLOTS]
 # What `run_bench.py estimate` can plot: its rows have counts and tensor bytes, no timings and no scores.
@@ -76,15 +77,21 @@ class Cases:
 
 
 @pytest.fixture(scope="module")
-def cases(small_run_dir, tmp_path_factory) -> Cases:
+def quiet_run(real_run_dir, tmp_path_factory) -> str:
+    """The real run as if timed on a quiet machine: no busy marks, whatever load this machine had."""
+    return with_load(copy_run(real_run_dir, tmp_path_factory.mktemp("quiet")), 0.4)
+
+
+@pytest.fixture(scope="module")
+def cases(quiet_run, tmp_path_factory) -> Cases:
     base = tmp_path_factory.mktemp("plot_cases")
-    large = expand_run(small_run_dir, base / "large", MODELS_8, METHODS_6, RANKS_12)
-    return Cases({"small": small_run_dir, "small-init": with_init_tasks(small_run_dir, base / "small-init", INIT_TASKS),
-                  "sizes": expand_run(small_run_dir, base / "sizes", MODELS_5, METHODS_3),
+    large = expand_run(quiet_run, base / "large", MODELS_8, METHODS_6, RANKS_12)
+    return Cases({"small": quiet_run, "small-init": with_init_tasks(quiet_run, base / "small-init", INIT_TASKS),
+                  "sizes": expand_run(quiet_run, base / "sizes", MODELS_5, METHODS_3),
                   # the transfer matrices of 8 hub-length model names (a matrix per model and GiVA rank: 8 pages)
-                  "large": large, "large-init": with_init_tasks(expand_run(small_run_dir, base / "large-3", MODELS_8,
+                  "large": large, "large-init": with_init_tasks(expand_run(quiet_run, base / "large-3", MODELS_8,
                                                                            METHODS_3), base / "large-init", INIT_TASKS),
-                  "estimate": expand_run(small_run_dir, base / "estimate", MODELS_5, METHODS_3, estimated=True)})
+                  "estimate": expand_run(quiet_run, base / "estimate", MODELS_5, METHODS_3, estimated=True)})
 
 
 def panel_titles(fig: Figure) -> list[str]:
@@ -159,13 +166,13 @@ def test_a_name_too_long_for_its_bars_is_a_letter_keyed_in_the_caption(cases):
 
 
 @pytest.fixture(scope="module")
-def histories(small_run_dir, tmp_path_factory) -> dict[str, pd.DataFrame]:
+def histories(quiet_run, tmp_path_factory) -> dict[str, pd.DataFrame]:
     base = tmp_path_factory.mktemp("histories")
     two = dict(list(MODELS_8.items())[:2])
-    wide = expand_run(small_run_dir, base / "wide", two, METHODS_6, [1, 2048])  # 24 series, 12 a page
-    made = {"2 runs": make_history(small_run_dir, base / "two.csv", 2),
-            "24 runs": make_history(small_run_dir, base / "twenty-four.csv", 24),
-            "100 runs": make_history(small_run_dir, base / "hundred.csv", 100),
+    wide = expand_run(quiet_run, base / "wide", two, METHODS_6, [1, 2048])  # 24 series, 12 a page
+    made = {"2 runs": make_history(quiet_run, base / "two.csv", 2),
+            "24 runs": make_history(quiet_run, base / "twenty-four.csv", 24),
+            "100 runs": make_history(quiet_run, base / "hundred.csv", 100),
             "100 runs, 24 series": make_history(wide, base / "wide.csv", 100)}
     return {case: read_history(path).dropna(subset=["step_time_ms_p50"]) for case, path in made.items()}
 

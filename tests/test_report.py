@@ -1,7 +1,7 @@
-"""build_report end to end: a small real sweep on disk -> summary.md and plots that open and are not blank.
+"""build_report end to end: a tiny real sweep on disk -> summary.md and plots that open and are not blank.
 
-`small_run_dir` (conftest.py, built by tests/small_run.py) is a real tiny sweep written the way the
-harness writes one; each test reports on a copy of it.
+`real_run_dir` (conftest.py, built by tests/real_run.py) is a tiny sweep made by the harness itself; each test
+reports on a copy of it, and a test that needs another run plants the change in the copy's results.csv.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import os
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
-from small_run import assert_png_not_blank, assert_svg_parses, copy_run, rewrite_rows
+from figure_files import assert_png_not_blank, assert_svg_parses
+from real_run import copy_run, edited_meta, failed_retry, rewrite_rows
 
 from bench.report.claims import CLAIM_COLUMNS, CLAIMS_FILE
 from bench.report.summary import build_report
@@ -23,7 +24,7 @@ from bench.columns import COLUMN_NAMES, SCHEMA_VERSION
 from bench.results.read import META_FILE, RESULTS_FILE, latest_rows, read_rows
 from bench.results.read import load_run
 
-pytestmark = pytest.mark.xdist_group("small_run")  # one worker: the small run is made once
+pytestmark = pytest.mark.xdist_group("real_run")  # one worker waits for the real run, the other goes on
 
 def summary_table_lines(summary: str) -> set[tuple[str, str]]:
     """(method, rank) of every results-table line in summary.md."""
@@ -50,9 +51,10 @@ def expected_plots(rows: list[dict]) -> list[str]:
 # --- tests --------------------------------------------------------------------
 
 
-def test_report_of_a_small_run_writes_every_file_and_names_every_point(small_run_dir, tmp_path):
-    run_dir = copy_run(small_run_dir, tmp_path / "run")
+def test_report_of_a_real_run_writes_every_file_and_names_every_point(real_run_dir, tmp_path):
+    run_dir = copy_run(real_run_dir, tmp_path / "run")
     rows = latest_rows(read_rows(os.path.join(run_dir, RESULTS_FILE)))
+    assert {r["status"] for r in rows} == {"ok", "failed", "skipped"}  # every kind of row to name
     plots = expected_plots(rows)
     written = build_report([run_dir])
 
@@ -85,10 +87,10 @@ def test_report_of_a_small_run_writes_every_file_and_names_every_point(small_run
                           "option init_task)"
 
 
-def test_claim_check_pairs_the_seeds_and_gives_each_pair_an_interval_and_a_verdict(small_run_dir, tmp_path):
-    """GiVA r1 against VeRA and LoRA at r8, GiVA r8 against LoRA r8 (the small run has no r64 LoRA), per model:
+def test_claim_check_pairs_the_seeds_and_gives_each_pair_an_interval_and_a_verdict(real_run_dir, tmp_path):
+    """GiVA r1 against VeRA and LoRA at r8, GiVA r8 against LoRA r8 (the real run has no r64 LoRA), per model:
     the per-seed differences, their t-interval over the 2 seeds and the verdict, by hand from results.csv."""
-    run_dir = copy_run(small_run_dir, tmp_path / "claim")
+    run_dir = copy_run(real_run_dir, tmp_path / "claim")
     build_report([run_dir])
     rows = [r for r in latest_rows(read_rows(os.path.join(run_dir, RESULTS_FILE))) if r["status"] == "ok"]
     with open(os.path.join(run_dir, CLAIMS_FILE), newline="") as f:
@@ -124,8 +126,8 @@ def test_claim_check_pairs_the_seeds_and_gives_each_pair_an_interval_and_a_verdi
         assert line in summary, line
 
 
-def test_profiling_only_run_with_failures_gets_the_plots_its_data_allows(small_run_dir, tmp_path):
-    run_dir = copy_run(small_run_dir, tmp_path / "profile")
+def test_profiling_only_run_with_failures_gets_the_plots_its_data_allows(real_run_dir, tmp_path):
+    run_dir = copy_run(real_run_dir, tmp_path / "profile")
     accuracy = ["eval_accuracy_before", "eval_accuracy", "eval_accuracy_best", "eval_loss", "train_time_s",
                 "eval_metric", "eval_score_before", "eval_score", "eval_score_best", "eval_scores", "eval_examples"]
 
@@ -134,8 +136,8 @@ def test_profiling_only_run_with_failures_gets_the_plots_its_data_allows(small_r
             for column in accuracy:
                 row[column] = ""
         first = next(r for r in rows if r["status"] == "ok")
-        rows.append({**{c: "" for c in first}, **{k: first[k] for k in ("schema_version", "point_id", "model", "task",
-                     "method", "rank", "seed")}, "status": "failed", "error": "RuntimeError: out of memory on retry"})
+        failed = next(r for r in rows if r["status"] == "failed")
+        rows.append(failed_retry(first, failed, "RuntimeError: out of memory on retry"))
         return rows  # the failed retry is now the latest row of that point
 
     rewrite_rows(run_dir, to_profile)
@@ -157,8 +159,8 @@ def test_profiling_only_run_with_failures_gets_the_plots_its_data_allows(small_r
     assert "## Claim check" not in summary and "before training" not in summary  # no accuracy, nothing to claim
 
 
-def test_a_csv_without_accuracy_columns_at_all_still_reports(small_run_dir, tmp_path):
-    run_dir = copy_run(small_run_dir, tmp_path / "narrow")
+def test_a_csv_without_accuracy_columns_at_all_still_reports(real_run_dir, tmp_path):
+    run_dir = copy_run(real_run_dir, tmp_path / "narrow")
     keep = ["schema_version", "point_id", "status", "error", "model", "task", "method", "rank", "seed",
             "method_options", "step_time_ms_p50", "step_time_ms_p90"]
     rows = read_rows(os.path.join(run_dir, RESULTS_FILE))
@@ -176,9 +178,9 @@ def test_a_csv_without_accuracy_columns_at_all_still_reports(small_run_dir, tmp_
     assert "peak_mem_bytes" in summary and "init_total_s" in summary  # the reasons name the missing columns
 
 
-def test_two_runs_in_one_report_label_lines_by_run(small_run_dir, tmp_path):
-    first = copy_run(small_run_dir, tmp_path / "before")
-    second = copy_run(small_run_dir, tmp_path / "after")
+def test_two_runs_in_one_report_label_lines_by_run(real_run_dir, tmp_path):
+    first = copy_run(real_run_dir, tmp_path / "before")
+    second = copy_run(real_run_dir, tmp_path / "after")
     rewrite_rows(second, lambda rows: [r for r in rows if r["method"] != "giva"])  # nothing to claim-check there
     with pytest.raises(ValueError, match="out_dir"):
         build_report([first, second])
@@ -216,18 +218,18 @@ def test_a_damaged_or_foreign_csv_gives_an_error_naming_the_file(tmp_path, conte
     assert any(word in text for word in ("re-run", "delete", "run it")), text
 
 
-def test_a_missing_run_and_bad_meta_give_errors(small_run_dir, tmp_path):
+def test_a_missing_run_and_bad_meta_give_errors(real_run_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no results at .*nowhere.*run_bench.py run --preset quick"):
         build_report([str(tmp_path / "nowhere")])
-    run_dir = copy_run(small_run_dir, tmp_path / "badmeta")
+    run_dir = copy_run(real_run_dir, tmp_path / "badmeta")
     with open(os.path.join(run_dir, META_FILE), "w") as f:
         f.write("{not json")
     with pytest.raises(ValueError, match="meta.json is not valid JSON"):
         build_report([run_dir])
 
 
-def test_a_torn_last_line_is_ignored_with_a_warning(small_run_dir, tmp_path):
-    run_dir = copy_run(small_run_dir, tmp_path / "torn")
+def test_a_torn_last_line_is_ignored_with_a_warning(real_run_dir, tmp_path):
+    run_dir = copy_run(real_run_dir, tmp_path / "torn")
     n_points = len(latest_rows(read_rows(os.path.join(run_dir, RESULTS_FILE))))
     with open(os.path.join(run_dir, RESULTS_FILE), "a") as f:
         f.write(f"{SCHEMA_VERSION},deadbeef,ok,mlp-s,pla")  # a kill mid-write
@@ -237,8 +239,8 @@ def test_a_torn_last_line_is_ignored_with_a_warning(small_run_dir, tmp_path):
     assert "torn last line" in open(os.path.join(run_dir, "summary.md")).read()
 
 
-def test_load_run_keeps_the_latest_row_of_a_retried_point(small_run_dir, tmp_path):
-    run_dir = copy_run(small_run_dir, tmp_path / "retried")
+def test_load_run_keeps_the_latest_row_of_a_retried_point(real_run_dir, tmp_path):
+    run_dir = copy_run(real_run_dir, tmp_path / "retried")
     rows = read_rows(os.path.join(run_dir, RESULTS_FILE))
     failed_then_ok = [{**rows[0], "status": "failed", "error": "x"}, rows[0]]
     rewrite_rows(run_dir, lambda rs: failed_then_ok + rs[1:])
@@ -249,18 +251,18 @@ def test_load_run_keeps_the_latest_row_of_a_retried_point(small_run_dir, tmp_pat
 
 
 @pytest.mark.parametrize("examples", [1, 10**9])
-def test_differences_within_the_eval_sets_binomial_noise_are_marked(small_run_dir, tmp_path, examples):
+def test_differences_within_the_eval_sets_binomial_noise_are_marked(real_run_dir, tmp_path, examples):
     """A difference is marked ≈ exactly when it is smaller than the eval set's noise, in the results table's change
     column. With 1 eval example (noise ±59 to ±98 points for accuracies between 0.1 and 0.9) every difference the
-    small run can show is marked; with 10^9 (noise < 0.01 points) only a difference of zero is: the small run's
-    accuracies are means of 256 predictions over two seeds (steps of 0.2 points), so a difference shown as ±0.0 is a
+    real run can show is marked; with 10^9 (noise < 0.01 points) only a difference of zero is: the real run's
+    accuracies are means of 64 predictions over two seeds (steps of 0.78 points), so a difference shown as ±0.0 is a
     tie, which any machine may produce, and every other is a real move."""
     from bench.report.tables import NOISE_MARK
 
     assert noise_points("accuracy", 0.5, 10) == pytest.approx(100 * 1.96 * 0.5 / 10**0.5)
     assert math.isnan(noise_points("pearson", 0.5, 10))  # no binomial interval for a correlation
     assert format_difference(0.0, 0.003) == f"+0.0 {NOISE_MARK}" and format_difference(0.2, 0.003) == "+0.2"
-    run_dir = copy_run(small_run_dir, tmp_path / "noise")
+    run_dir = copy_run(real_run_dir, tmp_path / "noise")
     rewrite_rows(run_dir, lambda rows: [{**r, "eval_examples": str(examples)} for r in rows])
     build_report([run_dir])
     summary = open(os.path.join(run_dir, "summary.md")).read()
@@ -279,22 +281,19 @@ def test_differences_within_the_eval_sets_binomial_noise_are_marked(small_run_di
         assert marked == tie, changes
 
 
-def test_timings_taken_on_a_busy_machine_are_marked(small_run_dir, tmp_path):
+def test_timings_taken_on_a_busy_machine_are_marked(real_run_dir, tmp_path):
     """Points whose load average was above the cores: their timing cells (step time, init) carry the mark in the
     results table and the claim check (GiVA's step ratio and init in steps), with a note; the run section gives the
     load. Counts and scores are not marked; a quiet point's timings are not."""
     from bench.report.tables import BUSY_MARK
 
-    run_dir = copy_run(small_run_dir, tmp_path / "busy")
+    run_dir = copy_run(real_run_dir, tmp_path / "busy")
     busy_method = "giva"
     rewrite_rows(run_dir, lambda rows: [{**r, "load_avg_1m_start": "0.3",
                                          "load_avg_1m_end": "7.5" if r["method"] == busy_method else "0.5"}
                                         for r in rows])
-    meta_path = os.path.join(run_dir, META_FILE)
-    meta = json.load(open(meta_path))
-    meta["load"] = {"cpu_count": 2, "load_avg_1m_max": 7.5, "busy": True}
-    with open(meta_path, "w") as f:
-        json.dump(meta, f)
+    with edited_meta(run_dir) as meta:
+        meta["load"] = {"cpu_count": 2, "load_avg_1m_max": 7.5, "busy": True}
     build_report([run_dir])
     summary = open(os.path.join(run_dir, "summary.md")).read()
     rows = latest_rows(read_rows(os.path.join(run_dir, RESULTS_FILE)))
