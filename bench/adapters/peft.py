@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from giva.gradient import batch_loss, synchronize
+from giva import batch_loss, synchronize
 from giva.methods import METHODS
 from giva.targets import default_targets
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from giva.gradient import synchronize
+from giva import synchronize
 
 from ..models import load_model, load_tokenizer
 from .answers import RULES, extract, is_correct
