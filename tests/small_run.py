@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from matplotlib.image import imread
 
+from bench.adapters import harness_options
 from bench.config.sweep import Point
 from bench.run.rows import cost_columns
 from bench.measure.counters import trace_costs
@@ -31,7 +32,7 @@ from bench.results.read import META_FILE, RESULTS_FILE
 from bench.columns import SCHEMA_VERSION
 from bench.results.write import append_row, write_meta
 from bench.results.environment import environment_info, utc_now
-from giva import adapter_stats, apply_adapter, get_method, make_config, save_adapter
+from giva import adapter_stats, apply_adapter, make_config, save_adapter
 
 # --- a small real sweep -------------------------------------------------------
 
@@ -66,7 +67,7 @@ def accuracy_and_loss(model, x, y) -> tuple[float, float]:
 def make_point(model: str, method: str, rank: int, seed: int, device: str = "cpu",
                options: dict | None = None) -> Point:
     if options is None:
-        options = get_method(method).harness_defaults(rank)
+        options = harness_options(method, rank, {})
     return Point(model=model, task="planted", method=method, rank=rank, seed=seed, batch_size=BATCH, seq_len=1,
                  dtype="float32", device=device, warmup_steps=WARMUP, timed_steps=TIMED, threads=1, data_dir="",
                  adapter_options=json.dumps(options, sort_keys=True), task_options="{}", train="{}")
