@@ -10,6 +10,7 @@ from .inject import (adapter_disabled, apply_adapter, merge_adapter, set_adapter
 from .io import load_adapter, save_adapter
 from .lora import LoraConfig
 from .methods import METHODS, MethodSpec, get_method, make_config, register_method
+from .running import batch_loss, frozen, synchronize
 from .stats import adapter_stats
 from .vera import VeraConfig
 
@@ -17,4 +18,5 @@ __all__ = [
     "LoraConfig", "VeraConfig", "GivaConfig", "make_config", "METHODS", "MethodSpec", "register_method", "get_method",
     "apply_adapter", "merge_adapter", "unmerge_adapter", "unload_adapter",
     "set_adapter_enabled", "adapter_disabled", "save_adapter", "load_adapter", "adapter_stats",
+    "batch_loss", "frozen", "synchronize",
 ]

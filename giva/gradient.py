@@ -8,62 +8,16 @@ and the gradient is handed over as that product, unformed; giva.giva decides whe
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
 
+from .gradient_cache import GradientCache
+from .running import batch_loss, frozen, synchronize, to_device
 from .targets import linear_shape
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def to_device(batch, device):
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, Mapping):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
-
-
-@contextmanager
-def frozen(model: nn.Module) -> Iterator[None]:
-    """No parameter of the model requires grad inside the block; each one's flag is restored after."""
-    flags = {p: p.requires_grad for p in model.parameters()}
-    try:
-        model.requires_grad_(False)
-        yield
-    finally:
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
-
-
-def batch_loss(model: nn.Module, batch, loss_fn: Callable | None) -> torch.Tensor:
-    """model(**batch) for a dict, model(*batch) for a tuple, else model(batch); loss from loss_fn or the output."""
-    if isinstance(batch, Mapping):
-        output = model(**batch)
-    elif isinstance(batch, (list, tuple)):
-        output = model(*batch)
-    else:
-        output = model(batch)
-    if loss_fn is not None:
-        return loss_fn(output, batch)
-    loss = getattr(output, "loss", None)
-    if loss is None and isinstance(output, Mapping):
-        loss = output.get("loss")
-    if loss is None:
-        raise ValueError("the model's output has no loss; put labels in the batches or pass loss_fn=(output, batch) -> loss")
-    return loss
 
 
 class LowRankProduct:
@@ -145,6 +99,108 @@ class LayerGradient:
         return self.formed + self.product().dense() if self.blocks else self.formed
 
 
+class GradientCapture:
+    """Hooks on the target layers that sum each layer's gradient in a LayerGradient, and hand a layer over
+    (hand_over(name, gradient)) as soon as its last dY of the last batch arrives.
+
+    A forward hook on each target keeps its input X and puts a hook on its output that receives dY in the backward
+    pass; X is released as soon as its dY has arrived. A layer that runs more than once per batch (shared weights)
+    is complete when as many dY as calls have arrived.
+
+        with GradientCapture(targets, num_batches, hand_over) as capture:
+            for i in range(num_batches): capture.start_batch(last=...); loss.backward()
+    """
+
+    def __init__(self, targets: dict[str, nn.Module], num_batches: int,
+                 hand_over: Callable[[str, LayerGradient], None]):
+        self.targets, self.num_batches, self.hand_over = targets, num_batches, hand_over
+        self.gradients = {name: LayerGradient(*linear_shape(layer)) for name, layer in targets.items()}
+        self.calls = dict.fromkeys(targets, 0)  # forward calls of each layer in this batch
+        self.arrived = dict.fromkeys(targets, 0)  # their dY received so far in this batch
+        self.handed_over: set[str] = set()
+        self.last_batch = False
+        self.hooks = []
+
+    def __enter__(self) -> GradientCapture:
+        self.hooks = [layer.register_forward_hook(self._capture_hook(name), with_kwargs=True)
+                      for name, layer in self.targets.items()]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+    def start_batch(self, last: bool) -> None:
+        self.last_batch = last
+        self.calls.update(dict.fromkeys(self.calls, 0))
+        self.arrived.update(dict.fromkeys(self.arrived, 0))
+
+    def missing(self) -> list[str]:
+        """The targets not handed over: no gradient reached them."""
+        return [name for name in self.targets if name not in self.handed_over]
+
+    def _capture_hook(self, name: str):
+        def capture(module, args, kwargs, output):
+            if not torch.is_grad_enabled():
+                return output
+            X = args[0] if args else next(iter(kwargs.values()))
+            if not output.requires_grad:  # nothing before it needs a gradient: connect it to the backward pass
+                output = output + torch.zeros((), dtype=output.dtype, device=output.device, requires_grad=True)
+            self.calls[name] += 1
+            held = [X]  # released as soon as dY has arrived, not when the whole backward pass ends
+            version = X._version
+            output.register_hook(lambda dY: self._receive(name, held.pop(), version, dY))  # dY of this very output
+            return output
+        return capture
+
+    def _receive(self, name: str, X: torch.Tensor, version: int, dY: torch.Tensor) -> None:
+        if X._version != version:
+            raise ValueError(f"the input of layer {name!r} was changed in place after the layer ran, so its gradient "
+                             "cannot be taken from it; make that operation out of place or drop the layer from target_modules")
+        gradient = self.gradients[name]
+        gradient.add(dY / self.num_batches if self.num_batches > 1 else dY, X)
+        self.arrived[name] += 1
+        if self.arrived[name] < self.calls[name]:
+            return  # the layer runs again (shared weights): more of its rows are on the way
+        if not self.last_batch:
+            gradient.fold_if_larger()
+            return
+        del self.gradients[name]
+        self.hand_over(name, gradient)
+        self.handed_over.add(name)
+
+
+class BatchSteps:
+    """A train_step(model) -> loss over an iterable of batches: each call takes the next batch (moved to `device`,
+    under autocast when autocast_dtype is set) and fails with the fix when there is none."""
+
+    def __init__(self, data, num_batches: int, device: torch.device, loss_fn: Callable | None, autocast_dtype):
+        self.batches, self.num_batches, self.taken = iter(data), num_batches, 0
+        self.device, self.loss_fn, self.autocast_dtype = device, loss_fn, autocast_dtype
+
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        try:
+            batch = next(self.batches)
+        except StopIteration:
+            raise ValueError(f"data gave only {self.taken} batches but num_grad_batches={self.num_batches}; "
+                             "pass more batches or lower num_grad_batches") from None
+        self.taken += 1
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            return batch_loss(model, to_device(batch, self.device), self.loss_fn)
+
+
+@contextmanager
+def modules_in_mode(model: nn.Module, train: bool) -> Iterator[None]:
+    """Every module in train mode (or eval mode) inside the block; each module's own mode is restored after."""
+    modes = {module: module.training for module in model.modules()}
+    try:
+        model.train(train)
+        yield
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
 def estimate_gradients(model: nn.Module, targets: dict[str, nn.Module], data, num_batches: int,
                        on_gradient: Callable[[str, torch.Tensor | LowRankProduct], None], *, loss_fn=None,
                        autocast_dtype=None, cache_dir: str | None = None, train_mode: bool = True,
@@ -153,9 +209,9 @@ def estimate_gradients(model: nn.Module, targets: dict[str, nn.Module], data, nu
     as a LowRankProduct dY^T X (a tensor if it was formed: see LayerGradient, and always with a cache_dir).
 
     `data` is an iterable of batches, or a callable train_step(model) -> loss called num_batches times. No
-    parameter requires grad while this runs (all flags are restored after): a forward hook on each target
-    keeps its input X and puts a hook on its output that receives dY in the backward pass. On the last batch
-    a layer is handed over as soon as its last dY arrives, and its rows are released right after.
+    parameter requires grad while this runs (all flags are restored after); GradientCapture's hooks take the
+    gradient. On the last batch a layer is handed over as soon as its last dY arrives, and its rows are released
+    right after. timings gets grad_s (the passes) and svd_s (the time spent handing over: on_gradient's work).
 
     train_mode: the pass runs with every module in train mode (dropout on, as the GiVA authors take the
     gradient; the draw follows torch's global seed) or, if False, in eval mode. Each module's own mode is
@@ -164,112 +220,43 @@ def estimate_gradients(model: nn.Module, targets: dict[str, nn.Module], data, nu
     timings = {} if timings is None else timings
     timings.update(grad_s=0.0, svd_s=0.0)
     device = next(model.parameters()).device
-    if cache_dir and _cache_matches(cache_dir, targets, num_batches, train_mode):
+    cache = GradientCache(cache_dir, targets, num_batches, train_mode) if cache_dir else None
+    if cache is not None and cache.is_complete():
         for name in targets:
             start = time.perf_counter()
-            on_gradient(name, load_file(os.path.join(cache_dir, f"{name}.safetensors"))["grad"].to(device))
+            on_gradient(name, cache.load(name).to(device))
             synchronize(device)
             timings["svd_s"] += time.perf_counter() - start
         return
 
-    modes = {module: module.training for module in model.modules()}
-    gradients = {name: LayerGradient(*linear_shape(layer)) for name, layer in targets.items()}
-    calls = dict.fromkeys(targets, 0)  # forward calls of each layer in this batch
-    arrived = dict.fromkeys(targets, 0)  # their dY received so far in this batch
-    handed_over: set[str] = set()
-    last_batch = False
-
-    def receive(name: str, X: torch.Tensor, version: int, dY: torch.Tensor) -> None:
-        if X._version != version:
-            raise ValueError(f"the input of layer {name!r} was changed in place after the layer ran, so its gradient "
-                             "cannot be taken from it; make that operation out of place or drop the layer from target_modules")
-        gradient = gradients[name]
-        gradient.add(dY / num_batches if num_batches > 1 else dY, X)
-        arrived[name] += 1
-        if arrived[name] < calls[name]:
-            return  # the layer runs again (shared weights): more of its rows are on the way
-        if not last_batch:
-            gradient.fold_if_larger()
-            return
+    def hand_over(name: str, gradient: LayerGradient) -> None:
         start = time.perf_counter()
         G = gradient.result()
-        del gradients[name]
-        if cache_dir:
+        if cache is not None:
             G = dense(G)
-            save_file({"grad": G.contiguous().cpu()}, os.path.join(cache_dir, f"{name}.safetensors"))
+            cache.save(name, G)
         on_gradient(name, G)
-        handed_over.add(name)
         synchronize(device)
         timings["svd_s"] += time.perf_counter() - start
 
-    def make_capture(name: str):
-        def capture(module, args, kwargs, output):
-            if not torch.is_grad_enabled():
-                return output
-            X = args[0] if args else next(iter(kwargs.values()))
-            if not output.requires_grad:  # nothing before it needs a gradient: connect it to the backward pass
-                output = output + torch.zeros((), dtype=output.dtype, device=output.device, requires_grad=True)
-            calls[name] += 1
-            held = [X]  # released as soon as dY has arrived, not when the whole backward pass ends
-            version = X._version
-            output.register_hook(lambda dY: receive(name, held.pop(), version, dY))  # dY of this very output
-            return output
-        return capture
-
-    hooks = []
     synchronize(device)
     start = time.perf_counter()
-    with frozen(model):
-        try:
-            model.train(train_mode)
-            hooks = [layer.register_forward_hook(make_capture(name), with_kwargs=True) for name, layer in targets.items()]
-            if cache_dir:  # meta.json marks a complete cache: drop the old one before overwriting its files
-                os.makedirs(cache_dir, exist_ok=True)
-                if os.path.exists(os.path.join(cache_dir, "meta.json")):
-                    os.remove(os.path.join(cache_dir, "meta.json"))
-            batches = None if callable(data) else iter(data)
-            for i in range(num_batches):  # exactly num_batches: never pulls one more
-                last_batch = i == num_batches - 1
-                calls.update(dict.fromkeys(calls, 0))
-                arrived.update(dict.fromkeys(arrived, 0))
-                with torch.enable_grad():  # also when apply_adapter runs under torch.no_grad()
-                    if batches is None:
-                        loss = data(model)
-                    else:
-                        try:
-                            batch = next(batches)
-                        except StopIteration:
-                            raise ValueError(f"data gave only {i} batches but num_grad_batches={num_batches}; "
-                                             "pass more batches or lower num_grad_batches") from None
-                        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                            loss = batch_loss(model, to_device(batch, device), loss_fn)
-                    if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
-                        raise ValueError("the loss must be a scalar tensor that depends on the outputs of the target layers")
-                    loss.backward()
-                    del loss
-            missing = [name for name in targets if name not in handed_over]
-            if missing:
-                raise ValueError(f"layers {missing[:3]} got no gradient; are they on the path to the loss? drop them from target_modules")
-        finally:
-            for hook in hooks:
-                hook.remove()
-            for module, training in modes.items():
-                module.training = training
+    with frozen(model), modules_in_mode(model, train_mode), GradientCapture(targets, num_batches, hand_over) as capture:
+        if cache is not None:
+            cache.open_for_writing()
+        train_step = data if callable(data) else BatchSteps(data, num_batches, device, loss_fn, autocast_dtype)
+        for i in range(num_batches):  # exactly num_batches: never pulls one more
+            capture.start_batch(last=i == num_batches - 1)
+            with torch.enable_grad():  # also when apply_adapter runs under torch.no_grad()
+                loss = train_step(model)
+                if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
+                    raise ValueError("the loss must be a scalar tensor that depends on the outputs of the target layers")
+                loss.backward()
+                del loss
+        missing = capture.missing()
+        if missing:
+            raise ValueError(f"layers {missing[:3]} got no gradient; are they on the path to the loss? drop them from target_modules")
     synchronize(device)
     timings["grad_s"] = time.perf_counter() - start - timings["svd_s"]
-    if cache_dir:
-        shapes = {name: list(linear_shape(layer)) for name, layer in targets.items()}
-        with open(os.path.join(cache_dir, "meta.json"), "w") as f:
-            json.dump({"num_batches": num_batches, "train_mode": train_mode, "layers": shapes}, f)
-
-
-def _cache_matches(cache_dir: str, targets: dict[str, nn.Module], num_batches: int, train_mode: bool) -> bool:
-    """A cache is used only when complete and made for the same layers, shapes, batch count and mode."""
-    try:
-        with open(os.path.join(cache_dir, "meta.json")) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return False
-    shapes = {name: list(linear_shape(layer)) for name, layer in targets.items()}
-    return (meta.get("num_batches") == num_batches and meta.get("train_mode") == train_mode
-            and meta.get("layers") == shapes)
+    if cache is not None:
+        cache.mark_complete()

@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 
 from .config import AdapterConfig
-from .gradient import synchronize
 from .layer import AdapterLayer
 from .methods import spec_for
+from .running import synchronize
 from .targets import find_targets, linear_shape, name_matches
 
 STATE_ATTR = "giva_adapter"

@@ -1,8 +1,9 @@
-"""The registry of adapter methods: one MethodSpec per method, everything the package and the harness need to know.
+"""The registry of adapter methods: one MethodSpec per method, what defines it for apply, save and load.
 
 A new method is one module (its config class and layer builder) plus one `register_method(MethodSpec(...))`
-line below; apply_adapter, save_adapter, the harness's training defaults, its data handling and its report
-all read the spec, so nothing else needs to learn the method's name.
+line below; apply_adapter, save_adapter and load_adapter read the spec, so nothing else needs to learn the
+method's name. How a benchmark trains a method (learning rates, options derived from the rank) is the
+benchmark's choice, not the method's: bench/adapters/ours.py keeps it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,6 @@ from .config import AdapterConfig
 
 def _no_batches(config: AdapterConfig) -> int:
     return 0
-
-
-def _no_defaults(r: int) -> dict:
-    return {}
 
 
 def _saves_no_shared(config: AdapterConfig) -> bool:
@@ -49,11 +46,8 @@ class MethodSpec:
     display_name: str  # how reports and tables write it ("LoRA")
     config_class: type[AdapterConfig]
     build_layers: Callable
-    default_lr: float  # the harness's adapter learning rate when a sweep sets none
     # Batches of training data the init consumes (GiVA's gradient batches); 0: the init needs no data.
     init_batches: Callable[[AdapterConfig], int] = _no_batches
-    # Options the harness sets from the rank unless the sweep gives them (LoRA: alpha = 2r, the GiVA paper's ratio).
-    harness_defaults: Callable[[int], dict] = _no_defaults
     # Whether checkpoints hold the layers' shared frozen tensors (VeRA's pair, unless regenerated from its seed).
     saves_shared: Callable[[AdapterConfig], bool] = _saves_no_shared
     # PEFT's checkpoint layout of the method; None: PEFT has no such type (GiVA), checkpoints stay in our format.
@@ -69,13 +63,11 @@ class MethodSpec:
             problems.append(f"config_class.method must equal the name {self.name!r}")
         if not isinstance(self.display_name, str) or not self.display_name:
             problems.append("display_name must be a non-empty string")
-        for name in ("build_layers", "init_batches", "harness_defaults", "saves_shared"):
+        for name in ("build_layers", "init_batches", "saves_shared"):
             if not callable(getattr(self, name)):
                 problems.append(f"{name} must be callable")
         if self.peft is not None and not isinstance(self.peft, PeftLayout):
             problems.append("peft must be a giva.methods.PeftLayout or None")
-        if isinstance(self.default_lr, bool) or not isinstance(self.default_lr, (int, float)) or not self.default_lr > 0:
-            problems.append(f"default_lr={self.default_lr!r} must be a positive number")
         if problems:
             raise ValueError(f"MethodSpec {self.name!r}: " + "; ".join(problems))
 
@@ -93,17 +85,12 @@ def register_method(spec: MethodSpec) -> MethodSpec:
     return spec
 
 
-# Learning rates: VeRA's and GiVA's vectors need a large step (the GiVA authors used 1e-2 on every task,
-# ../shared/METHODS.md); LoRA's matrices train at ~5e-4 in long runs, 1e-3 suits the short runs of a sweep.
-# Measured here (MiniLM, SST-2, 80 steps of batch 16, head at 1e-2, 200 dev examples, 54.5% before):
-# LoRA r8 1e-3 -> 82.5%, GiVA r8 1e-2 -> 75.0% (2e-2 -> 79.5%), VeRA r256 1e-2 -> 71.5%.
-register_method(MethodSpec("lora", "LoRA", lora.LoraConfig, lora.build_layers, default_lr=1e-3,
-                           harness_defaults=lambda r: {"alpha": 2 * r},
+register_method(MethodSpec("lora", "LoRA", lora.LoraConfig, lora.build_layers,
                            peft=PeftLayout("LORA", lora.PEFT_KEYS, lora.to_peft, lora.from_peft)))
-register_method(MethodSpec("vera", "VeRA", vera.VeraConfig, vera.build_layers, default_lr=1e-2,
+register_method(MethodSpec("vera", "VeRA", vera.VeraConfig, vera.build_layers,
                            saves_shared=lambda config: config.save_projection,
                            peft=PeftLayout("VERA", vera.PEFT_KEYS, vera.to_peft, vera.from_peft, vera.PEFT_SHARED_KEYS)))
-register_method(MethodSpec("giva", "GiVA", giva.GivaConfig, giva.build_layers, default_lr=1e-2,
+register_method(MethodSpec("giva", "GiVA", giva.GivaConfig, giva.build_layers,
                            init_batches=lambda config: config.num_grad_batches))
 
 

@@ -27,8 +27,7 @@ from bench.run.sweep import run_sweep
 from bench.tasks import setup_task
 from bench.config.train import TrainSettings
 from bench.run.train import make_optimizer, training_step
-from giva import apply_adapter, make_config
-from giva.gradient import batch_loss
+from giva import apply_adapter, batch_loss, make_config
 
 METHODS = ["lora", "vera", "giva"]
 IN, OUT, TOKENS, R = 24, 40, 16, 4

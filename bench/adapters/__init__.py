@@ -58,7 +58,7 @@ def make_adapter(method: str, rank: int, options: dict, *, seed: int = 0, traina
 
 
 def default_lr(method: str) -> float:
-    """The adapter learning rate when a sweep sets none (ours: giva.methods; PEFT's: its counterpart's)."""
+    """The adapter learning rate when a sweep sets none (ours: ours.HARNESS_DEFAULTS; PEFT's: its counterpart's)."""
     return family(method).default_lr(method)
 
 

@@ -1,7 +1,9 @@
-"""Our methods (giva's registry: lora, vera, giva, and any registered one) behind the harness's Adapter protocol."""
+"""Our methods (giva's registry: lora, vera, giva, and any registered one) behind the harness's Adapter protocol,
+and how the harness trains each of them when a sweep does not say (HARNESS_DEFAULTS)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch.nn as nn
@@ -15,6 +17,37 @@ from ..models import get_entry, meta_model
 
 
 WHY_NOT_TRACEABLE = ""  # our layers run under FakeTensorMode: `estimate` traces them
+
+
+def _no_options(rank: int) -> dict:
+    return {}
+
+
+@dataclass(frozen=True)
+class HarnessDefaults:
+    """What the harness sets for one of our methods where a sweep sets nothing."""
+
+    lr: float  # the adapter learning rate
+    options: Callable[[int], dict] = _no_options  # method options derived from the rank
+
+    def __post_init__(self):
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise ValueError(f"HarnessDefaults lr={self.lr!r} must be a positive number")
+        if not callable(self.options):
+            raise ValueError("HarnessDefaults options must be callable: rank -> {option: value}")
+
+
+# Learning rates: VeRA's and GiVA's vectors need a large step (the GiVA authors used 1e-2 on every task,
+# ../shared/METHODS.md); LoRA's matrices train at ~5e-4 in long runs, 1e-3 suits the short runs of a sweep.
+# Measured here (MiniLM, SST-2, 80 steps of batch 16, head at 1e-2, 200 dev examples, 54.5% before):
+# LoRA r8 1e-3 -> 82.5%, GiVA r8 1e-2 -> 75.0% (2e-2 -> 79.5%), VeRA r256 1e-2 -> 71.5%.
+# LoRA's alpha = 2r is the GiVA paper's ratio. A method registered in giva later gets an entry here to have
+# defaults; without one, its sweep must set lr (and it gets no rank-derived options).
+HARNESS_DEFAULTS: dict[str, HarnessDefaults] = {
+    "lora": HarnessDefaults(lr=1e-3, options=lambda r: {"alpha": 2 * r}),
+    "vera": HarnessDefaults(lr=1e-2),
+    "giva": HarnessDefaults(lr=1e-2),
+}
 
 
 @dataclass
@@ -72,7 +105,9 @@ def check_method(method: str) -> None:
 
 def harness_options(method: str, rank: int, options: dict) -> dict:
     """The sweep's options, with the method's harness defaults where it sets none (LoRA: alpha = 2r)."""
-    return {**get_method(method).harness_defaults(rank), **options}
+    get_method(method)  # an unknown method fails here
+    defaults = HARNESS_DEFAULTS.get(method)
+    return {**(defaults.options(rank) if defaults else {}), **options}
 
 
 def make_adapter(method: str, rank: int, options: dict, seed: int, trainable_modules=()) -> OurAdapter:
@@ -84,7 +119,11 @@ def make_adapter(method: str, rank: int, options: dict, seed: int, trainable_mod
 
 def default_lr(method: str) -> float:
     check_method(method)
-    return METHODS[method].default_lr
+    if method not in HARNESS_DEFAULTS:
+        raise ValueError(f"no default learning rate for method {method!r}; set one: TrainSettings(lr=...), in a sweep "
+                         f"[method_options.\"{method}\"] train = {{lr = ...}}, or give it "
+                         f"bench.adapters.ours.HARNESS_DEFAULTS[{method!r}] = HarnessDefaults(lr=...)")
+    return HARNESS_DEFAULTS[method].lr
 
 
 def describe(method: str) -> dict:

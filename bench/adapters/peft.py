@@ -32,11 +32,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from giva.gradient import batch_loss, synchronize
+from giva import batch_loss, synchronize
 from giva.methods import METHODS
 from giva.targets import default_targets
 
 from ..models import get_entry, meta_model
+from .ours import HARNESS_DEFAULTS
 
 PREFIX = "peft:"
 # get_peft_model moves weights with .to(), which fake tensors refuse
@@ -122,7 +123,7 @@ def check_method(method: str) -> None:
 
 def harness_options(method: str, rank: int, options: dict) -> dict:
     """The sweep's options, with the harness's defaults where it sets none: LoRA's alpha = 2r, as for our LoRA."""
-    defaults = {"lora_alpha": METHODS["lora"].harness_defaults(rank)["alpha"]} if resolve(method).is_lora else {}
+    defaults = {"lora_alpha": HARNESS_DEFAULTS["lora"].options(rank)["alpha"]} if resolve(method).is_lora else {}
     return {**defaults, **options}
 
 
@@ -134,12 +135,12 @@ def our_counterpart(method: str) -> str | None:
 
 
 def default_lr(method: str) -> float:
-    """Our counterpart's learning rate (giva.methods); a PEFT method without one needs its own."""
+    """Our counterpart's learning rate (ours.HARNESS_DEFAULTS); a PEFT method without one needs its own."""
     name = our_counterpart(method)
-    if name is None:
+    if name is None or name not in HARNESS_DEFAULTS:
         raise ValueError(f"no default learning rate for method {method!r}; set one: TrainSettings(lr=...), in a sweep "
                          f"[method_options.\"{method}\"] train = {{lr = ...}}")
-    return METHODS[name].default_lr
+    return HARNESS_DEFAULTS[name].lr
 
 
 def describe(method: str) -> dict:

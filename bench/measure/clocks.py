@@ -1,4 +1,4 @@
-"""Honest clocks: a device synchronize before every reading (giva.gradient.synchronize), CUDA events on a GPU, medians and spread.
+"""Honest clocks: a device synchronize before every reading (giva.synchronize), CUDA events on a GPU, medians and spread.
 
     timer = StepTimer(device); timer.start(); step(); timer.stop()   ...   summarize_ms(timer.times_ms())
 """

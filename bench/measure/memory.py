@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import psutil
 import torch
 
-from giva.gradient import synchronize
+from giva import synchronize
 
 
 @dataclass

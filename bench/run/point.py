@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from giva.gradient import batch_loss, frozen, synchronize
+from giva import batch_loss, frozen, synchronize
 
 from ..adapters import make_adapter
 from ..config.sweep import Point

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from giva.gradient import batch_loss, synchronize
+from giva import batch_loss, synchronize
 from giva.targets import name_matches
 
 from ..adapters import default_lr

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from giva.gradient import synchronize
+from giva import synchronize
 
 from ..models import load_model, load_tokenizer
 from .answers import RULES, extract, is_correct
 from .base import TaskOptions, TaskSetup, endless
 from .gendata import LETTERS, GenData, GenExample, load_gen_data
+from .teacher_forced import teacher_forced_batch, teacher_forced_loss
 
 PROMPTS = {"number": "Question: {question}\nAnswer:", "text": "Question: {question}\nAnswer:",
            "choice": "Question: {question}\n{options}\nAnswer:"}
@@ -79,107 +80,133 @@ def fill(prompt: str, example: GenExample) -> str:
     return prompt.replace("{question}", example.question).replace("{options}", options)
 
 
+@dataclass
+class GenTokens:
+    """The token ids of prompts and solutions, and the batches made of them."""
+
+    tokenizer: object
+    prompt: str  # the template (prompt_template)
+    seq_len: int
+    device: torch.device
+
+    @property
+    def eos(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def pad(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    def prompt_ids(self, example: GenExample) -> list[int]:
+        return self.tokenizer(fill(self.prompt, example))["input_ids"][-self.seq_len :]  # a long prompt loses its beginning
+
+    def solution_ids(self, example: GenExample) -> list[int]:
+        return self.tokenizer(" " + example.solution, add_special_tokens=False)["input_ids"] + [self.eos]
+
+    def training_batch(self, examples: list[GenExample]) -> dict:
+        """input_ids = prompt + solution + eos, right-padded; labels = -100 except on the solution and eos. Too long
+        for seq_len: the solution keeps at most half of it, the prompt loses its beginning."""
+        rows = []
+        for example in examples:
+            head, tail = self.prompt_ids(example), self.solution_ids(example)
+            if len(head) + len(tail) > self.seq_len:
+                tail = tail[: max(self.seq_len // 2, self.seq_len - len(head))]
+                head = head[len(head) + len(tail) - self.seq_len :] if len(head) + len(tail) > self.seq_len else head
+            rows.append((head, tail))
+        return teacher_forced_batch(rows, self.pad, self.device)
+
+    def prompt_batch(self, examples: list[GenExample]) -> dict:
+        """The prompts left-padded (generation continues every row from its last column)."""
+        rows = [self.prompt_ids(e) for e in examples]
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), self.pad)  # (B, T)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+
+def generate_texts(model: nn.Module, batch: dict, tokens: GenTokens, settings: dict,
+                   seed: int) -> tuple[list[str], int, float]:
+    """(the texts generated for the batch's prompts, cut at stop strings and eos; new tokens; seconds generating)."""
+    device, eos, pad = tokens.device, tokens.eos, tokens.pad
+    generate_kwargs = {k: v for k, v in settings.items() if k != "stop"}  # the stop strings are cut after, too
+    synchronize(device)
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)  # sampling, if asked for, draws the same answers at every evaluation
+        output = model.generate(**batch, **generate_kwargs, pad_token_id=pad, eos_token_id=eos,
+                                stop_strings=settings["stop"], tokenizer=tokens.tokenizer)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    texts, new_tokens = [], 0
+    for row in output[:, batch["input_ids"].shape[1] :].tolist():
+        # up to the end-of-sequence token; a row stopped by a stop string is padded after it
+        length = next((i + 1 if token == eos else i for i, token in enumerate(row) if token in (eos, pad)), len(row))
+        new_tokens += length
+        text = tokens.tokenizer.decode(row[:length], skip_special_tokens=True)
+        for stop in settings["stop"]:
+            text = text.split(stop, 1)[0]
+        texts.append(text)
+    return texts, new_tokens, seconds
+
+
+@dataclass
+class GenEvaluation:
+    """evaluate(model) -> {accuracy, answered, loss} over the eval questions, in chunks of eval_batch_size; the last
+    evaluation's generation time and new tokens go to task_columns (gen_time_s, gen_new_tokens)."""
+
+    examples: list[GenExample]
+    tokens: GenTokens
+    rule: str
+    settings: dict  # decoding_settings, with max_new_tokens and stop resolved
+    seed: int
+    eval_batch_size: int
+    task_columns: dict
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module) -> dict:
+        model.eval()
+        correct = answered = new_tokens = 0
+        seconds = loss_sum = 0.0
+        tokens = 0
+        for start in range(0, len(self.examples), self.eval_batch_size):
+            examples = self.examples[start : start + self.eval_batch_size]
+            texts, count, spent = generate_texts(model, self.tokens.prompt_batch(examples), self.tokens, self.settings,
+                                                 self.seed)
+            new_tokens, seconds = new_tokens + count, seconds + spent
+            for text, example in zip(texts, examples):
+                found = extract(self.rule, text, LETTERS[: len(example.options)])
+                answered += found is not None
+                correct += is_correct(self.rule, found, example.answer)
+            batch = self.tokens.training_batch(examples)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            batch_loss_sum, batch_tokens = teacher_forced_loss(logits, batch["labels"])
+            loss_sum, tokens = loss_sum + batch_loss_sum, tokens + batch_tokens
+        self.task_columns.update(gen_time_s=seconds, gen_new_tokens=new_tokens)
+        n = len(self.examples)
+        return {"accuracy": correct / n, "answered": answered / n, "loss": loss_sum / tokens}
+
+
 def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_dir=None, load=load_model) -> TaskSetup:
     """A causal LM trained on prompt + solution and scored on the answers it generates (see the module doc)."""
     task.head_for(entry)  # raises where the model has no causal-LM head
     tokenizer = load_tokenizer(entry)  # random models have none: raises with the fix
     data = load_gen_data(task.dataset, data_dir, opts)
-    rule, prompt = answer_rule(data, opts), prompt_template(data, opts)
+    rule = answer_rule(data, opts)
+    tokens = GenTokens(tokenizer, prompt_template(data, opts), seq_len, device)
     settings = decoding_settings(opts.generation)
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-
-    def prompt_ids(example: GenExample) -> list[int]:
-        return tokenizer(fill(prompt, example))["input_ids"][-seq_len:]  # a long prompt loses its beginning
-
-    def solution_ids(example: GenExample) -> list[int]:
-        return tokenizer(" " + example.solution, add_special_tokens=False)["input_ids"] + [eos]
-
     if settings["max_new_tokens"] is None:
-        settings["max_new_tokens"] = min(512, max(len(solution_ids(e)) for e in data.train) + 8)
+        settings["max_new_tokens"] = min(512, max(len(tokens.solution_ids(e)) for e in data.train) + 8)
     if settings["stop"] is None:
         settings["stop"] = ["\n\n"] if any("\n" in e.solution for e in data.train) else ["\n"]
     model = load(entry, "causal_lm", dtype=dtype, device=device, seed=seed)
-
-    def training_batch(examples: list[GenExample]) -> dict:
-        """input_ids = prompt + solution + eos, right-padded; labels = -100 except on the solution and eos. Too long
-        for seq_len: the solution keeps at most half of it, the prompt loses its beginning."""
-        rows = []
-        for example in examples:
-            head, tail = prompt_ids(example), solution_ids(example)
-            if len(head) + len(tail) > seq_len:
-                tail = tail[: max(seq_len // 2, seq_len - len(head))]
-                head = head[len(head) + len(tail) - seq_len :] if len(head) + len(tail) > seq_len else head
-            rows.append((head, tail))
-        width = max(len(h) + len(t) for h, t in rows)
-        ids = torch.full((len(rows), width), pad)
-        mask, labels = torch.zeros_like(ids), torch.full_like(ids, -100)
-        for i, (head, tail) in enumerate(rows):
-            ids[i, : len(head) + len(tail)] = torch.tensor(head + tail)
-            mask[i, : len(head) + len(tail)] = 1
-            labels[i, len(head) : len(head) + len(tail)] = torch.tensor(tail)
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
-
-    def prompt_batch(examples: list[GenExample]) -> dict:
-        """The prompts left-padded (generation continues every row from its last column)."""
-        rows = [prompt_ids(e) for e in examples]
-        width = max(map(len, rows))
-        ids = torch.full((len(rows), width), pad)
-        mask = torch.zeros_like(ids)
-        for i, row in enumerate(rows):
-            ids[i, width - len(row) :] = torch.tensor(row)
-            mask[i, width - len(row) :] = 1
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-
-    chunks = [data.eval[i : i + opts.eval_batch_size] for i in range(0, len(data.eval), opts.eval_batch_size)]
-    generate_kwargs = {k: v for k, v in settings.items() if k != "stop"}  # the stop strings are cut after, too
     task_columns = {"answer_rule": RULES[rule], "decoding": json.dumps(settings, sort_keys=True)}
-
-    def generated_answers(model: nn.Module, examples: list[GenExample]) -> tuple[list[str], int, float]:
-        """(the texts generated for the examples, cut at stop strings and eos; new tokens; seconds generating)."""
-        batch = prompt_batch(examples)
-        synchronize(device)
-        start = time.perf_counter()
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)  # sampling, if asked for, draws the same answers at every evaluation
-            output = model.generate(**batch, **generate_kwargs, pad_token_id=pad, eos_token_id=eos,
-                                    stop_strings=settings["stop"], tokenizer=tokenizer)
-        synchronize(device)
-        seconds = time.perf_counter() - start
-        texts, new_tokens = [], 0
-        for row in output[:, batch["input_ids"].shape[1] :].tolist():
-            # up to the end-of-sequence token; a row stopped by a stop string is padded after it
-            length = next((i + 1 if token == eos else i for i, token in enumerate(row) if token in (eos, pad)), len(row))
-            new_tokens += length
-            text = tokenizer.decode(row[:length], skip_special_tokens=True)
-            for stop in settings["stop"]:
-                text = text.split(stop, 1)[0]
-            texts.append(text)
-        return texts, new_tokens, seconds
-
-    @torch.no_grad()
-    def evaluate(model: nn.Module) -> dict:
-        model.eval()
-        correct = answered = new_tokens = 0
-        seconds = loss_sum = 0.0
-        tokens = 0
-        for examples in chunks:
-            texts, count, spent = generated_answers(model, examples)
-            new_tokens, seconds = new_tokens + count, seconds + spent
-            for text, example in zip(texts, examples):
-                found = extract(rule, text, LETTERS[: len(example.options)])
-                answered += found is not None
-                correct += is_correct(rule, found, example.answer)
-            batch = training_batch(examples)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-            shifted = batch["labels"][:, 1:]
-            loss_sum += F.cross_entropy(logits[:, :-1].transpose(1, 2), shifted, ignore_index=-100, reduction="sum").item()
-            tokens += (shifted != -100).sum().item()
-        task_columns.update(gen_time_s=seconds, gen_new_tokens=new_tokens)
-        n = len(data.eval)
-        return {"accuracy": correct / n, "answered": answered / n, "loss": loss_sum / tokens}
+    evaluate = GenEvaluation(data.eval, tokens, rule, settings, seed, opts.eval_batch_size, task_columns)
 
     def make_batch(indices: list[int]) -> dict:
-        return training_batch([data.train[i] for i in indices])
+        return tokens.training_batch([data.train[i] for i in indices])
 
     return TaskSetup(model, endless(len(data.train), batch_size, seed, make_batch), None, evaluate, [],
                      batch_size * seq_len, num_eval_examples=len(data.eval), metric="accuracy",

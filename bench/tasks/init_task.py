@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from giva.gradient import batch_loss
+from giva import batch_loss
 
 from . import TaskOptions, check_task, get_task, setup_task
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..models import load_model, load_tokenizer
 from .base import TaskSetup, endless
 from .metrics import compute_metrics, label_kind
+from .teacher_forced import teacher_forced_batch, teacher_forced_loss
 from .text import examples, length_sorted_chunks, load_task_data
 
 # Causal-LM variant: prompt and one word per label (in label-id order; a leading space keeps it one word).
@@ -70,17 +70,10 @@ def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_d
         filled = [head_template.replace("{text}", t).replace("{text_pair}", p or "")
                   for t, p in zip(texts, second or [None] * len(texts))]
         heads = tokenizer(filled, truncation=True, max_length=budget)["input_ids"]
-        seqs = [h + tail + word_ids[y] for h, y in zip(heads, labels)]
-        width = seq_len if padding == "max_length" else max(map(len, seqs))
-        ids = torch.full((len(seqs), width), pad)
-        mask = torch.zeros_like(ids)
-        targets = torch.full_like(ids, -100)
-        for i, (seq, y) in enumerate(zip(seqs, labels)):
-            ids[i, : len(seq)] = torch.tensor(seq)
-            mask[i, : len(seq)] = 1
-            targets[i, len(seq) - len(word_ids[y]) : len(seq)] = torch.tensor(word_ids[y])
+        rows = [(h + tail, word_ids[y]) for h, y in zip(heads, labels)]
+        batch = teacher_forced_batch(rows, pad, device, seq_len if padding == "max_length" else None)
         answer_at = torch.tensor([len(h) + len(tail) - 1 for h in heads])  # last prompt token
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": targets.to(device)}, answer_at
+        return batch, answer_at
 
     def make_batch(indices):
         return encode(*examples(data, "train", indices), opts.padding)[0]
@@ -98,9 +91,8 @@ def setup(task, entry, opts, *, batch_size, seq_len, seed, device, dtype, data_d
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()  # (B, T, V)
             rows = torch.arange(len(labels))
             predictions.append(logits[rows, answer_at.to(device)][:, first_ids].argmax(-1).cpu())
-            shifted = batch["labels"][:, 1:]
-            loss_sum += F.cross_entropy(logits[:, :-1].transpose(1, 2), shifted, ignore_index=-100, reduction="sum").item()
-            tokens += (shifted != -100).sum().item()
+            batch_loss_sum, batch_tokens = teacher_forced_loss(logits, batch["labels"])
+            loss_sum, tokens = loss_sum + batch_loss_sum, tokens + batch_tokens
         labels = torch.cat([labels for *_, labels in eval_batches])
         return {**compute_metrics(torch.cat(predictions), labels, kind), "loss": loss_sum / tokens}
 

@@ -18,8 +18,7 @@ import torch
 from bench.tasks import setup_task
 from bench.config.train import TrainSettings
 from bench.run.train import train
-from giva import apply_adapter, make_config
-from giva.gradient import batch_loss
+from giva import apply_adapter, batch_loss, make_config
 
 
 def bare_steps(model, batches, loss_fn, steps, lr):
