@@ -25,6 +25,7 @@ from ..measure.clocks import summarize_ms
 from ..measure.counters import trace_costs
 from ..measure.memory import MemoryMonitor
 from ..models import check_fits, get_entry
+from ..results.write import write_atomic
 from ..tasks import get_task, setup_task
 from ..tasks.init_task import borrow_init_data
 from .rows import SkipPoint, adapter_columns, cost_columns, point_row
@@ -196,10 +197,7 @@ def main(argv: list[str]) -> int:
         row = estimate_point(point)
     else:
         row = run_point(point, run_dir)
-    tmp = row_file + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(row, f)
-    os.replace(tmp, row_file)
+    write_atomic(row_file, json.dumps(row))
     return 0
 
 
