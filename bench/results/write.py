@@ -37,13 +37,19 @@ def write_atomic(path: str, text: str) -> None:
 
 def append_row(run_dir: str, row: dict) -> None:
     """Append one row in one write and fsync it; a kill mid-write leaves at most a torn last line, which the next
-    sweep moves out when it opens the run directory (rundir.open_run_dir)."""
+    sweep moves out when it opens the run directory (rundir.open_run_dir). An ok row must name every column (None:
+    not measured, an empty cell); a failed or skipped row may leave out what was not measured."""
     unknown = set(row) - set(COLUMN_NAMES)
     if unknown:
         raise ValueError(f"row has columns outside the schema: {sorted(unknown)}")
+    row = {**row, "schema_version": SCHEMA_VERSION}
+    missing = [c for c in COLUMN_NAMES if c not in row]
+    if row.get("status") == "ok" and missing:
+        raise ValueError(f"ok row {row.get('point_id')!r} lacks the schema columns {', '.join(missing)}: give each "
+                         "one a value, None where not measured (the builders of bench/run/rows.py)")
     path = os.path.join(run_dir, RESULTS_FILE)
     new_file = not os.path.exists(path) or os.path.getsize(path) == 0
-    line = _csv_line({**row, "schema_version": SCHEMA_VERSION})
+    line = _csv_line(row)
     with open(path, "a", newline="") as f:
         if new_file:
             f.write(_csv_line({c: c for c in COLUMN_NAMES}))

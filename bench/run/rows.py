@@ -5,8 +5,9 @@
 The identity columns come from the Point (the columns marked identity in bench/columns.py); the measured columns
 come from the named builders below (adapter counts, init phase, step timing, memory, training, evaluation, the
 task's own, costs), each giving every column of its group (None where not measured), so that an ok row carries the
-whole schema. A failure inside measure() is a failed row with a one-line error (SkipPoint: a skipped row), never an
-exception. An estimated row leaves every column its trace does not give empty.
+whole schema (results.write.append_row refuses one that does not). A failure inside measure() is a failed row with a
+one-line error (SkipPoint: a skipped row), never an exception. An estimated row leaves every column its trace does
+not give empty.
 """
 
 from __future__ import annotations
