@@ -27,7 +27,8 @@ def test_required_columns_are_in_the_schema():
 
 def test_torn_last_line_is_cut_before_the_next_append(tmp_path):
     """What a kill -9 mid-write can leave: the run directory's repair (run at every sweep's start) moves it out."""
-    append_row(str(tmp_path), {"point_id": "a", "status": "ok", "error": "x, with a comma", "method": "lora", "rank": 2})
+    append_row(str(tmp_path), {"point_id": "a", "status": "skipped", "error": "x, with a comma", "method": "lora",
+                               "rank": 2})
     path = tmp_path / "results.csv"
     with open(path, "a") as f:
         f.write(f"{SCHEMA_VERSION},b,ok,partial line without newl")
@@ -42,6 +43,30 @@ def test_torn_last_line_is_cut_before_the_next_append(tmp_path):
     assert done_point_ids(str(tmp_path)) == {"a", "c"}
     assert drop_failed_rows(str(tmp_path)) == 1
     assert [r["point_id"] for r in read_rows(str(path))] == ["a"]
+
+
+def complete_row(point_id: str) -> dict:
+    """An ok row naming every column (schema_version is append_row's), the unmeasured ones None."""
+    return {**dict.fromkeys(c for c in COLUMN_NAMES if c != "schema_version"), "point_id": point_id, "status": "ok",
+            "error": "", "method": "giva", "rank": 8, "step_time_ms_p50": 12.5}
+
+
+def test_a_complete_ok_row_is_written(tmp_path):
+    append_row(str(tmp_path), complete_row("a"))
+    [row] = read_rows(str(tmp_path / "results.csv"))
+    assert (row["point_id"], row["status"], row["rank"], row["step_time_ms_p50"]) == ("a", "ok", "8", "12.5")
+    assert row["schema_version"] == str(SCHEMA_VERSION) and row["peak_mem_bytes"] == ""  # None: not measured
+
+
+def test_an_ok_row_missing_columns_is_refused_naming_them(tmp_path):
+    """A builder that forgets a column must not write a row whose empty cell reads as 'not measured'."""
+    append_row(str(tmp_path), complete_row("a"))
+    row = complete_row("b")
+    del row["peak_mem_bytes"], row["eval_loss"]
+    with pytest.raises(ValueError, match="ok row 'b' lacks the schema columns peak_mem_bytes, eval_loss: ") as e:
+        append_row(str(tmp_path), row)
+    assert "\n" not in str(e.value)
+    assert [r["point_id"] for r in read_rows(str(tmp_path / "results.csv"))] == ["a"]  # nothing of b written
 
 
 def test_unknown_column_is_refused(tmp_path):

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from ..columns import COLUMN_NAMES, SCHEMA_VERSION
 from .environment import environment_info, utc_now
 from .read import META_FILE, RESULTS_FILE, read_meta, read_results, read_rows
-from .write import drop_failed_rows, rewrite
+from .write import drop_failed_rows, write_atomic
 
 LOCK_FILE = ".lock"
 NEW_RUN = "give a new --out to start a new run"
@@ -139,7 +139,7 @@ def repair_torn_tail(path: str, log) -> None:
     if torn is not None:
         copy = f"{path}.torn-{utc_now().replace(':', '')}"
         shutil.copy(path, copy)
-        rewrite(path, "".join(lines[:-1]))
+        write_atomic(path, "".join(lines[:-1]))
         log(f"{path}: the last row (line {torn}) was cut short by a killed sweep; removed it (copy at {copy}), "
             "its point runs again")
 

@@ -21,13 +21,14 @@ from giva import batch_loss, frozen, synchronize
 
 from ..adapters import make_adapter
 from ..config.sweep import Point
-from ..measure.clocks import summarize_ms
 from ..measure.counters import trace_costs
 from ..measure.memory import MemoryMonitor
 from ..models import check_fits, get_entry
+from ..results.write import write_atomic
 from ..tasks import get_task, setup_task
 from ..tasks.init_task import borrow_init_data
-from .rows import SkipPoint, adapter_columns, cost_columns, point_row
+from .rows import (SkipPoint, adapter_columns, cost_columns, eval_columns, init_columns, memory_columns, point_row,
+                   task_columns, timing_columns, training_columns)
 from .estimate import estimate_point
 from .train import train, train_settings
 
@@ -142,32 +143,17 @@ def measure_point(point: Point, run_dir: str, device: torch.device) -> dict:
     model = adapter.unload(model)
     torch.manual_seed(point.seed)
     init_costs = trace_costs(model, lambda: adapter.apply(model, *init_data()))
-    timed = result.step_times_ms[point.warmup_steps:]
-    step = summarize_ms(timed)
     write_curve(run_dir, point.point_id, result.curve)
 
-    mem = train_mem.result
+    fine_tuned = setup.evaluate is not None  # a whole fine-tuning run; a profile point times a few steps only
     return dict(
         adapter_seed=adapter.seed, model_params=model_params, **adapter_columns(stats, point.rank),
-        optimizer_state_bytes=result.optimizer_state_bytes, adapter_file_bytes=adapter_file_bytes,
-        init_total_s=init_total_s, init_grad_s=stats["init_grad_s"], init_svd_s=stats["init_svd_s"],
-        init_inject_s=stats["init_inject_s"], init_peak_mem_bytes=init_mem.result.peak_bytes,
-        init_mem_growth_bytes=init_mem.result.growth_bytes,
-        warmup_steps=point.warmup_steps, timed_steps=len(timed), **step,
-        tokens_per_s=setup.tokens_per_batch / (step["step_time_ms_p50"] / 1000.0),
-        peak_mem_bytes=mem.peak_bytes, mem_growth_bytes=mem.growth_bytes, peak_mem_source=mem.source,
-        peak_rss_bytes=mem.peak_rss_bytes, cuda_max_allocated_bytes=mem.cuda_max_allocated_bytes,
-        cuda_max_reserved_bytes=mem.cuda_max_reserved_bytes, nvml_peak_used_bytes=mem.nvml_peak_used_bytes,
-        eval_metric=result.eval_metric, eval_score_before=result.eval_score_before, eval_score=result.eval_score,
-        eval_score_best=result.eval_score_best, eval_scores=json.dumps(result.eval_scores) if result.eval_scores else "",
-        eval_examples=setup.num_eval_examples if setup.evaluate is not None else None,
-        eval_accuracy_before=result.eval_accuracy_before, eval_accuracy=result.eval_accuracy,
-        eval_accuracy_best=result.eval_accuracy_best, eval_loss=result.eval_loss,
-        train_steps=result.train_steps, train_time_s=result.train_time_s, lr=result.lr, head_lr=result.head_lr,
-        # a whole fine-tuning run where the task trains one; a profile point times a few steps only
-        init_share=init_total_s / (init_total_s + result.train_time_s) if setup.evaluate is not None else None,
+        adapter_file_bytes=adapter_file_bytes, **init_columns(init_total_s, stats, init_mem.result),
+        **timing_columns(result.step_times_ms, point.warmup_steps, setup.tokens_per_batch),
+        **memory_columns(train_mem.result), **training_columns(result, init_total_s, fine_tuned),
+        **eval_columns(result, setup.num_eval_examples if fine_tuned else None),
         **cost_columns(init_costs, result.step_costs, result.step_batch_shape, result.train_steps),
-        **setup.task_columns,
+        **task_columns(setup.task_columns),
     )
 
 
@@ -196,10 +182,7 @@ def main(argv: list[str]) -> int:
         row = estimate_point(point)
     else:
         row = run_point(point, run_dir)
-    tmp = row_file + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(row, f)
-    os.replace(tmp, row_file)
+    write_atomic(row_file, json.dumps(row))
     return 0
 
 

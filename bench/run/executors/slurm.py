@@ -21,6 +21,7 @@ from dataclasses import asdict
 
 from ...config.executor import ExecutorSettings
 from ...config.sweep import Point, SweepConfig
+from ...results.write import write_atomic
 from ..slurm_job import PointJob
 from .worker import REPO_ROOT, failed_payload
 
@@ -145,10 +146,7 @@ class SlurmExecutor:
 
 def save_jobs(folder: str, cluster: str, jobs: dict) -> None:
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, JOBS_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump({"cluster": cluster, "jobs": jobs}, f, indent=1)
-    os.replace(tmp, os.path.join(folder, JOBS_FILE))
+    write_atomic(os.path.join(folder, JOBS_FILE), json.dumps({"cluster": cluster, "jobs": jobs}, indent=1))
 
 
 def load_jobs(run_dir: str) -> tuple[str, str, dict]:
