@@ -1,12 +1,20 @@
-"""run_bench.py: run sweeps, list what can be run, report, compare runs, track history."""
+"""run_bench.py: run sweeps, list what can be run, report, compare runs, track history.
+
+Each subcommand is one Command (COMMANDS, at the end): its help, the function that adds its arguments, and the one
+that runs it. The flags of a sweep's settings are made from the fields of SweepConfig and of the executors'
+Settings (their `help` metadata: bench/config/flags.py), so the command line cannot drift from the config.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import get_args, get_origin, get_type_hints
 
-from .config.executor import KINDS
+from .config.flags import flag_name
 
 DEFAULT_PRESET = "quick"
 # The one rule for relative paths, stated in --help (the checks and every point follow it: config/grid.py).
@@ -21,6 +29,16 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its name and help, the function that adds its arguments, and the one that runs it."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, list[str]], int]
+
+
 def _csv_list(kind):
     def parse(text):
         try:
@@ -30,140 +48,89 @@ def _csv_list(kind):
     return parse
 
 
-def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    """What `run` and `estimate` share: the sweep (preset or file), its overrides, and the run directory."""
+def add_field_flags(group, settings_class, command: str, names: dict) -> list[str]:
+    """A flag for each field of the dataclass that has a help (for `command`, where it names one); each flag's value
+    goes to the field's name, None where the flag is not given. `names` fills the help's {placeholders}. Returns the
+    fields that got one."""
+    types = get_type_hints(settings_class)
+    flagged = []
+    for f in fields(settings_class):
+        if "help" not in f.metadata or f.metadata.get("command", command) != command:
+            continue
+        kind = types[f.name]
+        options = {key: f.metadata[key] for key in ("metavar", "choices") if key in f.metadata}
+        if kind is bool:  # the flag sets the other value
+            options.update(action="store_const", const=not f.default)
+        else:
+            options["type"] = _csv_list(get_args(kind)[0]) if get_origin(kind) is list else kind
+        group.add_argument(flag_name(f), dest=f.name, default=None, help=f.metadata["help"].format(**names), **options)
+        flagged.append(f.name)
+    return flagged
+
+
+def registry_names() -> dict:
+    """What the sweep flags' help names from the registries (config/sweep.py's {placeholders})."""
+    from .models import DTYPES
+    from .tasks import TASK_NAMES
+    from .tasks.textdata import LOCAL_FILES
+
+    return {"tasks": ", ".join(TASK_NAMES), "dtypes": ", ".join(DTYPES),
+            "data_folders": ", ".join(f"{name}/" for name in LOCAL_FILES)}
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """What `run` and `estimate` share: the sweep (preset or file), its settings' flags, and the run directory."""
+    from .config.presets import PRESETS
+    from .config.sweep import SweepConfig
+
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--preset", help=f"named sweep (see `list`); default {DEFAULT_PRESET}")
-    source.add_argument("--config", metavar="FILE", help="sweep file (TOML) with SweepConfig keys")
+    source.add_argument("--preset", help=f"named sweep: {', '.join(PRESETS)} (`list presets`); default "
+                        f"{DEFAULT_PRESET}")
+    source.add_argument("--config", metavar="FILE", help="sweep file (TOML) with SweepConfig keys (a preset's file "
+                        "in bench/presets/ is one)")
     parser.add_argument("--out", metavar="RUN_DIR", help="run directory; default reports/runs/NAME-COMMIT")
-    parser.add_argument("--models", type=_csv_list(str), help="comma-separated model names, hub ids or paths")
-    parser.add_argument("--tasks", type=_csv_list(str), help="comma-separated tasks (profile, planted, sst2, mrpc, "
-                        "stsb, csv, digits, images, cifar100, gen:arithmetic, gen:gsm8k, gen:csv, ...; `list tasks` "
-                        "names them all)")
-    parser.add_argument("--methods", type=_csv_list(str), help="comma-separated: lora,vera,giva and PEFT's as "
-                        "peft:<name> (see `list methods`)")
-    parser.add_argument("--ranks", type=_csv_list(int), help="comma-separated ranks for every method; replaces a "
-                        "preset's or sweep file's per-method ranks")
-    parser.add_argument("--size-ladder", type=_csv_list(str), metavar="MODELS", help="comma-separated models traced "
-                        "by `estimate` beside the measured ones, each method at its first rank (the quick preset's: "
-                        "llama-1b,llama-7b); --size-ladder '' traces none")
-    parser.add_argument("--seeds", type=_csv_list(int))
-    parser.add_argument("--batch-sizes", type=_csv_list(int))
-    parser.add_argument("--seq-lens", type=_csv_list(int))
-    parser.add_argument("--device", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--dtype", help="float32, bfloat16 or float16")
-    parser.add_argument("--data-dir", help="folder with sst2/, trec/, emotion/, agnews/, mrpc/, stsb/ (e.g. "
-                        "../shared/data); empty: the datasets by name from the Hugging Face hub. " + RELATIVE_PATHS)
-    parser.add_argument("--steps", type=int, help="training steps per accuracy point")
-    parser.add_argument("--threads", type=int, help="torch threads per point (0 = default)")
+    sweep = parser.add_argument_group("sweep", "SweepConfig's fields, over the preset's or the sweep file's. "
+                                      + RELATIVE_PATHS)
+    flagged = add_field_flags(sweep, SweepConfig, command, registry_names())
+    # train is a table (TrainSettings); its steps has a flag of its own
+    sweep.add_argument("--steps", type=int, help="training steps per accuracy point (train.steps)")
     parser.add_argument("--no-report", action="store_true", help="skip plots and summary.md at the end")
+    parser.set_defaults(sweep_fields=flagged, executor_fields=[])
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """`run`'s executor flags: --executor (the [executor] table's kind) and every executor's Settings fields."""
+    from .run.executors import DEFAULT_EXECUTOR, EXECUTORS
+
+    group = parser.add_argument_group("executor", "where points run (also an [executor] table in the sweep file; "
+                                      "README: Running on a cluster)")
+    group.add_argument("--executor", dest="kind", choices=list(EXECUTORS), help="; ".join(
+        f"{name}{' (default)' if name == DEFAULT_EXECUTOR else ''}: {executor.summary}"
+        for name, executor in EXECUTORS.items()))
+    flagged = [flag for executor in EXECUTORS.values()
+               for flag in add_field_flags(group, executor.Settings, "run", {})]
+    parser.set_defaults(executor_fields=["kind", *flagged])
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line. With `only` (a command's name, or anything else for none), the other commands' arguments
+    are left out: they import the registries their help names (the tasks' imports torch)."""
     parser = Parser(prog="run_bench.py", description="Benchmark LoRA, VeRA and GiVA: init overhead, step time, memory, "
                     "parameters and accuracy, across methods, ranks and models. No subcommand = `run --preset quick`.")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
-
-    run = sub.add_parser("run", help="run a sweep into a run directory (resumes if it exists)")
-    add_sweep_arguments(run)
-    run.add_argument("--in-process", action="store_true", help="run points in this process (faster start, "
-                     "memory readings shared between points, a crash ends the sweep)")
-    run.add_argument("--retry-failed", action="store_true", help="run failed points of the run directory again")
-    run.add_argument("--malloc-mmap-threshold", type=int, metavar="BYTES", help="MALLOC_MMAP_THRESHOLD_ of point "
-                     "processes on CPU: 65536 makes RSS (peak_mem_bytes) follow the live tensors but slows each step "
-                     "(1.75-1.9x on MiniLM); default 0, glibc's own, whose kept heap lets RSS run past them")
-    run.add_argument("--history", metavar="CSV", nargs="?", const=os.path.join(REPORTS_DIR, "history.csv"),
-                     help="append the run's results to a history file (default reports/history.csv)")
-    ex = run.add_argument_group("executor", "where points run (also an [executor] table in the sweep file; "
-                                "README: Running on a cluster)")
-    ex.add_argument("--executor", choices=KINDS, help="local (default): one point at a "
-                    "time here; pool: several at once here; ray: Ray tasks; slurm: a SLURM job array (submitit)")
-    ex.add_argument("--workers", type=int, help="pool: points at once (default one per GPU, or cores // threads)")
-    ex.add_argument("--allow-shared-timing", action="store_true", default=None,
-                    help="pool: let workers x threads exceed the cores (timings not comparable; recorded per row)")
-    ex.add_argument("--ray-address", help="ray: host:port of a running cluster (default $RAY_ADDRESS, else a local "
-                    "cluster for the run)")
-    ex.add_argument("--ray-num-cpus", type=int, help="ray: CPUs of the local cluster (default all)")
-    ex.add_argument("--slurm-cluster", choices=["slurm", "local"], help="slurm: 'local' tries it on this machine "
-                    "with submitit's local jobs")
-    ex.add_argument("--slurm-partition")
-    ex.add_argument("--slurm-gpus-per-task", type=int, help="default 1 when --device is cuda, else 0")
-    ex.add_argument("--slurm-time-min", type=int, help="job time limit (default point_timeout_s + 5 min)")
-    ex.add_argument("--slurm-array-parallelism", type=int, help="jobs at once (default 256; 1 for local jobs)")
-    ex.add_argument("--no-wait", action="store_true", default=None, help="slurm: submit and return; gather the rows "
-                    "with `collect RUN_DIR`")
-
-    estimate = sub.add_parser("estimate", help="predict FLOPs and tensor memory of a sweep's points without running "
-                              "them (FakeTensorMode: shapes only, any model size)")
-    add_sweep_arguments(estimate)
-    estimate.add_argument("--assume-steps", type=int, metavar="N", help="the fine-tuning length, in training steps, "
-                          "that each row's init_flops_share (the init's share of the run's FLOPs) assumes; default: "
-                          "each point's own (its train steps)")
-
-    collect = sub.add_parser("collect", help="record the rows of jobs submitted with `run --no-wait` (safe to repeat)")
-    collect.add_argument("run_dir", metavar="RUN_DIR")
-
-    bisect = sub.add_parser("bisect", help="the first commit of GOOD..BAD where a metric changed, in temporary git "
-                            "worktrees (exact metrics by estimate: seconds per commit)")
-    bisect.add_argument("good", metavar="GOOD", help="a commit where the metric is as it should be")
-    bisect.add_argument("bad", metavar="BAD", help="a later commit (GOOD is its ancestor) where it changed")
-    sweep = bisect.add_mutually_exclusive_group(required=True)
-    sweep.add_argument("--preset", help="named sweep, as each commit defines it (e.g. counts)")
-    sweep.add_argument("--config", metavar="FILE", help="sweep file (TOML), the same for every commit")
-    bisect.add_argument("--metric", required=True, help="an exact count (flops_per_step, tensor_peak_bytes, ...) or "
-                        "step_time_ms_p50 (run at each step, alternately with GOOD)")
-    bisect.add_argument("--repeats", type=int, default=3, help="timings: runs per commit and side (default 3)")
-
-    counts = sub.add_parser("counts", help="the exact counts (FLOPs, tensor bytes, parameters) of the `counts` "
-                            "preset, estimated, against reports/count_baseline.csv; exit 1 on a difference")
-    counts.add_argument("--update", action="store_true", help="write the baseline anew; commit it with the change "
-                        "that moved the counts")
-
-    lister = sub.add_parser("list", help="list models, tasks, presets and methods")
-    lister.add_argument("what", nargs="?", choices=["models", "tasks", "presets", "methods"], help="default: all")
-
-    report = sub.add_parser("report", help="plots and summary.md from results.csv and meta.json")
-    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    report.add_argument("--out", help="output folder (needed for several run directories)")
-
-    compare = sub.add_parser("compare", help="compare two runs; exit 1 on a regression, 3 when the only "
-                             "regressions are timings taken at different loads")
-    compare.add_argument("baseline", help="baseline run directory or results.csv")
-    compare.add_argument("current", help="current run directory or results.csv")
-    compare.add_argument("--threshold", action="append", default=[], metavar="METRIC:LIMIT",
-                         help="e.g. step_time_ms_p50:10%%, peak_mem_bytes:5%%, eval_accuracy:1pt (repeatable)")
-    compare.add_argument("--across-loads", action="store_true", help="judge timing regressions of points one run "
-                         "timed on a busy machine (1-minute load above its cores) and the other on a quiet one; "
-                         "without it they are listed as not judged and compare exits 3 when nothing else regressed")
-
-    history = sub.add_parser("history", help="append runs to a history over commits; plot it, find its change points "
-                             "and regressions (exit 1 on one), write its page")
-    history.add_argument("action", nargs="?", choices=["plot", "regressions"], default="plot",
-                         help="plot (default): PNG/SVG plots of --metrics; regressions: the change points of every "
-                         "series and metric, exit 1 when an unacknowledged regression holds in the latest segment")
-    history.add_argument("--append", nargs="*", default=[], metavar="RUN_DIR", help="runs to add first")
-    history.add_argument("--file", default=os.path.join(REPORTS_DIR, "history.csv"),
-                         help="the history CSV (default reports/history.csv)")
-    history.add_argument("--html", metavar="DIR", help="write DIR/index.html: the regressions table and one plot per "
-                         "metric with its fitted segments (self-contained; the PNG/SVG plots are not written then)")
-    history.add_argument("--json", action="store_true", help="regressions: print JSON instead of the table")
-    history.add_argument("--acknowledged", metavar="TOML", default=os.path.join(REPORTS_DIR, "acknowledged.toml"),
-                         help="intended changes (series, metric, commit, reason); default reports/acknowledged.toml")
-    history.add_argument("--threshold", action="append", default=[], metavar="METRIC:LIMIT",
-                         help="minimum effect of a noisy metric's change, e.g. step_time_ms_p50:5%% (the default)")
-    history.add_argument("--series", metavar="GLOB", help="only the series whose name matches (e.g. '*giva r8*')")
-    history.add_argument("--machine", metavar="HOST/DEVICE", help="only the runs of one machine (e.g. 'vm/cpu')")
-    history.add_argument("--metrics", type=_csv_list(str), default=["step_time_ms_p50", "init_total_s", "peak_mem_bytes",
-                                                                     "flops_per_step", "tensor_peak_bytes"])
-    history.add_argument("--out", default=os.path.join(REPORTS_DIR, "history"), help="folder for the plots")
+    for command in COMMANDS.values():
+        command_parser = sub.add_parser(command.name, help=command.help)
+        if only in (None, command.name):
+            command.add_arguments(command_parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv or ["run"])
+    command_line = argv or ["run"]
+    args = build_parser(only=command_line[0]).parse_args(command_line)
     try:
-        return COMMANDS[args.command](args, argv)
+        return COMMANDS[args.command].run(args, argv)
     except (ValueError, FileNotFoundError, NotADirectoryError, ImportError) as e:
         print(f"run_bench.py: error: {e}", file=sys.stderr)
         return 2
@@ -172,29 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-EXECUTOR_FLAGS = ("executor", "workers", "allow_shared_timing", "ray_address", "ray_num_cpus", "slurm_cluster",
-                  "slurm_partition", "slurm_gpus_per_task", "slurm_time_min", "slurm_array_parallelism", "no_wait")
-
-
 def sweep_config(args):
-    """The SweepConfig of `run` or `estimate`: preset or file, then the command line; and its run directory."""
+    """The SweepConfig of `run` or `estimate`: preset or file, then the command line, checked against the
+    registries; and its run directory."""
     from .config.presets import load_sweep_file, make_sweep_config
     from .results.environment import git_info
+    from .run.validate import check_config
 
-    overrides = {k: v for k, v in dict(
-        models=args.models, tasks=args.tasks, methods=args.methods, ranks=args.ranks, seeds=args.seeds,
-        batch_sizes=args.batch_sizes, seq_lens=args.seq_lens, device=args.device, dtype=args.dtype,
-        data_dir=args.data_dir, threads=args.threads, assume_steps=getattr(args, "assume_steps", None),
-        size_ladder=args.size_ladder).items()
-        if v is not None}
-    if getattr(args, "in_process", False):
-        overrides["isolate"] = False
-    if getattr(args, "malloc_mmap_threshold", None) is not None:
-        overrides["malloc_mmap_threshold"] = args.malloc_mmap_threshold
+    overrides = {name: getattr(args, name) for name in args.sweep_fields if getattr(args, name) is not None}
     file_values = load_sweep_file(args.config) if args.config else {}
-    # `run`'s executor flags (`estimate` has none), by ExecutorSettings field; --executor sets `kind`
-    executor_flags = {("kind" if flag == "executor" else flag): getattr(args, flag) for flag in EXECUTOR_FLAGS
-                      if getattr(args, flag, None) is not None}
+    executor_flags = {name: getattr(args, name) for name in args.executor_fields if getattr(args, name) is not None}
     if executor_flags:
         executor_table = file_values.get("executor", {})
         if not isinstance(executor_table, dict):
@@ -214,6 +168,7 @@ def sweep_config(args):
             notes.append(f"--ranks {','.join(map(str, args.ranks))} replaces the per-method ranks of the "
                          f"{'sweep file' if args.config else 'preset'} ({replaced})")
     config = make_sweep_config(preset, file_values, overrides)
+    check_config(config)
     name = (preset or os.path.splitext(os.path.basename(args.config))[0]) + ("-estimate" if args.command == "estimate" else "")
     if args.out is not None and not args.out.strip():
         raise ValueError("--out is empty; give a run directory, or leave --out out for reports/runs/NAME-COMMIT")
@@ -229,6 +184,14 @@ def describe_sweep(config) -> str:
     return f"models={','.join(config.models)} tasks={','.join(config.tasks)} {ranks}{ladder}"
 
 
+def run_arguments(parser) -> None:
+    add_sweep_arguments(parser, "run")
+    parser.add_argument("--retry-failed", action="store_true", help="run failed points of the run directory again")
+    parser.add_argument("--history", metavar="CSV", nargs="?", const=os.path.join(REPORTS_DIR, "history.csv"),
+                        help="append the run's results to a history file (default reports/history.csv)")
+    add_executor_arguments(parser)
+
+
 def cmd_run(args, argv) -> int:
     from .run.sweep import run_sweep
 
@@ -238,6 +201,10 @@ def cmd_run(args, argv) -> int:
     if config.executor.get("no_wait"):
         return 0
     return finish_run(run_dir, args)
+
+
+def estimate_arguments(parser) -> None:
+    add_sweep_arguments(parser, "estimate")
 
 
 def cmd_estimate(args, argv) -> int:
@@ -272,12 +239,27 @@ def finish_run(run_dir: str, args) -> int:
     return 0
 
 
+def collect_arguments(parser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR")
+
+
 def cmd_collect(args, argv) -> int:
     from .run.sweep import collect
 
     rows = collect(args.run_dir)
     print(f"{len(rows)} rows collected into {os.path.join(args.run_dir, 'results.csv')}")
     return finish_run(args.run_dir, args) if rows else 0
+
+
+def bisect_arguments(parser) -> None:
+    parser.add_argument("good", metavar="GOOD", help="a commit where the metric is as it should be")
+    parser.add_argument("bad", metavar="BAD", help="a later commit (GOOD is its ancestor) where it changed")
+    sweep = parser.add_mutually_exclusive_group(required=True)
+    sweep.add_argument("--preset", help="named sweep, as each commit defines it (e.g. counts)")
+    sweep.add_argument("--config", metavar="FILE", help="sweep file (TOML), the same for every commit")
+    parser.add_argument("--metric", required=True, help="an exact count (flops_per_step, tensor_peak_bytes, ...) or "
+                        "step_time_ms_p50 (run at each step, alternately with GOOD)")
+    parser.add_argument("--repeats", type=int, default=3, help="timings: runs per commit and side (default 3)")
 
 
 def cmd_bisect(args, argv) -> int:
@@ -287,6 +269,11 @@ def cmd_bisect(args, argv) -> int:
                     log=lambda line: print(line, file=sys.stderr))
     print(format_bisect(result))
     return 0 if result.first else 1
+
+
+def counts_arguments(parser) -> None:
+    parser.add_argument("--update", action="store_true", help="write the baseline anew; commit it with the change "
+                        "that moved the counts")
 
 
 def cmd_counts(args, argv) -> int:
@@ -304,6 +291,10 @@ def cmd_counts(args, argv) -> int:
         return 1
     print(f"the exact counts of {len(baseline)} points equal {BASELINE}")
     return 0
+
+
+def list_arguments(parser) -> None:
+    parser.add_argument("what", nargs="?", choices=["models", "tasks", "presets", "methods"], help="default: all")
 
 
 def cmd_list(args, argv) -> int:
@@ -342,6 +333,11 @@ def describe_axes(config, method: str) -> str:
             + (f" init_task={','.join(inits)}" if inits else ""))
 
 
+def report_arguments(parser) -> None:
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--out", help="output folder (needed for several run directories)")
+
+
 def cmd_report(args, argv) -> int:
     from .report import build_report
 
@@ -350,10 +346,51 @@ def cmd_report(args, argv) -> int:
     return 0
 
 
+def compare_arguments(parser) -> None:
+    parser.add_argument("baseline", help="baseline run directory or results.csv")
+    parser.add_argument("current", help="current run directory or results.csv")
+    from .track.rules import DEFAULT_THRESHOLDS
+
+    parser.add_argument("--threshold", action="append", default=[], metavar="METRIC:LIMIT",
+                        help="a metric's limit, repeatable; the defaults: "
+                        + ", ".join(str(t) for t in DEFAULT_THRESHOLDS.values()).replace("%", "%%"))
+    parser.add_argument("--across-loads", action="store_true", help="judge timing regressions of points one run "
+                        "timed on a busy machine (1-minute load above its cores) and the other on a quiet one; "
+                        "without it they are listed as not judged and compare exits 3 when nothing else regressed")
+
+
 def cmd_compare(args, argv) -> int:
     from .track.compare import compare_and_print
 
     return compare_and_print(args.baseline, args.current, args.threshold, across_loads=args.across_loads)
+
+
+HISTORY_PLOTS = ["step_time_ms_p50", "init_total_s", "peak_mem_bytes", "flops_per_step", "tensor_peak_bytes"]
+
+
+def history_arguments(parser) -> None:
+    from .columns import HISTORY_METRICS
+    from .track.rules import MIN_EFFECT
+
+    parser.add_argument("action", nargs="?", choices=["plot", "regressions"], default="plot",
+                        help="plot (default): PNG/SVG plots of --metrics; regressions: the change points of every "
+                        "series and metric, exit 1 when an unacknowledged regression holds in the latest segment")
+    parser.add_argument("--append", nargs="*", default=[], metavar="RUN_DIR", help="runs to add first")
+    parser.add_argument("--file", default=os.path.join(REPORTS_DIR, "history.csv"),
+                        help="the history CSV (default reports/history.csv)")
+    parser.add_argument("--html", metavar="DIR", help="write DIR/index.html: the regressions table and one plot per "
+                        "metric with its fitted segments (self-contained; the PNG/SVG plots are not written then)")
+    parser.add_argument("--json", action="store_true", help="regressions: print JSON instead of the table")
+    parser.add_argument("--acknowledged", metavar="TOML", default=os.path.join(REPORTS_DIR, "acknowledged.toml"),
+                        help="intended changes (series, metric, commit, reason); default reports/acknowledged.toml")
+    parser.add_argument("--threshold", action="append", default=[], metavar="METRIC:LIMIT",
+                        help="minimum effect of a noisy metric's change, repeatable; the defaults: "
+                        + ", ".join(str(t) for t in MIN_EFFECT.values()).replace("%", "%%"))
+    parser.add_argument("--series", metavar="GLOB", help="only the series whose name matches (e.g. '*giva r8*')")
+    parser.add_argument("--machine", metavar="HOST/DEVICE", help="only the runs of one machine (e.g. 'vm/cpu')")
+    parser.add_argument("--metrics", type=_csv_list(str), default=HISTORY_PLOTS, help="comma-separated metrics to "
+                        f"plot, of {', '.join(HISTORY_METRICS)} (default {','.join(HISTORY_PLOTS)})")
+    parser.add_argument("--out", default=os.path.join(REPORTS_DIR, "history"), help="folder for the plots")
 
 
 def cmd_history(args, argv) -> int:
@@ -390,6 +427,20 @@ def cmd_history(args, argv) -> int:
     return exit_code(detection)
 
 
-COMMANDS = {"run": cmd_run, "estimate": cmd_estimate, "collect": cmd_collect, "list": cmd_list, "report": cmd_report,
-            "compare": cmd_compare, "history": cmd_history, "counts": cmd_counts,
-            "bisect": cmd_bisect}
+COMMANDS = {command.name: command for command in [
+    Command("run", "run a sweep into a run directory (resumes if it exists)", run_arguments, cmd_run),
+    Command("estimate", "predict FLOPs and tensor memory of a sweep's points without running them (FakeTensorMode: "
+            "shapes only, any model size)", estimate_arguments, cmd_estimate),
+    Command("collect", "record the rows of jobs submitted with `run --no-wait` (safe to repeat)", collect_arguments,
+            cmd_collect),
+    Command("bisect", "the first commit of GOOD..BAD where a metric changed, in temporary git worktrees (exact "
+            "metrics by estimate: seconds per commit)", bisect_arguments, cmd_bisect),
+    Command("counts", "the exact counts (FLOPs, tensor bytes, parameters) of the `counts` preset, estimated, against "
+            "reports/count_baseline.csv; exit 1 on a difference", counts_arguments, cmd_counts),
+    Command("list", "list models, tasks, presets and methods", list_arguments, cmd_list),
+    Command("report", "plots and summary.md from results.csv and meta.json", report_arguments, cmd_report),
+    Command("compare", "compare two runs; exit 1 on a regression, 3 when the only regressions are timings taken at "
+            "different loads", compare_arguments, cmd_compare),
+    Command("history", "append runs to a history over commits; plot it, find its change points and regressions "
+            "(exit 1 on one), write its page", history_arguments, cmd_history),
+]}

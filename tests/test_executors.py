@@ -51,10 +51,9 @@ def test_pool_workers_times_threads_beyond_the_cores_is_refused_unless_allowed(t
     assert (f"{CORES} pool workers x 2 threads need {2 * CORES} cores and this machine has {CORES}: timings of points "
             "that share cores are not comparable") in result.stderr
     assert not (tmp_path / "run" / "results.csv").exists()
-    from bench.config.executor import ExecutorSettings
-    from bench.run.executors.pool import PoolExecutor
+    from bench.run.executors.pool import PoolExecutor, PoolSettings
 
-    settings = ExecutorSettings(kind="pool", workers=CORES, allow_shared_timing=True)
+    settings = PoolSettings(workers=CORES, allow_shared_timing=True)
     assert PoolExecutor(settings, sweep(device="cpu", threads=2), str(tmp_path)).name == "pool+shared-timing"
 
 
@@ -119,12 +118,11 @@ def test_a_job_warned_twice_is_requeued_once_then_runs_on_until_the_scheduler_en
     import signal
 
     psutil = pytest.importorskip("psutil")
-    from bench.config.executor import ExecutorSettings
     from bench.config.grid import expand_grid
-    from bench.run.executors.slurm import SlurmExecutor, job_payload
+    from bench.run.executors.slurm import SlurmExecutor, SlurmSettings, job_payload
     from bench.run.executors.worker import run_point_payload
 
-    settings = ExecutorSettings(kind="slurm", slurm_cluster="local", slurm_array_parallelism=1)
+    settings = SlurmSettings(slurm_cluster="local", slurm_array_parallelism=1)
     executor = SlurmExecutor(settings, sweep(point_timeout_s=600, timed_steps=10**7), str(tmp_path))
     point = expand_grid(sweep(timed_steps=10**7))[0]
     executor.submit([point], run_point_payload)

@@ -13,11 +13,10 @@ import sys
 import pytest
 import torch
 
-from bench.config.executor import ExecutorSettings
 from bench.config.grid import expand_grid
 from bench.config.presets import make_sweep_config
 from bench.results.read import load_run
-from bench.run.executors.pool import PoolExecutor
+from bench.run.executors.pool import PoolExecutor, PoolSettings
 from bench.run.sweep import run_sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,7 +131,7 @@ def test_the_pool_pins_one_worker_per_gpu(tmp_path):
     gpus = torch.cuda.device_count()
     config = make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=["lora"],
                                           ranks=list(range(1, 2 * gpus + 1)), device="cuda"))
-    executor = PoolExecutor(ExecutorSettings(kind="pool"), config, str(tmp_path))
+    executor = PoolExecutor(PoolSettings(), config, str(tmp_path))
     assert executor.slot_envs == [{"CUDA_VISIBLE_DEVICES": str(i)} for i in range(gpus)]
 
     def worker(point: dict, timeout_s: int, env: dict) -> dict:

@@ -17,6 +17,7 @@ from bench.cli import main
 from bench.config.grid import expand_grid
 from bench.config.presets import make_sweep_config
 from bench.run.point import run_point
+from bench.run.validate import check_config
 from bench.tasks import setup_task
 from bench.tasks.init_task import InitTask, borrow_init_data
 
@@ -104,5 +105,6 @@ def test_a_peft_init_cannot_read_another_task():
     """PEFT's data-driven inits (EVA here) run their batches through the model's own head: no init_task."""
     pytest.importorskip("peft")
     with pytest.raises(ValueError, match="peft:eva runs its init batches through the model's own head"):
-        make_sweep_config(None, overrides=dict(models=["minilm"], tasks=["sst2"], methods=["peft:eva"], ranks=[2],
-                                               method_options={"peft:eva": {"init_task": "trec"}}))
+        check_config(make_sweep_config(None, overrides=dict(
+            models=["minilm"], tasks=["sst2"], methods=["peft:eva"], ranks=[2],
+            method_options={"peft:eva": {"init_task": "trec"}})))

@@ -14,6 +14,7 @@ from bench.report.summary import build_report
 from bench.columns import COLUMN_NAMES
 from bench.results.read import read_meta, read_rows
 from bench.run.sweep import run_sweep
+from bench.run.validate import check_config
 
 peft = pytest.importorskip("peft")
 pytestmark = pytest.mark.filterwarnings("ignore")  # PEFT's and transformers' deprecation chatter
@@ -92,6 +93,7 @@ def test_bad_peft_methods_fail_before_any_point(methods, options, message):
     with pytest.raises(ValueError) as error:
         config = make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=methods,
                                               method_options=options))
+        check_config(config)
         check_inputs(config)
     assert message in str(error.value) and "\n" not in str(error.value)
 
@@ -110,4 +112,4 @@ def test_the_cli_says_it_in_one_line_exits_2_and_runs_nothing(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="LoftQ runs where bitsandbytes and a GPU are")
 def test_loftq_without_a_gpu_says_what_it_needs():
     with pytest.raises(ValueError, match="peft:loftq: LoftQ quantizes the base weights with bitsandbytes on a GPU"):
-        make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=["peft:loftq"]))
+        check_config(make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=["peft:loftq"])))

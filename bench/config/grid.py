@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 
+from .. import adapters
 from .sweep import Point, SweepConfig
 
 
@@ -29,7 +30,7 @@ def expand_grid(config: SweepConfig) -> list[Point]:
 
 def _point(config: SweepConfig, model: str, task: str, method: str, rank: int, seed: int, batch_size: int,
            seq_len: int, init_task=None, estimated: bool = False) -> Point:
-    options = config.adapter_options(method, rank)
+    options = adapter_options(config, method, rank)
     if init_task is not None:  # one of GiVA's init_task axis (a task name or table)
         options["init_task"] = init_task
     return Point(
@@ -40,6 +41,11 @@ def _point(config: SweepConfig, model: str, task: str, method: str, rank: int, s
         task_options=_canonical(config.task_options), train=_canonical(config.train_for(method)),
         work_dir=os.getcwd(), malloc_mmap_threshold=config.malloc_mmap_threshold if config.isolate else 0,
         estimated=estimated, assume_steps=config.assume_steps)
+
+
+def adapter_options(config: SweepConfig, method: str, rank: int) -> dict:
+    """The method's options at `rank` (the rank and the sweep's own options), with the harness's defaults."""
+    return adapters.harness_options(method, rank, config.own_options(method))
 
 
 def _canonical(d: dict) -> str:

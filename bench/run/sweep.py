@@ -25,7 +25,6 @@ from tqdm import tqdm
 
 from .. import adapters
 from ..columns import PROGRESS
-from ..config.executor import ExecutorSettings
 from ..config.grid import expand_grid
 from ..config.sweep import Point, SweepConfig
 from ..models import get_entry, num_layers
@@ -35,6 +34,7 @@ from ..results.rundir import RunDirUnwritable, ensure_writable, lock_run_dir, op
 from ..results.write import append_row, write_meta
 from . import executors
 from .checks import check_inputs
+from .validate import check_config
 from .estimate import estimate_payload
 from .executors.pool import run_in_slots
 from .executors.worker import malloc_env, run_point_forked, run_point_here, run_point_payload, stop_fork_servers
@@ -55,20 +55,21 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
     estimate`); a "cuda" device needs no GPU then. The size ladder's points are traced so in any case, after the
     measured ones (trace_points: on every core of this machine).
     """
-    settings = ExecutorSettings.from_dict({} if estimated else config.executor)
+    check_config(config)  # names and options against the registries, the executor's settings
+    kind, settings = executors.executor_settings({} if estimated else config.executor)
     if config.assume_steps and not estimated:
         raise ValueError(f"assume_steps={config.assume_steps} is for `run_bench.py estimate`; a measured point states "
                          "its own training steps: drop it, or set the train steps")
     check_inputs(config)  # models, ranks, targets, data: one error before any point runs
     # the device meta.json records: this machine's where the points run here, else as asked (resolved where they run)
-    runs_here = executors.EXECUTORS[settings.kind].runs_here and not estimated
+    runs_here = executors.EXECUTORS[kind].runs_here and not estimated
     # points in processes of their own: here forked from a server that has made their imports (executors/forkserver.py)
     worker = (run_point_forked if runs_here else run_point_payload) if config.isolate else run_point_here
     driver_device = resolve_device(config.device) if runs_here else config.device
     with lock_run_dir(run_dir):
-        _refuse_pending_jobs(run_dir, settings)
+        _refuse_pending_jobs(run_dir, kind, settings)
         meta, done = open_run_dir(run_dir, config, command, driver_device, log, retry_failed, estimated)
-        meta["executor"] = {**config.executor, "kind": "estimate" if estimated else settings.kind}
+        meta["executor"] = {**config.executor, "kind": "estimate" if estimated else kind}
         meta["methods"] = {method: adapters.describe(method) for method in config.methods}  # for the report
         meta["cpu_point_env"] = malloc_env(config.malloc_mmap_threshold) if config.isolate and not estimated else {}
         load_avgs = [os.getloadavg()[0]]  # this machine's, at the start and end and around each point run here
@@ -82,7 +83,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
         measured = [] if estimated else [p for p in todo if not p.estimated]
         traced = [replace(p, estimated=True) for p in todo if estimated or p.estimated]
         # bad executor input stops here, nothing written
-        executor = executors.make_executor(settings, config, run_dir, check_paths=not estimated)
+        executor = executors.make_executor(kind, settings, config, run_dir, check_paths=not estimated)
         rows = []
         bar = tqdm(total=len(todo), unit="point", dynamic_ncols=True, file=sys.stderr)
         try:
@@ -100,7 +101,7 @@ def run_sweep(config: SweepConfig, run_dir: str, command: list[str], log=print, 
             executor.close()
             stop_fork_servers()
             bar.close()
-        if settings.no_wait:
+        if getattr(settings, "no_wait", False):  # slurm's: the jobs run on without the driver
             log(f"{len(todo)} points submitted as jobs; gather their rows with `run_bench.py collect {run_dir}`")
         meta["ended_at"] = utc_now()
         meta["load"] = machine_load([*load_avgs, os.getloadavg()[0]], meta["load"])
@@ -169,9 +170,9 @@ def _write_or_stop(run_dir: str, write, rows_so_far: int) -> None:
                                "same command (the points not recorded run then)") from None
 
 
-def _refuse_pending_jobs(run_dir: str, settings: ExecutorSettings) -> None:
+def _refuse_pending_jobs(run_dir: str, kind: str, settings) -> None:
     """Jobs submitted earlier that this sweep's executor cannot wait for (another executor or cluster) stop it."""
-    jobs = executors.pending_jobs(run_dir, settings)
+    jobs = executors.pending_jobs(run_dir, kind, settings)
     if jobs:
         raise ValueError(f"{jobs} points of {run_dir!r} were submitted as jobs and not gathered; run "
                          f"`run_bench.py collect {run_dir}` (again once they end) before running the sweep again "

@@ -4,18 +4,24 @@ with --in-process)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
-from ...config.executor import ExecutorSettings
 from ...config.sweep import Point, SweepConfig
 from .worker import kill_running_points
 
 
+@dataclass
+class LocalSettings:
+    """local has no settings of its own."""
+
+
 class LocalExecutor:
     name = "local"
+    summary = "one point at a time here"
+    Settings = LocalSettings
     runs_here = True  # points run on this machine
 
-    def __init__(self, settings: ExecutorSettings, config: SweepConfig, run_dir: str):
+    def __init__(self, settings: LocalSettings, config: SweepConfig, run_dir: str):
         self.timeout_s = config.point_timeout_s
 
     def run(self, points: list[Point], worker: Callable) -> Iterator[dict]:

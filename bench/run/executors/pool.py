@@ -6,21 +6,36 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ...config.executor import ExecutorSettings
 from ...config.sweep import Point, SweepConfig
 from .worker import kill_running_points
+
+
+@dataclass
+class PoolSettings:
+    """pool's keys of the [executor] table, and `run`'s flags of the same names."""
+
+    workers: int = field(default=0, metadata={  # 0 = one per visible GPU, or cores // threads on CPU
+        "help": "pool: points at once (default one per GPU, or cores // threads)"})
+    allow_shared_timing: bool = field(default=False, metadata={  # recorded in every row (executor pool+shared-timing)
+        "help": "pool: let workers x threads exceed the cores (timings not comparable; recorded per row)"})
+
+    def __post_init__(self):
+        if self.workers < 0:
+            raise ValueError(f"workers={self.workers} must be >= 0 (0: one per GPU, or cores // threads)")
 
 
 class PoolExecutor:
     """Several points at once on this host, each in a fresh process. On GPUs one worker per device, pinned with
     CUDA_VISIBLE_DEVICES; on CPU workers x threads stay within the cores unless shared timing is allowed."""
+    summary = "several at once here"
+    Settings = PoolSettings
     runs_here = True  # points run on this machine
 
-    def __init__(self, settings: ExecutorSettings, config: SweepConfig, run_dir: str):
+    def __init__(self, settings: PoolSettings, config: SweepConfig, run_dir: str):
         self.timeout_s = config.point_timeout_s
         workers, device, threads = settings.workers, config.device, config.threads
         allow_shared_timing = settings.allow_shared_timing

@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
-from ...config.executor import ExecutorSettings
 from ...config.sweep import Point, SweepConfig
 from ..checks import paths_workers_read
 from .worker import REPO_ROOT, failed_payload
@@ -36,12 +35,27 @@ def check_reachable(address: str) -> None:
                          "and pass its address, or leave --ray-address empty for a local cluster") from None
 
 
+@dataclass
+class RaySettings:
+    """ray's keys of the [executor] table, and `run`'s flags of the same names."""
+
+    ray_address: str = field(default="", metadata={  # "" = $RAY_ADDRESS, else a local cluster for the run
+        "help": "ray: host:port of a running cluster (default $RAY_ADDRESS, else a local cluster for the run)"})
+    ray_num_cpus: int = field(default=0, metadata={"help": "ray: CPUs of the local cluster (default all)"})
+
+    def __post_init__(self):
+        if self.ray_num_cpus < 0:
+            raise ValueError(f"ray_num_cpus={self.ray_num_cpus} must be >= 0 (0: all cores)")
+
+
 class RayExecutor:
     name = "ray"
+    summary = "Ray tasks"
+    Settings = RaySettings
     runs_here = False  # points run on other machines
     checks_own_paths = True  # the paths are checked as the cluster's workers see them, not as this machine does
 
-    def __init__(self, settings: ExecutorSettings, config: SweepConfig, run_dir: str):
+    def __init__(self, settings: RaySettings, config: SweepConfig, run_dir: str):
         timeout_s, address, num_cpus = config.point_timeout_s, settings.ray_address, settings.ray_num_cpus
         device, threads, check_paths = config.device, config.threads, paths_workers_read(config)
         self.ray = ray = import_ray()

@@ -17,9 +17,8 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
-from ...config.executor import ExecutorSettings
 from ...config.sweep import Point, SweepConfig
 from ...results.write import write_atomic
 from ..slurm_job import PointJob
@@ -38,11 +37,43 @@ def import_submitit():
     return submitit
 
 
+CLUSTERS = ("slurm", "local")  # submitit's: a SLURM cluster, or its local jobs (real subprocesses here)
+
+
+@dataclass
+class SlurmSettings:
+    """slurm's keys of the [executor] table, and `run`'s flags of the same names."""
+
+    slurm_cluster: str = field(default="slurm", metadata={
+        "help": "slurm: 'local' tries it on this machine with submitit's local jobs", "choices": CLUSTERS})
+    slurm_partition: str = field(default="", metadata={"help": "slurm: partition (default the cluster's)"})
+    slurm_gpus_per_task: int = field(default=-1, metadata={"help": "slurm: GPUs per point (default 1 when --device "
+                                                                  "is cuda, else 0)"})
+    slurm_time_min: int = field(default=0, metadata={"help": "slurm: job time limit in minutes (default "
+                                                             "point_timeout_s + 5 min)"})
+    slurm_array_parallelism: int = field(default=0, metadata={"help": "slurm: jobs at once (default 256; 1 for "
+                                                                      "local jobs)"})
+    # refused_elsewhere: set with another executor, this setting is an error (saying why) rather than ignored
+    no_wait: bool = field(default=False, metadata={
+        "help": "slurm: submit and return; gather the rows with `collect RUN_DIR`",
+        "refused_elsewhere": "the other executors run with the driver"})
+
+    def __post_init__(self):
+        if self.slurm_cluster not in CLUSTERS:
+            raise ValueError(f"unknown SLURM cluster {self.slurm_cluster!r}; use slurm, or local (submitit's local "
+                             "jobs)")
+        if self.slurm_array_parallelism < 0:
+            raise ValueError(f"slurm_array_parallelism={self.slurm_array_parallelism} must be >= 0 (0: 256 on "
+                             "SLURM, 1 for local jobs)")
+
+
 class SlurmExecutor:
     name = "slurm"
+    summary = "a SLURM job array (submitit)"
+    Settings = SlurmSettings
     runs_here = False  # points run on other machines
 
-    def __init__(self, settings: ExecutorSettings, config: SweepConfig, run_dir: str):
+    def __init__(self, settings: SlurmSettings, config: SweepConfig, run_dir: str):
         timeout_s, cluster, partition = config.point_timeout_s, settings.slurm_cluster, settings.slurm_partition
         gpus_per_task = settings.slurm_gpus_per_task
         if gpus_per_task < 0:  # one GPU per point when the points ask for CUDA
@@ -50,8 +81,6 @@ class SlurmExecutor:
         time_min, array_parallelism = settings.slurm_time_min, settings.slurm_array_parallelism
         threads, no_wait = config.threads, settings.no_wait
         submitit = import_submitit()
-        if cluster not in ("slurm", "local"):
-            raise ValueError(f"unknown SLURM cluster {cluster!r}; use slurm, or local (submitit's local jobs)")
         missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
         if cluster == "slurm" and missing:
             raise ValueError(f"--executor slurm: no SLURM here ({' and '.join(missing)} not found); run where sbatch "
@@ -134,7 +163,7 @@ class SlurmExecutor:
         return len(load_jobs(run_dir)[2])
 
     @staticmethod
-    def takes_over(settings: ExecutorSettings, run_dir: str) -> bool:
+    def takes_over(settings: SlurmSettings, run_dir: str) -> bool:
         """Whether a sweep with these settings waits for the run's pending jobs (their cluster is the same)."""
         return load_jobs(run_dir)[1] == settings.slurm_cluster
 
