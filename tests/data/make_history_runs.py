@@ -8,7 +8,7 @@ profile task: LoRA, VeRA and GiVA at r64, 20 timed steps, one thread) run by the
 first-parent position and the machine's load. Each run waits until the 1-minute load average is under --max-load
 (a machine shared with other jobs is timed when it is quiet; after --max-wait-min it runs anyway, and meta.json
 says it was busy); --realtime runs it at real-time priority. Only results.csv and meta.json of each run are kept.
-The first --runs runs differ by nothing but the machine's noise (empty commits; tests/test_history.py reads them
+The first --runs runs differ by nothing but the machine's noise (empty commits; tests/bench/track/test_history.py reads them
 as a noise-only history and plants changes in copies); the commit of the next run adds lm_head to Llama's default
 target modules, a real change of code and work that the last --target-runs runs carry.
 """

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from scipy import stats
 from real_run import rewrite_rows, scale_step_times
+from cli_runs import REPO
 
 from bench.cli import main
 from bench.track.acknowledged import Acknowledgement, read_acknowledged
@@ -30,7 +31,7 @@ from bench.track.history import HISTORY_COLUMNS, append_history, read_history, s
 from bench.track.verdict import exit_code, format_verdict, verdict_json
 from bench.results.read import META_FILE, RESULTS_FILE, read_rows
 
-RUNS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "history_runs")
+RUNS_DIR = os.path.join(REPO, "tests", "data", "history_runs")
 NOISE_RUNS = 24  # run-00 .. run-23: code unchanged
 TARGET_RUN = 24  # run-24 .. run-29: lm_head added to the targets at this run's commit
 STEP = "step_time_ms_p50"

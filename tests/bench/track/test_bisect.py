@@ -12,10 +12,10 @@ import subprocess
 import sys
 
 import pytest
+from cli_runs import REPO
 
 from bench.track.bisect import bisect as run_bisect
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMITS = 16
 CHANGING = 9  # the commit (0 = the first) that adds o_proj
 SWEEP = """models = ["llama-2m"]

@@ -12,7 +12,7 @@ import tempfile
 import time
 
 import pytest
-from cli_runs import run_cli
+from cli_runs import REPO, run_cli
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 psutil = pytest.importorskip("psutil")
@@ -25,7 +25,6 @@ from bench.run.sweep import run_sweep  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("ray")  # one worker: one Ray cluster at a time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 
 

@@ -3,13 +3,12 @@
 import os
 
 import pytest
-from cli_runs import run_main
+from cli_runs import REPO, run_main
 
 from bench.config.presets import make_sweep_config
 from bench.measure.memory import cgroup_memory_available
 from bench.results.read import read_meta
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SMALL = """
 models = ["llama-2m"]

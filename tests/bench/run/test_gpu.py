@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+from cli_runs import REPO
 
 from bench.config.grid import expand_grid
 from bench.config.presets import make_sweep_config
@@ -19,7 +20,6 @@ from bench.results.read import load_run
 from bench.run.executors.pool import PoolExecutor, PoolSettings
 from bench.run.sweep import run_sweep
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")]
 METHODS = ["lora", "vera", "giva"]
 

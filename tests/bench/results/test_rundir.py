@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from cli_runs import run_cli, run_main
+from cli_runs import REPO, run_cli, run_main
 
 from bench.config.presets import make_sweep_config
 from bench.columns import COLUMN_NAMES, SCHEMA_VERSION
@@ -17,7 +17,6 @@ from bench.results.read import read_rows
 from bench.results.rundir import lock_run_dir
 from bench.run.sweep import run_sweep
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Points in the driver's process (isolate = false): these tests are about the driver (its lock, its writes, its
 # resume), and a fresh process per point would add its imports, about 6 s, to every point.
 SWEEP = ('models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["lora", "vera"]\nranks = [2, 4]\n'

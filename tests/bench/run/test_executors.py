@@ -7,13 +7,12 @@ import sys
 import time
 
 import pytest
-from cli_runs import run_cli, run_main
+from cli_runs import REPO, run_cli, run_main
 
 from bench.config.presets import make_sweep_config
 from bench.results.read import read_rows
 from bench.run.sweep import run_sweep
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORES = len(os.sched_getaffinity(0))
 
 
@@ -114,7 +113,7 @@ def test_missing_engine_names_the_extra_to_install(tmp_path):
 def test_a_job_warned_twice_is_requeued_once_then_runs_on_until_the_scheduler_ends_it(tmp_path):
     """SIGUSR2 to the job's task, as SLURM sends before the time limit or a preemption: the first requeues the job
     (its task starts again), the second is let be (the task runs on); the job then ends without a result (here
-    cancelled, as SLURM would stop it) and its row is failed. tests/test_slurm_cluster.py does it on SLURM."""
+    cancelled, as SLURM would stop it) and its row is failed. tests/bench/run/test_slurm_cluster.py does it on SLURM."""
     import signal
 
     psutil = pytest.importorskip("psutil")

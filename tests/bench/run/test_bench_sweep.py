@@ -9,14 +9,12 @@ import sys
 import time
 
 import pytest
-from cli_runs import run_cli, run_main
+from cli_runs import REPO, run_cli, run_main
 
 from bench.config.presets import make_sweep_config
 from bench.columns import COLUMN_NAMES, SCHEMA_VERSION
 from bench.results.read import read_rows
 from bench.run.sweep import run_sweep
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_sweep(**overrides):

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from cli_runs import run_cli
+from cli_runs import REPO, run_cli
 import torch
 
 from bench.config.presets import make_sweep_config
@@ -19,7 +19,6 @@ from bench.run.validate import check_config
 peft = pytest.importorskip("peft")
 pytestmark = pytest.mark.filterwarnings("ignore")  # PEFT's and transformers' deprecation chatter
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Filled by every method that ran: what the stock columns need.
 MEASURED = ["model_params", "trainable_params", "adapter_params", "total_params", "adapted_layers",
             "adapter_buffer_bytes", "optimizer_state_bytes", "adapter_file_bytes", "init_total_s", "init_grad_s",

@@ -18,12 +18,12 @@ import cli_runs
 import pytest
 from point_processes import point_processes
 from slurm_runs import job_ids, sacct, write_sweep
+from cli_runs import REPO
 
 from bench.config.presets import load_sweep_file, make_sweep_config
 from bench.results.read import read_rows
 from bench.run.sweep import collect, run_sweep
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # One worker runs them all (one cluster, one job queue), before the other tests (conftest.py)
 pytestmark = [pytest.mark.usefixtures("slurm_cluster"), pytest.mark.xdist_group("slurm")]
 

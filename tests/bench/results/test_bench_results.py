@@ -3,13 +3,12 @@
 import os
 
 import pytest
+from cli_runs import REPO
 
 from bench.columns import COLUMN_NAMES, SCHEMA_VERSION, schema_markdown
 from bench.results.read import done_point_ids, read_results, read_rows
 from bench.results.rundir import repair_torn_tail
 from bench.results.write import append_row, drop_failed_rows
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_schema_doc_matches_the_code():
