@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="plots and summary.md from results.csv and meta.json")
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     report.add_argument("--out", help="output folder (needed for several run directories)")
+    report.add_argument("--assume-steps", type=int, metavar="N", help="the fine-tuning length, in training steps, "
+                        "that every init share in the report is of; default: the one the rows' `estimate "
+                        "--assume-steps` assumed, else 1000")
 
     compare = sub.add_parser("compare", help="compare two runs; exit 1 on a regression, 3 when the only "
                              "regressions are timings taken at different loads")
@@ -345,7 +348,7 @@ def describe_axes(config, method: str) -> str:
 def cmd_report(args, argv) -> int:
     from .report import build_report
 
-    written = build_report(args.run_dirs, args.out)
+    written = build_report(args.run_dirs, args.out, args.assume_steps)
     print("\n".join(written))
     return 0
 
