@@ -336,12 +336,15 @@ def describe_axes(config, method: str) -> str:
 def report_arguments(parser) -> None:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--out", help="output folder (needed for several run directories)")
+    parser.add_argument("--assume-steps", type=int, metavar="N", help="the fine-tuning length, in training steps, "
+                        "that every init share in the report is of; default: the one the rows' `estimate "
+                        "--assume-steps` assumed, else 1000")
 
 
 def cmd_report(args, argv) -> int:
     from .report import build_report
 
-    written = build_report(args.run_dirs, args.out)
+    written = build_report(args.run_dirs, args.out, args.assume_steps)
     print("\n".join(written))
     return 0
 

@@ -21,8 +21,8 @@ import pandas as pd
 from scipy import stats
 
 from ..columns import column, parse_limit
-from .steps import LORA_STEPS_NOTE
-from .tables import busy_note, mark_busy, md_cell, task_metric
+from .steps import LORA_STEPS_NOTE, share_note
+from .tables import MISSING, busy_note, format_number, format_ratio, mark_busy, md_cell, task_metric
 
 # The paper's headline, as data: GiVA at rank r matches vector-based methods (VeRA) at rank 8r, and LoRA at 8r and r.
 CLAIMED = "giva"
@@ -191,15 +191,16 @@ def format_claim_check(ok: pd.DataFrame, verdicts: pd.DataFrame, several_runs: b
 
 
 def format_costs(ok: pd.DataFrame, several_runs: bool) -> list[str]:
-    """GiVA's step time over LoRA's at the same rank, and its init in LoRA training steps and as a share of the run."""
+    """GiVA's step time over LoRA's at the same rank, and its init in LoRA training steps and as a share of a
+    fine-tuning run of the report's one length (steps.share_steps: ok's share_steps)."""
     out = []
+    steps = f"{int(ok['share_steps'].iloc[0]):,}-step" if not ok.empty else ""
     for (run, model, task), group in ok.groupby(["run", "model", "task"], sort=False):
         if CLAIMED not in set(group["method"]):
             continue
         means = group.groupby(["variant", "rank"]).agg(
-            step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"), share=("init_share", "mean"),
-            flops_share=("init_flops_share", "mean"), steps=("init_share_steps", "mean"),
-            lora_step_ms=("lora_step_ms", "mean"), busy=("busy", "any"))
+            step_ms=("step_time_ms_p50", "mean"), init_s=("init_total_s", "mean"), share=("share_time", "mean"),
+            flops_share=("share_flops", "mean"), lora_step_ms=("lora_step_ms", "mean"), busy=("busy", "any"))
         baselines = group.loc[group["method"] == STEP_BASELINE, "variant"].unique()
         rows = []
         for variant, rank in group.loc[group["method"] == CLAIMED, ["variant", "rank"]].drop_duplicates().itertuples(
@@ -207,17 +208,16 @@ def format_costs(ok: pd.DataFrame, several_runs: bool) -> list[str]:
             mine = means.loc[(variant, rank)]
             key = (baselines[0], rank) if len(baselines) == 1 else None  # none, or ambiguous (several variants)
             baseline = means.loc[key] if key in means.index else None
-            step_ratio = ("–" if baseline is None else
-                          mark_busy(f"{mine['step_ms'] / baseline['step_ms']:.2f}x", mine["busy"] or baseline["busy"]))
-            init_steps = mine["init_s"] / (mine["lora_step_ms"] / 1000.0)
-            init_cell = "–" if pd.isna(init_steps) else mark_busy(f"{init_steps:.2g}", mine["busy"])
-            share = "–" if pd.isna(mine["share"]) else mark_busy(f"{100 * mine['share']:.2g}%", mine["busy"])
-            flops = "–" if pd.isna(mine["flops_share"]) else f"{100 * mine['flops_share']:.2g}% of {mine['steps']:,.0f}"
-            rows.append(f"| {md_cell(variant)} | {rank} | {step_ratio} | {init_cell} | {share} | {flops} |")
+            step_ratio = (MISSING if baseline is None else
+                          mark_busy(format_ratio(mine["step_ms"], baseline["step_ms"]), mine["busy"] or baseline["busy"]))
+            init_steps = mark_busy(format_number(mine["init_s"] / (mine["lora_step_ms"] / 1000.0), ".2g"), mine["busy"])
+            share = mark_busy(format_number(100 * mine["share"], ".2g", "%"), mine["busy"])
+            flops = format_number(100 * mine["flops_share"], ".2g", "%")
+            rows.append(f"| {md_cell(variant)} | {rank} | {step_ratio} | {init_steps} | {share} | {flops} |")
         title = f"{model} · task {task}" + (f" · run {run}" if several_runs else "")
         busy = set(group.loc[group["busy"], "cpu_count"])
-        out += [f"#### GiVA's costs: {title}", "", f"{LORA_STEPS_NOTE}."
+        out += [f"#### GiVA's costs: {title}", "", f"{LORA_STEPS_NOTE}. {share_note(ok)}."
                 + (" " + busy_note(busy) if busy else ""), "", "| GiVA | r | step time vs LoRA at r | init (LoRA steps) | "
-                "init share of the run (time) | init share (FLOPs, of N steps) |", "|---|---:|---:|---:|---:|---:|",
-                *rows, ""]
+                f"init share of a {steps} run (wall time) | init share of a {steps} run (FLOPs) |",
+                "|---|---:|---:|---:|---:|---:|", *rows, ""]
     return out

@@ -48,6 +48,15 @@ def text_height_pt(text: str, fontsize: float) -> float:
     return (text.count("\n") + 1) * LINE_SPACING * fontsize
 
 
+@functools.lru_cache(maxsize=256)
+def drawn_height_pt(text: str, fontsize: float) -> float:
+    """Height of `text` as matplotlib draws it, in points: a caption of many lines is taller than text_height_pt's
+    estimate (its line pitch is about 1.33 font sizes, not LINE_SPACING)."""
+    scratch = Figure(dpi=72)  # at 72 dpi one pixel is one point
+    FigureCanvasAgg(scratch)
+    return scratch.text(0, 0, text, fontsize=fontsize).get_window_extent(scratch.canvas.get_renderer()).height
+
+
 def wrap(text: str, width_pt: float, fontsize: float) -> str:
     """`text` broken into lines no wider than width_pt, after spaces or separators (/ · _ , ; = -); a word
     wider than the width alone stays whole. Existing line breaks are kept."""
@@ -178,7 +187,7 @@ def new_figure(title: str, caption: str, n_panels: int = 1, grid: tuple[int, int
     nrows, ncols = grid or panel_grid(n_panels)
     text_width = FIGSIZE_IN[0] * 72 - 2 * EDGE_PT
     caption = wrap(caption, text_width, CAPTION_PT)
-    caption_in = (text_height_pt(caption, CAPTION_PT) + 8) / 72
+    caption_in = (drawn_height_pt(caption, CAPTION_PT) + 8) / 72
     height_in = FIGSIZE_IN[1] if nrows == 1 else 1.5 + row_height_in * nrows
     fig = Figure(figsize=(FIGSIZE_IN[0], height_in + caption_in), layout="constrained")
     FigureCanvasAgg(fig)

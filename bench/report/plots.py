@@ -1,6 +1,7 @@
 """The report's figures. Each plot function takes the frame prepared by summary.prepare() (all runs' rows plus
-label, colour, panel and LoRA-step columns) and a caption, and returns a list of matplotlib Figures, one per page,
-or raises NoData naming what is missing.
+label, colour, panel, LoRA-step and init-share columns) and a caption (where each run was measured), and returns a
+list of matplotlib Figures, one per page, or raises NoData naming what is missing. A plot names the models it
+draws: in its panels' titles, or in a caption line of its own.
 
 What does not fit one page legibly goes on further pages, never squeezed: at most PAGE_PANELS panels (model ·
 task) a page, rows of bars no denser than their labels allow. Long names wrap (layout.py) or, where a group of
@@ -11,6 +12,7 @@ clipped text, at the sizes users run.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -23,6 +25,8 @@ from ..columns import MIB, TENSOR_CATEGORIES
 from .layout import (CAPTION_PT, STYLE, BarRow, Thinned, bar_pieces, finish, key_text, label_axes, new_figure,
                      page_caption, pages, stacked_bars, text_width_pt, wrap)
 from .claims import AGAINST, claim_verdicts
+from .steps import share_note
+from .tables import format_number
 from .transfer import transfer_cells
 
 INIT_PHASES = (("init_grad_s", "gradient"), ("init_svd_s", "SVD"), ("init_inject_s", "injection"))
@@ -311,7 +315,7 @@ def plot_memory_vs_size(data: pd.DataFrame, caption: str) -> list[Figure]:
     kind = " and ".join(name for name, present in (("tracked", (rows["estimated"] != 1).any()),
                                                    ("estimated", (rows["estimated"] == 1).any())) if present)
     fig, body, (ax,) = new_figure(f"Tensor peak of a training step vs model size ({kind}; line: largest rank, "
-                                  "band: down to the smallest)", caption)
+                                  "band: down to the smallest)", f"{caption}\n{sizes_note(rows)}")
     for style, group in series(rows):
         peaks = group.groupby(["model_params", "rank"])["tensor_peak_bytes"].mean().unstack("rank") / 2**30
         ranks = sorted(peaks.columns)
@@ -334,32 +338,59 @@ def plot_memory_vs_size(data: pd.DataFrame, caption: str) -> list[Figure]:
 
 
 def plot_init_overhead(data: pd.DataFrame, caption: str) -> list[Figure]:
-    """Stacked init phases per (model, method) at the method's largest rank, with the same time in LoRA training
-    steps over each bar; the training step itself under it for scale. A page holds as many bars as their labels
-    leave legible."""
-    rows = ok_rows(data, ["init_total_s", "model_params"], "no adapter init timing")
-    largest = rows.groupby(["run", "panel", "variant"])["rank"].transform("max")
-    rows = rows[rows["rank"] == largest]
+    """The init's cost: its time by phase for the points that timed it (init_bars), then, where points have init
+    FLOPs but no init time (estimated), init FLOPs vs model size on a page of its own (init_flops_page)."""
+    timed = data[(data["status"] == "ok") & data["init_total_s"].notna() & data["model_params"].notna()]
+    flops = data[(data["status"] == "ok") & (data["init_flops"] > 0) & data["model_params"].notna()]
+    with_flops_page = bool((flops["estimated"] == 1).any())
+    if timed.empty and not with_flops_page:
+        raise NoData("no ok row has init_total_s and model_params (an adapter init timing), nor init_flops of an "
+                     "estimated point")
+    n_pages = (len(init_bar_pieces(timed)) if not timed.empty else 0) + with_flops_page
+    figures = init_bars(data, timed, caption, n_pages) if not timed.empty else []
+    if with_flops_page:
+        figures.append(init_flops_page(data, flops, caption, len(figures), n_pages))
+    return figures
+
+
+def init_bar_pieces(timed: pd.DataFrame) -> list[pd.DataFrame]:
+    """The bars of init_bars, a page's worth each: per model (· task), run and method at the method's largest rank."""
+    largest = timed.groupby(["run", "panel", "variant"])["rank"].transform("max")
+    rows = timed[timed["rank"] == largest]
     bars = (rows.groupby(["panel", "run", "variant", "rank"], sort=False)
-            .agg(model_params=("model_params", "max"), init_total_s=("init_total_s", "mean"),
+            .agg(model=("model", "first"), model_params=("model_params", "max"), init_total_s=("init_total_s", "mean"),
                  step_time_ms_p50=("step_time_ms_p50", "mean"), lora_step_ms=("lora_step_ms", "mean"),
                  **{p: (p, "mean") for p, _ in INIT_PHASES}).reset_index())
     bars = bars.sort_values(["model_params", "panel", "run", "variant"]).reset_index(drop=True)
     bars["tick"] = bars["variant"] + " r" + bars["rank"].astype(str)
+    return bar_pieces(bars, "panel", bars["tick"])
+
+
+def init_bars(data: pd.DataFrame, timed: pd.DataFrame, caption: str, n_pages: int) -> list[Figure]:
+    """Stacked init phases per (model, method) at the method's largest rank, with the same time in LoRA training
+    steps over each bar; the training step itself under it for scale. A page holds as many bars as their labels
+    leave legible. Title and caption name the models timed, and the models of the runs that were not."""
+    pieces = init_bar_pieces(timed)
+    bars = pd.concat(pieces)
     runs = list(dict.fromkeys(data["run"]))
     hatch_of = {r: HATCHES[i % len(HATCHES)] for i, r in enumerate(runs)}
     names = {p: f"{p}\n({short_count(g['model_params'].iloc[0])} params)" for p, g in bars.groupby("panel")}
-    in_steps = bars["init_total_s"] / (bars["lora_step_ms"] / 1000.0)
-    counted = bool(np.isfinite(in_steps).any())
-    pieces = bar_pieces(bars, "panel", bars["tick"])
+    counted = bool(np.isfinite(bars["init_total_s"] / (bars["lora_step_ms"] / 1000.0)).any())
+    models = list(dict.fromkeys(bars["model"]))
+    title = ("Adapter init time by phase vs model size (largest rank per method)" if len(models) > 1 else
+             f"Adapter init time by phase, {models[0]} only: the one model with init timings (largest rank per "
+             "method)")
+    untimed = [m for m in models_by_size(data[data["status"] == "ok"]) if m not in models]
+    note = (f"\n{', '.join(untimed)}: estimated, no init timing" + (f"; their init FLOPs on page {n_pages}"
+                                                                      if len(pieces) < n_pages else "")
+            if untimed else "")
     figures = []
     for page, piece in enumerate(pieces):
         key = {}
         layout = BarRow(list(piece["tick"]), list(piece["panel"]), names, key)
-        text = page_caption(caption + (f"\nModels: {key_text(key)}" if key else ""), page, len(pieces))
-        fig, body, (ax_init, ax_step) = new_figure(
-            "Adapter init time by phase vs model size (largest rank per method)", text, 2, grid=(2, 1),
-            row_height_in=2.9, sharex=True, height_ratios=[3, 2])
+        text = page_caption(caption + note + (f"\nModels: {key_text(key)}" if key else ""), page, n_pages)
+        fig, body, (ax_init, ax_step) = new_figure(title, text, 2, grid=(2, 1), row_height_in=2.9, sharex=True,
+                                                   height_ratios=[3, 2])
         x, hatches = np.arange(len(piece)), piece["run"].map(hatch_of).tolist()
         bottom = np.zeros(len(piece))
         phases = [(label, piece[column].fillna(0).to_numpy()) for column, label in INIT_PHASES]
@@ -368,8 +399,9 @@ def plot_init_overhead(data: pd.DataFrame, caption: str) -> list[Figure]:
             ax_init.bar(x, values, bottom=bottom, color=color, label=label, width=0.7, hatch=hatches,
                         edgecolor="white")
             bottom += values
+        in_steps = piece["init_total_s"] / (piece["lora_step_ms"] / 1000.0)
         labels = [(xi, top, f"={n:.2g}" if n < 10 else f"={n:.0f}")
-                  for xi, top, n in zip(x, bottom, in_steps[piece.index]) if np.isfinite(n)]
+                  for xi, top, n in zip(x, bottom, in_steps) if np.isfinite(n)]
         for xi, top, label in labels:
             ax_init.annotate(label, (xi, top), ha="center", va="bottom", fontsize=CAPTION_PT, rotation=90,
                              xytext=(0, 2), textcoords="offset points")
@@ -397,6 +429,67 @@ def plot_init_overhead(data: pd.DataFrame, caption: str) -> list[Figure]:
                 ax_init.bar([0], [0], color="0.85", hatch=hatch_of[run], edgecolor="white", label=f"run {run}")
         figures.append(finish(fig, body, [ax_init]))
     return figures
+
+
+def init_flops_page(data: pd.DataFrame, rows: pd.DataFrame, caption: str, page: int, n_pages: int) -> Figure:
+    """Init FLOPs vs model size, a line per method and rank whose init does work: traced in a measured point
+    filled, estimated hollow."""
+    idle = sorted(set(data.loc[(data["status"] == "ok") & (data["init_flops"] == 0), "variant"]) - set(rows["variant"]))
+    text = (caption + "\n" + sizes_note(rows)
+            + (f"\nNot drawn: {', '.join(idle)}, whose init does no work (0 FLOPs)" if idle else ""))
+    fig, body, (ax,) = new_figure("Adapter init FLOPs vs model size (filled: traced in a measured point; hollow: "
+                                  "estimated)", page_caption(text, page, n_pages))
+    size_lines(ax, rows, "init_flops")
+    kind_legend(ax, (("traced, measured point", "o", "0.3"), ("estimated", "o", "white")))
+    count_axis(ax)
+    count_axis(ax, "y")
+    ax.yaxis.set_major_formatter(Thinned(FuncFormatter(lambda v, _: short_flops(v))))
+    label_axes(ax, "", "init FLOPs (log scale)", "model parameters (count, log scale)")
+    return finish(fig, body, [ax])
+
+
+def short_flops(n: float) -> str:
+    """2.3e12 -> 2.3T: FLOP counts on an axis."""
+    for factor, suffix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= factor:
+            return f"{n / factor:.3g}{suffix}"
+    return f"{n:.0f}"
+
+
+def models_by_size(rows: pd.DataFrame) -> list[str]:
+    return list(rows.sort_values(["model_params", "model"])["model"].drop_duplicates())
+
+
+def sizes_note(rows: pd.DataFrame) -> str:
+    """The models a plot against model size draws: each with its size and whether it was measured or estimated."""
+    parts = []
+    for model in models_by_size(rows):
+        here = rows[rows["model"] == model]
+        kinds = [kind for kind, present in (("measured", (here["estimated"] != 1).any()),
+                                            ("estimated", (here["estimated"] == 1).any())) if present]
+        parts.append(f"{model} ({short_count(here['model_params'].max())}, {' and '.join(kinds)})")
+    return "Models: " + ", ".join(parts)
+
+
+def size_lines(ax, rows: pd.DataFrame, column: str, scale: float = 1.0) -> dict[tuple, str]:
+    """A line per method and rank through the mean of `column` (x scale) at each model size; markers filled where
+    measured, hollow where estimated. Returns each (variant, rank)'s colour."""
+    colors = {}
+    for i, ((variant, rank), group) in enumerate(rows.groupby(["variant", "rank"])):
+        color = colors[variant, rank] = f"C{i % 10}"  # a colour per line: the ranks of one method are lines of their own
+        by_size = group.groupby(["model_params", "estimated"])[column].mean().reset_index()
+        ax.plot(by_size["model_params"], scale * by_size[column], color=color, label=f"{variant} r{rank}")
+        for estimated, fill in ((0, color), (1, "white")):
+            points = by_size[by_size["estimated"] == estimated]
+            ax.plot(points["model_params"], scale * points[column], linestyle="none", marker="o", color=color,
+                    markerfacecolor=fill)
+    return colors
+
+
+def kind_legend(ax, kinds) -> None:
+    """Legend entries for the markers' meaning: (label, marker, face colour) each."""
+    for label, marker, fill in kinds:
+        ax.plot([], [], linestyle="none", marker=marker, color="0.3", markerfacecolor=fill, label=label)
 
 
 TRANSFER_COLOR_POINTS = 5.0
@@ -446,38 +539,46 @@ def plot_claims(data: pd.DataFrame, caption: str) -> list[Figure]:
 
 
 def plot_init_share_size(data: pd.DataFrame, caption: str) -> Figure:
-    """The init's share of a fine-tuning run's FLOPs vs model size, a line per method (and rank) whose init does
-    work; measured points filled, `estimate`'s hollow; squares: the measured share of wall time."""
-    rows = ok_rows(data, ["init_flops_share", "model_params"], "no traced init and training step")
+    """The init's share of a fine-tuning run of one length (steps.share_steps) vs model size, in FLOPs: a line per
+    method (and rank) whose init does work, measured points filled, estimated hollow; squares: wall time."""
+    rows = ok_rows(data, ["share_flops", "model_params"], "no traced init and training step")
     rows = rows[rows["init_flops"] > 0]
     if rows.empty:
         raise NoData("no method whose init does work (GiVA, PiSSA, EVA, ...: init_flops > 0)")
     if rows["model_params"].nunique() < 2:
         raise NoData("one model size only; it needs two or more (e.g. `run_bench.py estimate --preset "
                      "sizes-estimate` reported together with a run)")
-    steps = sorted(rows["init_share_steps"].dropna().unique())
-    of = f"{steps[0]:,.0f} steps" if len(steps) == 1 else "each point's steps"
-    fig, body, (ax,) = new_figure(f"Init share of a fine-tuning run of {of} vs model size", caption)
-    for i, ((variant, rank), group) in enumerate(rows.groupby(["variant", "rank"])):
-        color = f"C{i % 10}"  # a colour per line: the ranks of one method are lines of their own
-        by_size = group.groupby(["model_params", "estimated"])[["init_flops_share", "init_share"]].mean().reset_index()
-        ax.plot(by_size["model_params"], 100 * by_size["init_flops_share"], color=color, label=f"{variant} r{rank}")
-        for estimated, fill in ((0, color), (1, "white")):
-            points = by_size[by_size["estimated"] == estimated]
-            ax.plot(points["model_params"], 100 * points["init_flops_share"], linestyle="none", marker="o",
-                    color=color, markerfacecolor=fill)
-        timed = by_size.dropna(subset=["init_share"])
-        ax.plot(timed["model_params"], 100 * timed["init_share"], linestyle="none", marker="s", color=color)
-    for label, marker, fill in (("FLOPs, measured", "o", "0.3"), ("FLOPs, estimated", "o", "white"),
-                                ("wall time, measured", "s", "0.3")):
-        ax.plot([], [], linestyle="none", marker=marker, color="0.3", markerfacecolor=fill, label=label)
+    steps = int(data["share_steps"].iloc[0])
+    fig, body, (ax,) = new_figure(f"Init share of a {steps:,}-step fine-tuning vs model size (FLOPs; squares: wall "
+                                  "time)", f"{caption}\n{share_note(data)}.\n{sizes_note(rows)}")
+    colors = size_lines(ax, rows, "share_flops", 100)
+    for key, group in rows.groupby(["variant", "rank"]):
+        timed = group.groupby("model_params")["share_time"].mean().dropna()
+        ax.plot(timed.index, 100 * timed.to_numpy(), linestyle="none", marker="s", color=colors[key])
+    kind_legend(ax, (("FLOPs, measured", "o", "0.3"), ("FLOPs, estimated", "o", "white"),
+                     ("wall time, measured", "s", "0.3")))
     ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle="--")
     ax.annotate("1%", (0.01, 1.0), xycoords=("axes fraction", "data"), fontsize=CAPTION_PT, color="0.3", va="bottom")
     count_axis(ax)
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    label_axes(ax, "", "init share of the run (%, log scale)", "model parameters (count, log scale)")
+    shares = 100 * pd.concat([rows["share_flops"], rows["share_time"]]).dropna()
+    percent_axis(ax, shares.min(), shares.max())
+    label_axes(ax, "", f"init share of a {steps:,}-step run (%, log scale)", "model parameters (count, log scale)")
     return finish(fig, body, [ax])
+
+
+def percent_axis(ax, low: float, high: float) -> None:
+    """Log y axis of percentages with ticks at 1, 2, 5 x 10^k labelled 0.2%, 1%, 5%, ..., spanning low..high and
+    the 1% line."""
+    ax.set_yscale("log")
+    ax.set_ylim(min(low, 1.0) / 1.6, max(high, 1.0) * 1.6)
+    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    ax.yaxis.set_major_formatter(Thinned(FuncFormatter(lambda v, _: percent(v))))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def percent(value: float) -> str:
+    """0.05 -> 0.05%, 2 -> 2%: as many decimals as the value's first digit needs."""
+    return f"{value:.{max(0, -math.floor(math.log10(value) + 1e-9))}f}%" if value > 0 else "0%"
 
 
 def plot_transfer(data: pd.DataFrame, caption: str) -> list[Figure]:
@@ -502,8 +603,8 @@ def plot_transfer(data: pd.DataFrame, caption: str) -> list[Figure]:
             change[i, j] = cell["change_points"]
             own = cell["source"] == cell["task"] and not cell["reference"]
             dark = abs(np.nan_to_num(cell["change_points"])) > 0.6 * limit  # white text on the deep colours
-            ax.annotate(f"{cell['score']:.3f}\n" + ("own" if own else f"{cell['change_points']:+.1f}"), (j, i),
-                        ha="center", va="center", fontsize=CAPTION_PT, color="white" if dark else "black")
+            against_own = "own" if own else format_number(cell["change_points"], "+.1f")
+            ax.annotate(f"{cell['score']:.3f}\n{against_own}", (j, i), ha="center", va="center", fontsize=CAPTION_PT, color="white" if dark else "black")
         image = ax.imshow(change, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
         ax.set_xticks(range(len(tasks)), [f"{t}\n({here.loc[here['task'] == t, 'metric'].iloc[0]})" for t in tasks])
         ax.set_yticks(range(len(sources)), [f"{s} (ref.)" if reference else s for s, reference in sources])
@@ -522,11 +623,11 @@ PLOTS = [  # (file name, title in summary.md, function); each function returns i
     ("time_score", "Task metric vs training wall time", plot_time_score),
     ("step_time_rank", "Step time vs rank", plot_step_time),
     ("memory_rank", "Peak memory vs rank", plot_memory),
-    ("init_overhead", "Init overhead by phase vs model size", plot_init_overhead),
+    ("init_overhead", "Adapter init overhead", plot_init_overhead),
     ("memory_breakdown", "Tensor memory by category per method and rank", plot_memory_breakdown),
     ("flops_overhead", "Adapter FLOPs over the frozen base vs rank", plot_flops_overhead),
     ("memory_size", "Tensor memory peak vs model size, against GPU memory", plot_memory_vs_size),
     ("claims", "Claim check: GiVA at r minus VeRA and LoRA, with 95% intervals", plot_claims),
-    ("init_share_size", "Init share of a fine-tuning run vs model size", plot_init_share_size),
+    ("init_share_size", "Init share of a fine-tuning run of one length vs model size", plot_init_share_size),
     ("transfer", "Bases from another task: transfer matrix", plot_transfer),
 ]

@@ -22,9 +22,9 @@ from ..columns import IDENTITY, MIB, TABLE, column
 from ..results.read import STATUSES, Run, load_run
 from .claims import CLAIMS_FILE, claim_verdicts, format_claim_check
 from .plots import LINESTYLES, MARKERS, PLOTS, STYLE, NoData, remove_pages, save_pages
-from .steps import LORA_STEPS_NOTE, lora_step_ms
-from .tables import (BUSY_MARK, NOISE_NOTE, busy_note, format_difference, format_value, mark_busy, md_cell, noise_points,
-                     task_metric)
+from .steps import LORA_STEPS_NOTE, init_shares, lora_step_ms, share_steps
+from .tables import (BUSY_MARK, MISSING, NOISE_NOTE, busy_note, format_difference, format_number, format_ratio,
+                     format_value, mark_busy, md_cell, noise_points, task_metric)
 from .transfer import format_transfer, transfer_cells
 
 # What can split a point's line besides its method options: the identity but what a plot or table already shows.
@@ -34,8 +34,9 @@ VARIANT_COLUMNS = [c for c in IDENTITY if c not in ("model", "task", "method", "
 # --- the report ---------------------------------------------------------------
 
 
-def build_report(run_dirs: list[str], out_dir: str | None = None) -> list[str]:
-    """Write summary.md and plots/ for the runs; returns the paths written (summary.md first)."""
+def build_report(run_dirs: list[str], out_dir: str | None = None, assume_steps: int | None = None) -> list[str]:
+    """Write summary.md and plots/ for the runs; returns the paths written (summary.md first). assume_steps: the
+    fine-tuning length every init share is of (steps.share_steps: default, the rows' assumed one or SHARE_STEPS)."""
     if not run_dirs:
         raise ValueError("no run directory given; pass one or more run directories")
     if out_dir is None and len(run_dirs) > 1:
@@ -43,7 +44,7 @@ def build_report(run_dirs: list[str], out_dir: str | None = None) -> list[str]:
     runs = [load_run(d) for d in run_dirs]
     out_dir = out_dir or runs[0].run_dir
     labels = run_labels(runs)
-    data = prepare(runs, labels)
+    data = prepare(runs, labels, assume_steps)
     caption = make_caption(runs, labels)
     os.makedirs(os.path.join(out_dir, "plots"), exist_ok=True)
     written, plotted, skipped = [], [], []
@@ -80,8 +81,9 @@ def run_labels(runs: list[Run]) -> list[str]:
     return [f"{os.path.basename(r.run_dir)}#{i + 1}" for i, r in enumerate(runs)]
 
 
-def prepare(runs: list[Run], labels: list[str]) -> pd.DataFrame:
-    """All runs' rows in one frame, with run, variant, panel, label and plot style columns."""
+def prepare(runs: list[Run], labels: list[str], assume_steps: int | None = None) -> pd.DataFrame:
+    """All runs' rows in one frame, with run, variant, panel, label and plot style columns, LoRA's step time, and
+    the init's share of a fine-tuning run of one length for every row (share_steps, share_flops, share_time)."""
     frames = []
     for run, label in zip(runs, labels):
         frame = run.rows.copy()
@@ -102,7 +104,8 @@ def prepare(runs: list[Run], labels: list[str]) -> pd.DataFrame:
     data["linestyle"] = data["run"].map({r: LINESTYLES[i % len(LINESTYLES)] for i, r in enumerate(labels)})
     data["marker"] = data["run"].map({r: MARKERS[i % len(MARKERS)] for i, r in enumerate(labels)})
     data["lora_step_ms"] = lora_step_ms(data, method_info(runs))
-    return data
+    data["share_steps"] = share_steps(data, assume_steps)
+    return data.join(init_shares(data, data["share_steps"].iloc[0]))
 
 
 def variant_names(frame: pd.DataFrame) -> pd.Series:
@@ -143,14 +146,15 @@ def parse_options(text: str) -> dict:
 
 
 def make_caption(runs: list[Run], labels: list[str]) -> str:
+    """Where each run was measured: device and commit. The models are each plot's own to name (its panels, or a
+    caption line of its own), for a plot draws only the models that have its data."""
     parts = []
     for run, label in zip(runs, labels):
         env = run.meta.get("environment") or {}
         device = env.get("device") or "/".join(sorted(set(run.rows["device"]) - {""})) or "device unknown"
         hardware = env.get("gpu") or env.get("cpu") or ""
         dirty = "+dirty" if env.get("dirty") else ""
-        text = (f"models {', '.join(sorted(set(run.rows['model'])))}; {device}{f' ({hardware})' if hardware else ''}; "
-                f"commit {run.commit[:8]}{dirty}")
+        text = f"{device}{f' ({hardware})' if hardware else ''}; commit {run.commit[:8]}{dirty}"
         parts.append(text if len(runs) == 1 else f"{label}: {text}")
     return "\n".join(parts)  # each plot wraps it to its width
 
@@ -198,7 +202,7 @@ def format_summary(runs: list[Run], labels: list[str], data: pd.DataFrame, verdi
             noise = noise_points(metric, middle, point["eval_examples"].mean())
             cells = [mark_busy(format_value(point[name].astype(float), col), col.is_timing and point["busy"].any())
                      if col is not None
-                     else "–" if point[name].isna().all() else format_difference(100 * point[name].mean(), noise)
+                     else MISSING if point[name].isna().all() else format_difference(100 * point[name].mean(), noise)
                      for name, _, col in table]
             out.append(f"| {md_cell(variant)} | {rank} | {point['seed'].nunique()} | " + " | ".join(cells) + " |")
         out.append("")
@@ -271,12 +275,11 @@ def format_peft_comparison(ok: pd.DataFrame, methods: dict, several_runs: bool) 
                     "accuracy, ours - PEFT (points) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
             for ours, theirs, rank in rows:
                 mine, other = stats.loc[(ours, rank)], stats.loc[(theirs, rank)]
-                accuracy = ("–" if pd.isna(mine["accuracy"]) or pd.isna(other["accuracy"])
-                            else f"{100 * (mine['accuracy'] - other['accuracy']):+.1f}")
-                out.append(f"| {display_name(ours, methods)} | {rank} | {mine['trainable']:,.0f} / "
-                           f"{other['trainable']:,.0f} | {ratio(mine['step_ms'], other['step_ms'])} | "
-                           f"{ratio(mine['init_s'], other['init_s'])} | {ratio(mine['init_peak'], other['init_peak'])} | "
-                           f"{ratio(mine['peak'], other['peak'])} | {accuracy} |")
+                accuracy = format_number(100 * (mine["accuracy"] - other["accuracy"]), "+.1f")
+                out.append(f"| {display_name(ours, methods)} | {rank} | {format_number(mine['trainable'], ',.0f')} / "
+                           f"{format_number(other['trainable'], ',.0f')} | "
+                           + " | ".join(format_ratio(mine[k], other[k]) for k in ("step_ms", "init_s", "init_peak", "peak"))
+                           + f" | {accuracy} |")
             out += ["", "Ratios are ours over PEFT's (below 1: ours is faster or smaller).", ""]
         inits = [(m, rank) for (m, rank) in stats.index if m in data_driven]
         if len({m for m, _ in inits}) > 1:
@@ -285,19 +288,15 @@ def format_peft_comparison(ok: pd.DataFrame, methods: dict, several_runs: bool) 
                     "init mem growth (MiB) | init in LoRA steps |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
             for method, rank in sorted(inits, key=lambda k: (k[1], k[0])):
                 row = stats.loc[(method, rank)]
-                steps = "–" if pd.isna(row["lora_step_ms"]) else f"{row['init_s'] / (row['lora_step_ms'] / 1000.0):.2g}"
-                out.append(f"| {display_name(method, methods)} | {rank} | {row['init_s']:.3g} | "
-                           f"{row['init_data_s']:.3g} | {row['init_svd_s']:.3g} | {row['init_peak'] / MIB:,.0f} | "
-                           f"{row['init_growth'] / MIB:,.0f} | {steps} |")
+                cells = [format_number(row[k], ".3g") for k in ("init_s", "init_data_s", "init_svd_s")]
+                cells += [format_number(row[k] / MIB, ",.0f") for k in ("init_peak", "init_growth")]
+                cells.append(format_number(row["init_s"] / (row["lora_step_ms"] / 1000.0), ".2g"))
+                out.append(f"| {display_name(method, methods)} | {rank} | " + " | ".join(cells) + " |")
             out += ["", "Data passes: GiVA's gradient batches, EVA's and CorDA's forward passes (with EVA's incremental "
                     "SVD and CorDA's eigendecomposition, which run inside them), LoRA-GA's gradients. Decompositions: "
                     "GiVA's gradient SVD, PiSSA's weight SVD, OLoRA's QR, CorDA's and LoRA-GA's per-layer bases. "
                     f"{LORA_STEPS_NOTE}. On CPU, memory is process RSS.", ""]
     return ["## Ours against PEFT, and data-driven inits", "", *out] if out else []
-
-
-def ratio(mine: float, theirs: float) -> str:
-    return "–" if pd.isna(mine) or pd.isna(theirs) or not theirs else f"{mine / theirs:.2f}x"
 
 
 def format_load(run: Run) -> str:

@@ -1,4 +1,5 @@
-"""Pieces every summary table shares: a cell for markdown, a value with its unit, the eval set's noise mark."""
+"""Pieces every summary table shares: a cell for markdown, a value with its unit or "–" where it is missing, the
+eval set's noise mark."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ NOISE_NOTE = (f"{NOISE_MARK}: smaller than the eval set's noise, the half-width 
 
 
 BUSY_MARK = "†"
+MISSING = "–"  # a cell with no number: missing, or not a number (NaN, inf)
 
 
 def busy_note(cpu_counts: set) -> str:
@@ -24,7 +26,7 @@ def busy_note(cpu_counts: set) -> str:
 
 def mark_busy(text: str, busy: bool) -> str:
     """A timing's cell, marked when it was taken on a busy machine."""
-    return f"{text} {BUSY_MARK}" if busy and text != "–" else text
+    return f"{text} {BUSY_MARK}" if busy and text != MISSING else text
 
 
 def noise_points(metric: str, score: float, examples: float) -> float:
@@ -40,11 +42,29 @@ def format_difference(points: float, noise: float) -> str:
     return f"{points:+.1f}" + (f" {NOISE_MARK}" if abs(points) < noise else "")
 
 
+def is_number(value) -> bool:
+    """Whether value is a finite number (not None, NaN or inf)."""
+    try:
+        return math.isfinite(value)
+    except TypeError:
+        return False
+
+
+def format_number(value, spec: str, suffix: str = "") -> str:
+    """value in the format spec (".2g", ",.0f", ...) and suffix; MISSING where it is not a finite number."""
+    return f"{value:{spec}}{suffix}" if is_number(value) else MISSING
+
+
+def format_ratio(mine: float, theirs: float) -> str:
+    """mine / theirs as "1.03x"; MISSING where either is missing or theirs is 0."""
+    return format_number(mine / theirs if is_number(mine) and is_number(theirs) and theirs else math.nan, ".2f", "x")
+
+
 def format_value(values: pd.Series, col: Column) -> str:
     """Mean over seeds in the column's unit; a score (accuracy, F1, correlation) as mean ± std where there are several."""
-    values = values.dropna()
+    values = values[values.map(is_number)]
     if values.empty:
-        return "–"
+        return MISSING
     text = col.format(values.mean())
     return text + (f" ± {values.std():.3f}" if col.unit in ("fraction", "score") and len(values) > 1 else "")
 

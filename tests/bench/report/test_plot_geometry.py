@@ -34,10 +34,11 @@ from bench.results.read import load_run
 pytestmark = pytest.mark.xdist_group("real_run")  # one worker waits for the real run (conftest.py), the other goes on
 
 PLOT_NAMES = [name for name, _, _ in PLOTS]
-# What `run_bench.py estimate` can plot: its rows have counts and tensor bytes, no timings and no scores.
+# What `run_bench.py estimate` can plot: its rows have counts, tensor bytes and init FLOPs, no timings and no scores.
 INIT_TASK_PLOTS = {"transfer"}  # drawn from runs whose GiVA points read other tasks (init_task)
 INIT_TASKS = ["", "trec", "agnews"]  # "": the point's own task
-ESTIMATE_PLOTS = {"memory_rank", "memory_breakdown", "flops_overhead", "memory_size"}
+ESTIMATE_PLOTS = {"memory_rank", "memory_breakdown", "flops_overhead", "memory_size", "init_overhead",
+                  "init_share_size"}
 
 
 @pytest.fixture(autouse=True)
