@@ -16,6 +16,7 @@ import shutil
 
 import matplotlib
 import pytest
+from cli_runs import REPO
 from matplotlib.colors import to_rgba
 
 from bench.cli import main
@@ -24,8 +25,7 @@ from bench.report.steps import SHARE_STEPS
 from bench.report.summary import make_caption, prepare, run_labels
 from bench.results.read import META_FILE, RESULTS_FILE, load_run
 
-BASELINE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reports", "baselines",
-                        "quick-cpu")
+BASELINE = os.path.join(REPO, "reports", "baselines", "quick-cpu")
 NOT_A_NUMBER = re.compile(r"\b(nan|inf)", re.IGNORECASE)  # nan, nanx, inf, inf%: a number that is not one
 LADDER = ("llama-1b", "llama-7b")
 
