@@ -27,6 +27,7 @@ export PYTHONUNBUFFERED=1
 START=$(date +%s)
 mkdir -p "$OUT" "$JUNIT_DIR" "$(dirname "$SWEEP_DIR")"
 exec > >(tee -a "$OUT/device_check.log") 2>&1
+TEE_PID=$!
 
 left() { echo $((START + BUDGET_S - $(date +%s))); }
 
@@ -135,3 +136,5 @@ else
 fi
 tar -czf "$OUT/logs.tar.gz" --exclude='*.png' -C /tmp giva-gpu || echo "tar of the logs failed"
 echo "== done at +$(( $(date +%s) - START )) s; $OUT holds: $(ls "$OUT" | tr '\n' ' ')"
+exec >&- 2>&-
+wait "$TEE_PID"  # the log is whole before the command returns
