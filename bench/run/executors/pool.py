@@ -49,7 +49,7 @@ class PoolExecutor:
             if workers > gpus:
                 raise ValueError(f"--workers {workers} is more than the {gpus} visible GPUs: two timed points would "
                                  f"share a device; use --workers {gpus} or fewer")
-            self.slot_envs = [{"CUDA_VISIBLE_DEVICES": str(i)} for i in range(workers or gpus)]
+            self.slot_envs = [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in visible_gpus(gpus)[:workers or gpus]]
             return
         cores = len(os.sched_getaffinity(0))
         per_point = threads or torch.get_num_threads()
@@ -66,6 +66,16 @@ class PoolExecutor:
 
     def close(self) -> None:
         kill_running_points()
+
+
+def visible_gpus(count: int) -> list[str]:
+    """The `count` GPUs torch sees here, as a child's CUDA_VISIBLE_DEVICES names them: this process's own
+    CUDA_VISIBLE_DEVICES entries where it is set (a job or a user pinned it to some GPUs: index 0 in a child is then
+    the physical GPU 0, which this process may not see), else 0 .. count-1."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return [str(i) for i in range(count)]
+    return [gpu.strip() for gpu in visible.split(",")][:count]  # CUDA stops at the first entry it cannot use
 
 
 def run_in_slots(points: list[Point], worker: Callable, slot_envs: list[dict], timeout_s: int) -> Iterator[dict]:

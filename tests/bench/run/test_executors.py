@@ -56,6 +56,18 @@ def test_pool_workers_times_threads_beyond_the_cores_is_refused_unless_allowed(t
     assert PoolExecutor(settings, sweep(device="cpu", threads=2), str(tmp_path)).name == "pool+shared-timing"
 
 
+@pytest.mark.parametrize("visible, expected", [(None, ["0", "1"]), ("2,3", ["2", "3"]), ("3, 1,0", ["3", "1"])])
+def test_pool_slots_name_the_gpus_this_process_sees(monkeypatch, visible, expected):
+    """A pool inside a job pinned to GPUs 2 and 3 gives its slots 2 and 3: a child's index 0 is the physical GPU 0."""
+    from bench.run.executors.pool import visible_gpus
+
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert visible_gpus(2) == expected
+
+
 def test_submitit_local_jobs_give_the_local_rows(local_rows, tmp_path):
     config = sweep(executor={"kind": "slurm", "slurm_cluster": "local", "slurm_array_parallelism": 2})
     rows = run_sweep(config, str(tmp_path / "run"), ["test"], log=print)

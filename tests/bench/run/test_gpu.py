@@ -17,7 +17,7 @@ from cli_runs import REPO
 from bench.config.grid import expand_grid
 from bench.config.presets import make_sweep_config
 from bench.results.read import load_run
-from bench.run.executors.pool import PoolExecutor, PoolSettings
+from bench.run.executors.pool import PoolExecutor, PoolSettings, visible_gpus
 from bench.run.sweep import run_sweep
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")]
@@ -64,14 +64,27 @@ def assert_tracked_peak_matches(row: dict, workspace: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def quick_rows(tmp_path_factory) -> list[dict]:
-    """The quick preset on CUDA, one pool worker per GPU (run_bench.py, as users run it)."""
+def quick_run(tmp_path_factory) -> list[dict]:
+    """The quick preset's rows on CUDA, one pool worker per GPU (run_bench.py, as users run it)."""
     run_dir = os.environ.get("GIVA_GPU_RUN_DIR") or str(tmp_path_factory.mktemp("quick-gpu") / "run")
     result = subprocess.run([sys.executable, "run_bench.py", "run", "--preset", "quick", "--device", "cuda",
                              "--executor", "pool", "--out", run_dir], cwd=REPO, capture_output=True, text=True,
                             timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     return load_run(run_dir).rows.to_dict("records")  # numbers as floats
+
+
+@pytest.fixture(scope="module")
+def quick_rows(quick_run) -> list[dict]:
+    """The quick preset's measured points (its size ladder's are traced by `estimate`: no clocks, no CUDA peaks)."""
+    return [r for r in quick_run if not r["estimated"]]
+
+
+def test_the_quick_preset_s_size_ladder_is_traced_with_fake_cuda_tensors(quick_run):
+    traced = [r for r in quick_run if r["estimated"]]
+    assert traced and {r["status"] for r in traced} == {"ok"}, [r["error"] for r in traced]
+    assert {r["model"] for r in traced} == {"llama-1b", "llama-7b"} and {r["executor"] for r in traced} == {"estimate"}
+    assert min(r["tensor_peak_bytes"] for r in traced) > 0
 
 
 def test_the_quick_preset_runs_on_cuda_with_cuda_timings_and_peaks(quick_rows):
@@ -132,14 +145,15 @@ def test_the_pool_pins_one_worker_per_gpu(tmp_path):
     config = make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=["lora"],
                                           ranks=list(range(1, 2 * gpus + 1)), device="cuda"))
     executor = PoolExecutor(PoolSettings(), config, str(tmp_path))
-    assert executor.slot_envs == [{"CUDA_VISIBLE_DEVICES": str(i)} for i in range(gpus)]
+    visible = visible_gpus(gpus)  # 0 .. gpus-1, or this process's own CUDA_VISIBLE_DEVICES
+    assert executor.slot_envs == [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in visible]
 
     def worker(point: dict, timeout_s: int, env: dict) -> dict:
         seen = python("import time, torch; print(torch.cuda.device_count(), torch.cuda.get_device_properties(0).uuid);"
                       " time.sleep(2)", **env).split()
         return {"slot": env["CUDA_VISIBLE_DEVICES"], "gpus": int(seen[0]), "uuid": seen[1]}
 
-    physical = {str(i): str(torch.cuda.get_device_properties(i).uuid) for i in range(gpus)}
+    physical = {gpu: str(torch.cuda.get_device_properties(i).uuid) for i, gpu in enumerate(visible)}
     seen = list(executor.run(expand_grid(config), worker))
     assert len(seen) == 2 * gpus
     assert all(s["gpus"] == 1 and s["uuid"] == physical[s["slot"]] for s in seen), seen
