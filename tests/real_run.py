@@ -17,7 +17,6 @@ fp32); its two rows are appended to the first run's results.csv. conftest.py ser
 
 from __future__ import annotations
 
-import numpy as np
 import contextlib
 import csv
 import fcntl
@@ -26,6 +25,8 @@ import hashlib
 import json
 import os
 import shutil
+
+import numpy as np
 
 from bench.columns import IDENTITY
 from bench.results.read import META_FILE, RESULTS_FILE
