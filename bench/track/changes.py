@@ -12,17 +12,22 @@ change point, named with its size; more is a regression, less an improvement.
 
 Noisy metrics (step time, init time, memory read as RSS, the task's score): an observation's value is the median
 of its raw samples (every step time of every seed and run for step time; the rows' values otherwise), on a log
-scale where the threshold is relative. ruptures' KernelCPD (linear kernel: least squares, penalty 2 sigma^2 ln n,
-sigma from the differences of consecutive observations) proposes change points at least MIN_RUNS observations
-apart, so a spike is not a change; a proposed point stays only where Student's t-test between the segments on its
-two sides gives p < ALPHA, the least significant dropped first (E-Divisive's significance test, as Otava runs
-it). A segment boundary is reported as a change point when both the whole segments and the MIN_RUNS observations
-on either side differ by the minimum effect (MIN_EFFECT: 5% for step time, compare's thresholds and noise floors
-otherwise), and neither segment keeps rising or falling (Spearman, p < 0.01): a step, not a slope. Steps under
+scale where the threshold is relative. The noise sigma is the largest MAD / sqrt(2) of the differences of runs 1 to
+MIN_RUNS apart (runs that drift together make consecutive differences understate it). A run more than
+OUTLIER_SIGMAS sigmas from both its nearest runs, on the same side, is an outlier: left out of the segmentation and
+the trend, kept in the segments' medians. ruptures' KernelCPD (linear kernel: least squares, penalty
+2 sigma^2 ln n) proposes change points at least MIN_RUNS observations apart, so a spike is not a change; a proposed
+point stays only where Student's t-test between the segments on its two sides, its pooled deviation no less than
+sigma, gives p < ALPHA, the least significant dropped first (E-Divisive's significance test, as Otava runs it). A
+segment boundary is reported as a change point when both the whole segments and the MIN_RUNS observations on
+either side differ by the minimum effect (MIN_EFFECT: 5% for step time, compare's thresholds and noise floors
+otherwise), and the jump beyond either segment's trend does too: a segment trends where Spearman gives p < 0.01
+and its Theil-Sen line moves by the minimum effect across it (ordered jitter far below it is no slope). Steps under
 the minimum still split segments, and drift catches their sum: the latest segment is judged against the best
-earlier segment since the last acknowledged commit of that series and metric. An acknowledgement covers the exact
-changes at its commit and the noisy ones placed less than MIN_RUNS commits from it (a noisy change point is
-located to within a few commits).
+earlier segment since the last acknowledged commit of that series and metric, reported where the whole 99%
+bootstrap interval of their ratio clears the minimum effect. An acknowledgement covers the exact changes at its
+commit and the noisy ones placed less than MIN_RUNS commits from it (a noisy change point is located to within a
+few commits).
 Runs taken on a busy machine (meta.json load.busy: the 1-minute load average above the cores; a run without load
 records counts as quiet) are left out of the noisy metrics: their timings are not faithful. A series with fewer
 than 2 * MIN_RUNS quiet commits is not judged on them, and says so; exact counts use every run.
@@ -50,6 +55,7 @@ from .acknowledged import Acknowledgement
 from .rules import EXACT, MIN_EFFECT, Threshold, bootstrap_ratio_ci, judge, noise_floor, parse_times
 
 MIN_RUNS = 3  # observations a segment needs: one or two odd runs are never a change
+OUTLIER_SIGMAS = 4.0  # a run this many noise sigmas from both its neighbours is an outlier
 ALPHA = 0.001  # a segment boundary stays when the t-test between its two sides gives p below this
 PER_GFLOP = "step_ms_per_gflop"  # the derived series: step time per GFLOP of the step (time per unit of work)
 NOISY = [c.name for c in COMPARED if c.compare != "exact" and c.history and c.name != "tokens_per_s"]  # 1/step time
@@ -261,25 +267,19 @@ def noisy_changes(series: str, metric: str, values: np.ndarray, used: np.ndarray
                   ) -> list[Change]:
     index = np.flatnonzero(used)  # observation index of each value in the fit
     x = values[index]
-    scaled = np.log(x) if limit.relative and (x > 0).all() else x
-    ends = segment(scaled)
-    starts = [0, *ends[:-1]]
-    segments = [Segment(int(index[s]), int(index[e - 1]) + 1, float(np.median(x[s:e]))) for s, e in zip(starts, ends)]
+    scaled = scale(x, limit)
+    bounds, steps = find_steps(metric, x, limit, floor)
+    starts, ends = [s for s, _ in bounds], [e for _, e in bounds]
+    segments = [Segment(int(index[s]), int(index[e - 1]) + 1, float(np.median(x[s:e]))) for s, e in bounds]
     fit.metrics[metric] = MetricFit(values, used, segments)
     better = "lower" if metric not in BY_NAME else BY_NAME[metric].better
     changes = []
-    for (s0, e0), (s1, e1) in zip(zip(starts, ends), list(zip(starts, ends))[1:]):
-        before, after = float(np.median(x[s0:e0])), float(np.median(x[s1:e1]))
-        local = (float(np.median(x[max(s0, e0 - MIN_RUNS):e0])), float(np.median(x[s1:min(e1, s1 + MIN_RUNS)])))
-        verdict = judge(metric, before, after, better, limit, None, floor)[0]
-        if verdict == "same" or judge(metric, *local, better, limit, None, floor)[0] != verdict:
-            continue
-        if trending(scaled[s0:e0]) or trending(scaled[s1:e1]):
-            continue  # a slope, not a step: drift judges it
+    for i, verdict in steps:
+        (s0, e0), (s1, e1) = bounds[i - 1], bounds[i]
         first, last_before = int(index[s1]), int(index[e0 - 1])
         change = Change(series, metric, "", "regression" if verdict == "worse" else "improvement", first,
-                        observations[last_before].commit, observations[first].commit, before, after,
-                        ci=bootstrap_ratio_ci(x[s0:e0], x[s1:e1]))
+                        observations[last_before].commit, observations[first].commit, float(np.median(x[s0:e0])),
+                        float(np.median(x[s1:e1])), ci=bootstrap_ratio_ci(x[s0:e0], x[s1:e1]))
         classify(change, exact, last_before, first)
         change.latest = s1 == starts[-1]
         changes.append(change)
@@ -288,40 +288,115 @@ def noisy_changes(series: str, metric: str, values: np.ndarray, used: np.ndarray
     return changes + ([drift] if drift else [])
 
 
-def segment(x: np.ndarray) -> list[int]:
-    """Segment ends (exclusive; the last is len(x)) of a sequence: KernelCPD's proposal, pruned by the t-test."""
+def find_steps(metric: str, x: np.ndarray, limit: Threshold, floor: float = 0.0
+               ) -> tuple[list[tuple[int, int]], list[tuple[int, str]]]:
+    """A bare sequence's segments, (start, end) each, and its steps: (the segment after the step, 'worse' or
+    'better'). A boundary is a step when both whole segments and the MIN_RUNS observations either side of it differ
+    by the minimum effect, and neither segment is a slope (trending)."""
+    better = "lower" if metric not in BY_NAME else BY_NAME[metric].better
+    scaled = scale(x, limit)
+    sigma = noise_sigma(scaled)
+    kept = ~outliers(scaled, sigma)
+    ends = segment(scaled, sigma, kept)
+    bounds = list(zip([0, *ends[:-1]], ends))
+    least = min_change(x, limit)
+    steps = []
+    for i, ((s0, e0), (s1, e1)) in enumerate(zip(bounds, bounds[1:]), start=1):
+        before, after = float(np.median(x[s0:e0])), float(np.median(x[s1:e1]))
+        local = (float(np.median(x[max(s0, e0 - MIN_RUNS):e0])), float(np.median(x[s1:min(e1, s1 + MIN_RUNS)])))
+        verdict = judge(metric, before, after, better, limit, None, floor)[0]
+        if verdict == "same" or judge(metric, *local, better, limit, None, floor)[0] != verdict:
+            continue
+        left, right = scaled[s0:e0][kept[s0:e0]], scaled[s1:e1][kept[s1:e1]]
+        jump = level(right, least, 0) - level(left, least, len(left))  # both at the first run after it
+        if jump * (after - before) <= 0 or abs(jump) < least:
+            continue  # a slope, not a step: drift judges it
+        steps.append((i, verdict))
+    return bounds, steps
+
+
+def scale(x: np.ndarray, limit: Threshold) -> np.ndarray:
+    """The scale change points are sought on: log where the threshold is relative (and every value positive)."""
+    return np.log(x) if limit.relative and (x > 0).all() else x
+
+
+def min_change(x: np.ndarray, limit: Threshold) -> float:
+    """The minimum effect on scale(x)'s scale."""
+    if not limit.relative:
+        return limit.limit
+    return math.log1p(limit.limit) if (x > 0).all() else limit.limit * float(np.median(np.abs(x)))
+
+
+def segment(x: np.ndarray, sigma: float, kept: np.ndarray) -> list[int]:
+    """Segment ends (exclusive; the last is len(x)) of a sequence with noise sigma: KernelCPD's proposal, pruned by
+    the t-test, on the runs kept (outliers left out: they stay in the segments whose ends they lie within)."""
     n = len(x)
-    if n < 2 * MIN_RUNS:
+    kept = np.flatnonzero(kept)
+    y = x[kept]
+    if len(y) < 2 * MIN_RUNS:
         return [n]
-    steps = np.diff(x)
-    sigma = max(1.4826 * np.median(np.abs(steps - np.median(steps))) / math.sqrt(2), 1e-4 * np.median(np.abs(x)), 1e-12)
-    ends = [int(b) for b in ruptures.KernelCPD(kernel="linear", min_size=MIN_RUNS).fit(x).predict(
-        pen=2 * sigma**2 * math.log(n))]
-    edges = [0, *ends]  # segment i is x[edges[i]:edges[i + 1]]
-    pvalues = [t_test(x[edges[i]:edges[i + 1]], x[edges[i + 1]:edges[i + 2]]) for i in range(len(edges) - 2)]
+    ends = [int(b) for b in ruptures.KernelCPD(kernel="linear", min_size=MIN_RUNS).fit(y).predict(
+        pen=2 * sigma**2 * math.log(len(y)))]
+    edges = [0, *ends]  # segment i is y[edges[i]:edges[i + 1]]
+    pvalues = [t_test(y[edges[i]:edges[i + 1]], y[edges[i + 1]:edges[i + 2]], sigma) for i in range(len(edges) - 2)]
     while pvalues and max(pvalues) >= ALPHA:
         worst = int(np.argmax(pvalues))  # boundary edges[worst + 1] goes: its two segments merge
         del edges[worst + 1], pvalues[worst]
         for i in (worst - 1, worst):  # the boundaries either side of the merged segment
             if 0 <= i < len(pvalues):
-                pvalues[i] = t_test(x[edges[i]:edges[i + 1]], x[edges[i + 1]:edges[i + 2]])
-    ends = edges[1:]
-    return ends
+                pvalues[i] = t_test(y[edges[i]:edges[i + 1]], y[edges[i + 1]:edges[i + 2]], sigma)
+    return [int(kept[e]) if e < len(y) else n for e in edges[1:]]  # a segment ends where the next kept run starts
 
 
-def trending(x: np.ndarray) -> bool:
-    """A segment that keeps rising or falling (Spearman's rank correlation with its order, p < 0.01): what a run of
-    small steps leaves where a single step leaves two flat segments."""
+def noise_sigma(x: np.ndarray) -> float:
+    """Run-to-run noise of a sequence, robustly: the largest MAD / sqrt(2) of its lag-k differences, k = 1 ..
+    MIN_RUNS. Neighbouring runs that drift together make lag-1 differences understate the noise; a step or an
+    outlier moves only a few differences, not their median."""
+    sigmas = []
+    for k in range(1, min(MIN_RUNS, len(x) - 1) + 1):
+        steps = x[k:] - x[:-k]
+        sigmas.append(1.4826 * np.median(np.abs(steps - np.median(steps))) / math.sqrt(2))
+    return max(*sigmas, 1e-4 * float(np.median(np.abs(x))), 1e-12)
+
+
+def outliers(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Runs farther than OUTLIER_SIGMAS noise sigmas from both their nearest runs, on the same side (one odd run,
+    not the start of a step): left out of the segmentation, kept in the segments' medians."""
+    n = len(x)
+    odd = np.zeros(n, dtype=bool)
+    for i in range(n):
+        near = sorted(range(max(0, i - 2), min(n, i + 3)), key=lambda j: abs(j - i))[1:3]  # an end run: its side
+        gaps = x[i] - x[near]
+        odd[i] = len(near) == 2 and (np.abs(gaps) > OUTLIER_SIGMAS * sigma).all() and gaps[0] * gaps[1] > 0
+    return odd
+
+
+def level(x: np.ndarray, least: float, at: int) -> float:
+    """A segment's level at its run `at`: its Theil-Sen line where it is trending, else its median."""
+    if trending(x, least):
+        slope, intercept = stats.theilslopes(x)[:2]
+        return float(intercept + slope * at)
+    return float(np.median(x))
+
+
+def trending(x: np.ndarray, least: float) -> bool:
+    """A segment that keeps rising or falling (Spearman's rank correlation with its order, p < 0.01) by at least the
+    minimum effect over its length (Theil-Sen slope): what a run of small steps leaves where a single step leaves
+    two flat segments; jitter far below the minimum effect is no slope, however ordered."""
     if len(x) < 2 * MIN_RUNS or np.ptp(x) == 0:
         return False
-    return stats.spearmanr(np.arange(len(x)), x).pvalue < 0.01
+    if stats.spearmanr(np.arange(len(x)), x).pvalue >= 0.01:
+        return False
+    return abs(stats.theilslopes(x).slope) * (len(x) - 1) >= least
 
 
-def t_test(a: np.ndarray, b: np.ndarray) -> float:
+def t_test(a: np.ndarray, b: np.ndarray, sigma: float = 0.0) -> float:
     """Student's two-sample t-test p-value (two-sided, pooled variance: scipy.stats.ttest_ind's, computed here
-    because the search calls it thousands of times); two constant samples: 0 when they differ, else 1."""
+    because the search calls it thousands of times); two constant samples: 0 when they differ, else 1. sigma: the
+    least standard deviation the pooled one may take (the sequence's noise: segments fitted to runs that drift
+    together leave less spread within them than the runs have)."""
     na, nb = len(a), len(b)
-    pooled = (((a - a.mean()) ** 2).sum() + ((b - b.mean()) ** 2).sum()) / (na + nb - 2)
+    pooled = max((((a - a.mean()) ** 2).sum() + ((b - b.mean()) ** 2).sum()) / (na + nb - 2), sigma**2)
     if pooled == 0:
         return 0.0 if a[0] != b[0] else 1.0
     t = (a.mean() - b.mean()) / math.sqrt(pooled * (1 / na + 1 / nb))
@@ -366,16 +441,16 @@ def judge_drift(series, metric, x, scaled, index, starts, ends, observations, li
     best_s, best_e = min(earlier, key=lambda se: sign * np.median(x[se[0]:se[1]]))
     s1, e1 = starts[-1], ends[-1]
     before, after = float(np.median(x[best_s:best_e])), float(np.median(x[s1:e1]))
-    if judge(metric, before, after, better, limit, None, floor)[0] != "worse" or t_test(
-            scaled[best_s:best_e], scaled[s1:e1]) >= ALPHA:
-        return None
+    ci = bootstrap_ratio_ci(x[best_s:best_e], x[s1:e1])
+    if judge(metric, before, after, better, limit, ci, floor)[0] != "worse" or t_test(
+            scaled[best_s:best_e], scaled[s1:e1], noise_sigma(scaled)) >= ALPHA:
+        return None  # the two segments it joins differ by less than the minimum effect (the whole 99% interval)
     if any(c.latest and c.direction == "regression" and c.index == int(index[s1]) and
            int(index[best_e - 1]) < c.index and best_e == s1 for c in changes):
         return None  # one reported step from the best segment: already a change point
     first, last_before = int(index[s1]), int(index[best_e - 1])
     drift = Change(series, metric, "drift", "regression", first, observations[last_before].commit,
-                   observations[first].commit, before, after, ci=bootstrap_ratio_ci(x[best_s:best_e], x[s1:e1]),
-                   latest=True)
+                   observations[first].commit, before, after, ci=ci, latest=True)
     steps = len([s for s in starts if best_e <= s <= s1])
     drift.explanation = (f"{steps} segment(s) since the best, at {observations[int(index[best_s])].commit[:8]}"
                          f"..{observations[last_before].commit[:8]}")
