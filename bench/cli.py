@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="output folder (needed for several run directories)")
 
     compare = sub.add_parser("compare", help="compare two runs; exit 1 on a regression, 3 when the only "
-                             "regressions are timings taken at different loads")
+                             "regressions are timings taken at different loads or on two machines")
     compare.add_argument("baseline", help="baseline run directory or results.csv")
     compare.add_argument("current", help="current run directory or results.csv")
     compare.add_argument("--threshold", action="append", default=[], metavar="METRIC:LIMIT",
@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--across-loads", action="store_true", help="judge timing regressions of points one run "
                          "timed on a busy machine (1-minute load above its cores) and the other on a quiet one; "
                          "without it they are listed as not judged and compare exits 3 when nothing else regressed")
+    compare.add_argument("--across-machines", action="store_true", help="judge the timings and memory readings of "
+                         "runs timed on two machines (processor, device or torch threads differ); without it they "
+                         "are listed as not comparable and compare exits 3 when nothing else regressed")
 
     history = sub.add_parser("history", help="append runs to a history over commits; plot it, find its change points "
                              "and regressions (exit 1 on one), write its page")
@@ -353,7 +356,8 @@ def cmd_report(args, argv) -> int:
 def cmd_compare(args, argv) -> int:
     from .track.compare import compare_and_print
 
-    return compare_and_print(args.baseline, args.current, args.threshold, across_loads=args.across_loads)
+    return compare_and_print(args.baseline, args.current, args.threshold, across_loads=args.across_loads,
+                             across_machines=args.across_machines)
 
 
 def cmd_history(args, argv) -> int:
