@@ -357,12 +357,16 @@ def compare_arguments(parser) -> None:
     parser.add_argument("--across-loads", action="store_true", help="judge timing regressions of points one run "
                         "timed on a busy machine (1-minute load above its cores) and the other on a quiet one; "
                         "without it they are listed as not judged and compare exits 3 when nothing else regressed")
+    parser.add_argument("--across-machines", action="store_true", help="judge the timings and memory readings of "
+                        "runs timed on two machines (processor, device or torch threads differ); without it they "
+                        "are listed as not comparable and compare exits 3 when nothing else regressed")
 
 
 def cmd_compare(args, argv) -> int:
     from .track.compare import compare_and_print
 
-    return compare_and_print(args.baseline, args.current, args.threshold, across_loads=args.across_loads)
+    return compare_and_print(args.baseline, args.current, args.threshold, across_loads=args.across_loads,
+                             across_machines=args.across_machines)
 
 
 HISTORY_PLOTS = ["step_time_ms_p50", "init_total_s", "peak_mem_bytes", "flops_per_step", "tensor_peak_bytes"]
@@ -374,7 +378,8 @@ def history_arguments(parser) -> None:
 
     parser.add_argument("action", nargs="?", choices=["plot", "regressions"], default="plot",
                         help="plot (default): PNG/SVG plots of --metrics; regressions: the change points of every "
-                        "series and metric, exit 1 when an unacknowledged regression holds in the latest segment")
+                        "series and metric, exit 1 when an unacknowledged regression holds in the latest segment, 3 when "
+                        "nothing did but a series changed machines too recently to judge its timings")
     parser.add_argument("--append", nargs="*", default=[], metavar="RUN_DIR", help="runs to add first")
     parser.add_argument("--file", default=os.path.join(REPORTS_DIR, "history.csv"),
                         help="the history CSV (default reports/history.csv)")
@@ -440,7 +445,7 @@ COMMANDS = {command.name: command for command in [
     Command("list", "list models, tasks, presets and methods", list_arguments, cmd_list),
     Command("report", "plots and summary.md from results.csv and meta.json", report_arguments, cmd_report),
     Command("compare", "compare two runs; exit 1 on a regression, 3 when the only regressions are timings taken at "
-            "different loads", compare_arguments, cmd_compare),
+            "different loads or on two machines", compare_arguments, cmd_compare),
     Command("history", "append runs to a history over commits; plot it, find its change points and regressions "
             "(exit 1 on one), write its page", history_arguments, cmd_history),
 ]}

@@ -2,6 +2,7 @@
 
     rules.py         the one statistical rule: thresholds, minimum effects, the bootstrap interval, judge()
     compare.py       two runs, point by point (`run_bench.py compare`)
+    machine.py       the machine that timed a run (processor, device, threads): timings are judged within one
     history.py       the history store over commits: appended from run folders, read back typed
     changes.py       change points of every series of a history (numerics only, no I/O)
     acknowledged.py  intended changes, which do not fail the verdict
