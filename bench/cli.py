@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "step_time_ms_p50 (run at each step, alternately with GOOD)")
     bisect.add_argument("--repeats", type=int, default=3, help="timings: runs per commit and side (default 3)")
 
+    add_ab_arguments(sub.add_parser("ab", help="the PR gate: BASE and HEAD in temporary worktrees, paired short "
+                                    "processes in seeded order until each point is slower, faster or the same; exit "
+                                    "0 same or faster, 1 slower, 3 undecided within the budget"))
+
     counts = sub.add_parser("counts", help="the exact counts (FLOPs, tensor bytes, parameters) of the `counts` "
                             "preset, estimated, against reports/count_baseline.csv; exit 1 on a difference")
     counts.add_argument("--update", action="store_true", help="write the baseline anew; commit it with the change "
@@ -289,6 +293,36 @@ def cmd_bisect(args, argv) -> int:
     return 0 if result.first else 1
 
 
+def add_ab_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base", metavar="BASE", help="the commit to compare against (e.g. main)")
+    parser.add_argument("head", metavar="HEAD", help="the commit under test (e.g. HEAD)")
+    sweep = parser.add_mutually_exclusive_group()
+    sweep.add_argument("--preset", help="named sweep of timing-only points, as this checkout defines it (default ab)")
+    sweep.add_argument("--config", metavar="FILE", help="sweep file (TOML), the same for both commits")
+    parser.add_argument("--budget", type=float, default=10.0, metavar="MINUTES", help="stop after the round that "
+                        "would pass this many minutes (default 10)")
+    parser.add_argument("--max-rounds", type=int, metavar="N", help="stop after N rounds even when points are "
+                        "undecided (default: the budget alone)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the arms' order in each round (default 0)")
+    parser.add_argument("--min-effect", default="5%", metavar="PERCENT", help="the smallest step-time change "
+                        "that counts as slower or faster; same = inside +- it (default 5%%)")
+    parser.add_argument("--out", metavar="DIR", help="write DIR/ab.csv (every process's value per point) and "
+                        "DIR/ab.json (commits, sweep, seed, machine, versions, verdicts)")
+
+
+def cmd_ab(args, argv) -> int:
+    from .columns import parse_limit
+    from .track.ab import exit_code, format_gate, run_gate
+
+    limit = parse_limit(args.min_effect)
+    if limit is None or not limit[1]:
+        raise ValueError(f"--min-effect {args.min_effect!r} is not a percentage; write e.g. 5%")
+    result = run_gate(args.base, args.head, args.preset, args.config, args.budget, args.seed, limit[0], args.out,
+                      args.max_rounds, log=lambda line: print(line, file=sys.stderr))
+    print(format_gate(result))
+    return exit_code(result)
+
+
 def cmd_counts(args, argv) -> int:
     from .track.counts import BASELINE, PRESET, count_rows, diff_counts, failure_message, read_counts, write_counts
 
@@ -392,4 +426,4 @@ def cmd_history(args, argv) -> int:
 
 COMMANDS = {"run": cmd_run, "estimate": cmd_estimate, "collect": cmd_collect, "list": cmd_list, "report": cmd_report,
             "compare": cmd_compare, "history": cmd_history, "counts": cmd_counts,
-            "bisect": cmd_bisect}
+            "bisect": cmd_bisect, "ab": cmd_ab}

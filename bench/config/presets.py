@@ -4,6 +4,7 @@ command line; unknown keys and wrong types are errors."""
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from dataclasses import fields
 
@@ -39,6 +40,14 @@ PRESETS = {
         models=["llama-2m", "llama-12m", "llama-50m", "llama-140m", "llama-430m", "llama-1b"], tasks=["profile"],
         methods=["lora", "vera", "giva"], ranks=[8], method_options={"vera": {"ranks": [256]}},
         batch_sizes=[4], seq_lens=[128], warmup_steps=2, timed_steps=5,
+    ),
+    # The PR gate's sweep (`run_bench.py ab`, bench/track/ab.py): each method on one small model, timing only, short
+    # processes (3 warm-up and 15 timed steps), one thread. The gate runs the whole sweep in every process and takes
+    # each point's median step time; many short paired processes, not long ones, beat the per-process noise.
+    "ab": dict(
+        models=["llama-2m"], tasks=["profile"], methods=["lora", "vera", "giva"], ranks=[8],
+        method_options={"vera": {"ranks": [64]}}, batch_sizes=[4], seq_lens=[64], warmup_steps=3, timed_steps=15,
+        threads=1,
     ),
     # The exact counts `make test` guards (bench/track/counts.py): both model families, every method, small shapes
     # (estimate: a few seconds, no hardware).
@@ -170,6 +179,29 @@ def load_sweep_file(path: str) -> dict:
         raise FileNotFoundError(f"sweep file {path!r} not found; give the path of a TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"sweep file {path!r} does not parse as TOML: {e}") from None
+
+
+def sweep_toml(values: dict) -> str:
+    """A sweep's values (a preset's dict, or a sweep file's) as a sweep file that load_sweep_file reads back equal."""
+    return "".join(f"{_toml_key(key)} = {_toml_value(value)}\n" for key, value in values.items())
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: JSON's escapes
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise ValueError(f"a sweep value must be a bool, number, string, list or table, got {value!r}")
 
 
 def make_sweep_config(preset: str | None = None, file_values: dict | None = None, overrides: dict | None = None) -> SweepConfig:
