@@ -9,8 +9,10 @@
     verdict.py       `history regressions`: the table, JSON and exit code
     page.py          what a history shows people: its plots and its HTML page
     bisect.py        the first commit where a metric changed, in temporary worktrees
+    ab.py            the PR gate: two commits in paired short processes, decided adaptively
+    worktrees.py     commits checked out in temporary worktrees, each running its own run_bench.py
     counts.py        the exact counts of the `counts` preset against their checked-in baseline
 
-Reads results.csv, meta.json and the history file; only counts.py (it traces) and bisect.py (it runs commits)
-go further.
+Reads results.csv, meta.json and the history file; only counts.py (it traces), bisect.py and ab.py (they run
+commits, through worktrees.py) go further.
 """

@@ -375,21 +375,27 @@ def classify(change: Change, exact: dict[str, list[Change]], last_before: int, f
         change.kind = "accuracy"
         change.explanation = f"counts moved at the same commits: {counts}" if moved else ""
         return
-    work = BY_NAME[change.metric].explained_by if change.metric in BY_NAME else ""
-    predicting = [c for c in moved if c.metric == work]
+    change.kind, change.predicted, change.explanation = explain(change.metric, change.before, change.ratio,
+                                                                [(c.metric, c.before, c.after) for c in moved])
+
+
+def explain(metric: str, before: float, ratio: float, moved: list[tuple[str, float, float]]
+            ) -> tuple[str, float | None, str]:
+    """Why a timing or memory metric moved by `ratio` from `before`, given the exact counts that moved at the same
+    commits ((count, old, new)): ("explained", the ratio its predicting count gives, why) or ("efficiency", None,
+    why)."""
+    work = BY_NAME[metric].explained_by if metric in BY_NAME else ""
+    predicting = [(old, new) for count, old, new in moved if count == work]
     if predicting:
-        change.kind = "explained"
         if BY_NAME[work].unit == "bytes":  # memory grows by the bytes added, not in proportion
-            change.predicted = (change.before + sum(c.after - c.before for c in predicting)) / change.before
+            predicted = (before + sum(new - old for old, new in predicting)) / before
         else:  # time in proportion to the work
-            change.predicted = math.prod(c.ratio for c in predicting)
-        change.explanation = (f"{work} moved: it predicts {change.predicted - 1:+.1%}, observed "
-                              f"{change.ratio - 1:+.1%}")
-    else:
-        change.kind = "efficiency"
-        per_work = " per GFLOP of the step" if change.metric == PER_GFLOP else ""
-        change.explanation = (f"no count moved{per_work}" if not moved else
-                              f"{counts} moved{per_work}, not {work or 'the work'}")
+            predicted = math.prod(new / old if old else math.inf for old, new in predicting)
+        return "explained", predicted, f"{work} moved: it predicts {predicted - 1:+.1%}, observed {ratio - 1:+.1%}"
+    per_work = " per GFLOP of the step" if metric == PER_GFLOP else ""
+    counts = ", ".join(sorted({count for count, _, _ in moved}))
+    return "efficiency", None, (f"no count moved{per_work}" if not moved else
+                                f"{counts} moved{per_work}, not {work or 'the work'}")
 
 
 def judge_drift(series, metric, x, scaled, index, starts, ends, observations, limit, floor, better, exact, changes,
