@@ -271,6 +271,40 @@ def cmd_bisect(args, argv) -> int:
     return 0 if result.first else 1
 
 
+def ab_arguments(parser) -> None:
+    from .track.ab import BUDGET_MIN, PRESET
+    from .track.rules import AB_MIN_EFFECT
+
+    parser.add_argument("base", metavar="BASE", help="the commit to compare against (e.g. main)")
+    parser.add_argument("head", metavar="HEAD", help="the commit under test (e.g. HEAD)")
+    sweep = parser.add_mutually_exclusive_group()
+    sweep.add_argument("--preset", help=f"named sweep of timing-only points, this checkout's file in bench/presets/ "
+                       f"(default {PRESET})")
+    sweep.add_argument("--config", metavar="FILE", help="sweep file (TOML), the same for both commits")
+    parser.add_argument("--budget", type=float, default=BUDGET_MIN, metavar="MINUTES", help="stop after the round "
+                        f"that would pass this many minutes (default {BUDGET_MIN:g})")
+    parser.add_argument("--max-rounds", type=int, metavar="N", help="stop after N rounds even when points are "
+                        "undecided (default: the budget alone)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the arms' order in each round (default 0)")
+    parser.add_argument("--min-effect", default=f"{AB_MIN_EFFECT:.0%}", metavar="PERCENT", help="the smallest "
+                        "step-time change that counts as slower or faster; same = inside +- it (default %(default)s)")
+    parser.add_argument("--out", metavar="DIR", help="write DIR/ab.csv (every process's value per point) and "
+                        "DIR/ab.json (commits, sweep, seed, machine, versions, verdicts)")
+
+
+def cmd_ab(args, argv) -> int:
+    from .columns import parse_limit
+    from .track.ab import exit_code, format_gate, run_gate
+
+    limit = parse_limit(args.min_effect)
+    if limit is None or not limit[1]:
+        raise ValueError(f"--min-effect {args.min_effect!r} is not a percentage; write e.g. 5%")
+    result = run_gate(args.base, args.head, args.preset, args.config, args.budget, args.seed, limit[0], args.out,
+                      args.max_rounds, log=lambda line: print(line, file=sys.stderr))
+    print(format_gate(result))
+    return exit_code(result)
+
+
 def counts_arguments(parser) -> None:
     parser.add_argument("--update", action="store_true", help="write the baseline anew; commit it with the change "
                         "that moved the counts")
@@ -360,12 +394,16 @@ def compare_arguments(parser) -> None:
     parser.add_argument("--across-loads", action="store_true", help="judge timing regressions of points one run "
                         "timed on a busy machine (1-minute load above its cores) and the other on a quiet one; "
                         "without it they are listed as not judged and compare exits 3 when nothing else regressed")
+    parser.add_argument("--across-machines", action="store_true", help="judge the timings and memory readings of "
+                        "runs timed on two machines (processor, device or torch threads differ); without it they "
+                        "are listed as not comparable and compare exits 3 when nothing else regressed")
 
 
 def cmd_compare(args, argv) -> int:
     from .track.compare import compare_and_print
 
-    return compare_and_print(args.baseline, args.current, args.threshold, across_loads=args.across_loads)
+    return compare_and_print(args.baseline, args.current, args.threshold, across_loads=args.across_loads,
+                             across_machines=args.across_machines)
 
 
 HISTORY_PLOTS = ["step_time_ms_p50", "init_total_s", "peak_mem_bytes", "flops_per_step", "tensor_peak_bytes"]
@@ -377,7 +415,8 @@ def history_arguments(parser) -> None:
 
     parser.add_argument("action", nargs="?", choices=["plot", "regressions"], default="plot",
                         help="plot (default): PNG/SVG plots of --metrics; regressions: the change points of every "
-                        "series and metric, exit 1 when an unacknowledged regression holds in the latest segment")
+                        "series and metric, exit 1 when an unacknowledged regression holds in the latest segment, 3 "
+                        "when nothing did but a series changed machines too recently to judge its timings")
     parser.add_argument("--append", nargs="*", default=[], metavar="RUN_DIR", help="runs to add first")
     parser.add_argument("--file", default=os.path.join(REPORTS_DIR, "history.csv"),
                         help="the history CSV (default reports/history.csv)")
@@ -438,12 +477,15 @@ COMMANDS = {command.name: command for command in [
             cmd_collect),
     Command("bisect", "the first commit of GOOD..BAD where a metric changed, in temporary git worktrees (exact "
             "metrics by estimate: seconds per commit)", bisect_arguments, cmd_bisect),
+    Command("ab", "the PR gate: BASE and HEAD in temporary worktrees, paired short processes in seeded order until "
+            "each point is slower, faster or the same; exit 0 same or faster, 1 slower, 3 undecided within the "
+            "budget", ab_arguments, cmd_ab),
     Command("counts", "the exact counts (FLOPs, tensor bytes, parameters) of the `counts` preset, estimated, against "
             "reports/count_baseline.csv; exit 1 on a difference", counts_arguments, cmd_counts),
     Command("list", "list models, tasks, presets and methods", list_arguments, cmd_list),
     Command("report", "plots and summary.md from results.csv and meta.json", report_arguments, cmd_report),
     Command("compare", "compare two runs; exit 1 on a regression, 3 when the only regressions are timings taken at "
-            "different loads", compare_arguments, cmd_compare),
+            "different loads or on two machines", compare_arguments, cmd_compare),
     Command("history", "append runs to a history over commits; plot it, find its change points and regressions "
             "(exit 1 on one), write its page", history_arguments, cmd_history),
 ]}

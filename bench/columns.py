@@ -61,6 +61,13 @@ class Column:
         """A wall-clock reading, which other work on the machine slows (the summary marks those of a busy machine)."""
         return self.unit in ("s", "ms", "tokens/s")
 
+    @property
+    def is_machine_reading(self) -> bool:
+        """A judged timing or memory reading: what the processor, device and thread count shape as well as the code
+        (memory as RSS or CUDA allocated depends on the allocator, per-thread arenas and the kernels a processor or
+        GPU picks), so compare and history judge it only between runs of one machine (track/machine.py)."""
+        return self.compare in ("steps", "noisy")
+
     def format(self, value: float) -> str:
         """A value for people, with its unit: bytes in KiB / MiB, FLOPs in G, counts with separators."""
         if self.unit == "bytes":

@@ -18,7 +18,7 @@ from .sweep import SweepConfig
 PRESETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "presets")
 # The order `list` shows them in: the default first, then by what they measure. A preset file not named here comes
 # after these, by name.
-LIST_ORDER = ("quick", "profile-quick", "sizes", "counts", "sizes-estimate", "accuracy-quick", "peft-quick",
+LIST_ORDER = ("quick", "profile-quick", "sizes", "ab", "counts", "sizes-estimate", "accuracy-quick", "peft-quick",
               "glue-quick", "claims-quick", "transfer-quick", "paper-glue", "image-quick", "gen-quick", "paper-image",
               "image-estimate", "paper-gpu")
 
@@ -33,6 +33,13 @@ def preset_names() -> list[str]:
 PRESETS = preset_names()
 
 
+def preset_file(name: str) -> str:
+    """The sweep file of a preset; a ValueError naming the presets when there is none."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return os.path.join(PRESETS_DIR, f"{name}.toml")
+
+
 def load_sweep_file(path: str) -> dict:
     try:
         with open(path, "rb") as f:
@@ -45,9 +52,7 @@ def load_sweep_file(path: str) -> dict:
 
 def make_sweep_config(preset: str | None = None, file_values: dict | None = None, overrides: dict | None = None) -> SweepConfig:
     """Preset values, then the sweep file's, then command-line overrides; unknown keys and wrong types are errors."""
-    if preset is not None and preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    preset_values = load_sweep_file(os.path.join(PRESETS_DIR, f"{preset}.toml")) if preset else {}
+    preset_values = load_sweep_file(preset_file(preset)) if preset is not None else {}
     values = {}
     defaults = {f.name: f for f in fields(SweepConfig)}
     for source in (preset_values, file_values or {}, overrides or {}):

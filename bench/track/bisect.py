@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -34,8 +31,8 @@ import numpy as np
 
 from ..columns import BY_NAME, COLUMNS
 from ..results.environment import REPO_ROOT, git
-from ..results.read import load_run
 from .rules import CONFIDENCE, MIN_EFFECT, bootstrap_ratio_ci, parse_times
+from .worktrees import Worktrees, require_clean, resolve
 
 CODE = ("bench", "giva", "run_bench.py", "pyproject.toml")  # what a commit's results depend on: same trees, same results
 ESTIMATED = [c.name for c in COLUMNS if c.compare == "exact" and c.name != "adapter_file_bytes"]  # estimate fills
@@ -83,9 +80,7 @@ def bisect(good: str, bad: str, metric: str, preset: str | None = None, config: 
         raise FileNotFoundError(f"sweep file {config!r} not found; give the path of a TOML file")
     if repeats < 2:
         raise ValueError(f"--repeats {repeats}: timings need at least 2 runs per commit")
-    if git("status", "--porcelain", "--untracked-files=no", cwd=repo):
-        raise ValueError(f"{repo} has uncommitted changes; commit or stash them first (bisect compares "
-                         "commits, and a dirty tree is none of them)")
+    require_clean(repo, "bisect compares commits")
     good_hash, bad_hash = (resolve(rev, repo) for rev in (good, bad))
     if subprocess.run(["git", "merge-base", "--is-ancestor", good_hash, bad_hash], cwd=repo).returncode != 0:
         raise ValueError(f"GOOD {good} is not an ancestor of BAD {bad}; give a GOOD older than BAD, on BAD's history")
@@ -93,45 +88,35 @@ def bisect(good: str, bad: str, metric: str, preset: str | None = None, config: 
     if not commits:
         raise ValueError(f"GOOD {good} and BAD {bad} are the same commit: nothing to bisect")
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bisect-") as tmp:
-        sweep = ["--config", os.path.abspath(config)] if config else ["--preset", preset]
-        prober = Prober(repo, tmp, metric, sweep, repeats, log)
-        try:
-            probes = {good_hash: prober.baseline(good_hash)}
-            lo, hi = -1, len(commits) - 1  # commits[lo] unchanged (-1: GOOD), commits[hi] taken as changed
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                probes[commits[mid]] = prober.probe(commits[mid])
-                lo, hi = (lo, mid) if probes[commits[mid]].changed else (mid, hi)
-            if commits[hi] not in probes:  # every commit before BAD is unchanged: is BAD?
-                probes[commits[hi]] = prober.probe(commits[hi])
-            first = commits[hi] if probes[commits[hi]].changed else None
-        finally:
-            prober.close()
+    sweep = ["--config", os.path.abspath(config)] if config else ["--preset", preset]
+    with Worktrees(repo, prefix="bisect-") as trees:
+        prober = Prober(trees, metric, sweep, repeats, log)
+        probes = {good_hash: prober.baseline(good_hash)}
+        lo, hi = -1, len(commits) - 1  # commits[lo] unchanged (-1: GOOD), commits[hi] taken as changed
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            probes[commits[mid]] = prober.probe(commits[mid])
+            lo, hi = (lo, mid) if probes[commits[mid]].changed else (mid, hi)
+        if commits[hi] not in probes:  # every commit before BAD is unchanged: is BAD?
+            probes[commits[hi]] = prober.probe(commits[hi])
+        first = commits[hi] if probes[commits[hi]].changed else None
     return BisectResult(metric, good_hash, bad_hash, commits, probes, first, time.perf_counter() - start, repo)
-
-
-def resolve(rev: str, repo: str) -> str:
-    commit = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=repo)
-    if not commit:
-        raise ValueError(f"{rev!r} is not a commit of {repo}; give a hash, branch or tag")
-    return commit
 
 
 class Prober:
     """Runs a commit's points in a temporary worktree and judges them against GOOD's."""
 
-    def __init__(self, repo: str, tmp: str, metric: str, sweep: list[str], repeats: int, log):
-        self.repo, self.tmp, self.metric, self.sweep, self.repeats, self.log = repo, tmp, metric, sweep, repeats, log
+    def __init__(self, trees: Worktrees, metric: str, sweep: list[str], repeats: int, log):
+        self.trees, self.metric, self.sweep, self.repeats, self.log = trees, metric, sweep, repeats, log
+        self.repo = trees.repo
         self.timed = metric in TIMED
         self.good: dict[str, np.ndarray] = {}  # point -> GOOD's values (exact: one; timings: raw step times)
         self.good_tree = ""
-        self.runs = 0
         self.by_code: dict[tuple, tuple[str, dict]] = {}  # code trees -> (commit, its values) measured already
 
     def baseline(self, commit: str) -> Probe:
         start = time.perf_counter()
-        tree = self.worktree(commit)
+        tree = self.trees.add(commit)
         self.good = self.measure(tree)
         self.by_code[code_trees(commit, self.repo)] = (commit, (self.good, self.good) if self.timed else self.good)
         if all(np.isnan(v).all() for v in self.good.values()):
@@ -140,7 +125,7 @@ class Prober:
         if self.timed:
             self.good_tree = tree  # run again beside every probe, alternately
         else:
-            self.remove(tree)
+            self.trees.remove(tree)
         values = {p: float(np.median(v)) for p, v in self.good.items()}
         self.log(f"GOOD {commit[:8]}: {summary(values)} ({time.perf_counter() - start:.1f} s)")
         return Probe(commit, False, values, seconds=time.perf_counter() - start)
@@ -154,14 +139,14 @@ class Prober:
         elif same_code_as:  # timings: the ratio against GOOD measured for that commit
             good, now = self.by_code[code][1]
         else:
-            tree = self.worktree(commit)
+            tree = self.trees.add(commit)
             try:
                 if self.timed:
                     good, now = self.measure_alternately(self.good_tree, tree)
                 else:
                     good, now = self.good, self.measure(tree)
             finally:
-                self.remove(tree)
+                self.trees.remove(tree)
             self.by_code[code] = (commit, (good, now) if self.timed else now)
         probe = Probe(commit, False, {p: float(np.median(v)) for p, v in now.items()}, same_code_as=same_code_as)
         for point in sorted(set(good) & set(now)):
@@ -178,39 +163,10 @@ class Prober:
         self.log(f"{commit[:8]}: {'changed' if probe.changed else 'unchanged'}; {summary(probe.values)} ({how})")
         return probe
 
-    def worktree(self, commit: str) -> str:
-        path = os.path.join(self.tmp, f"tree-{commit[:12]}")
-        done = subprocess.run(["git", "worktree", "add", "--detach", "--quiet", path, commit], cwd=self.repo,
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise ValueError(f"git worktree add of {commit[:8]} failed: {done.stderr.strip().splitlines()[-1:]}")
-        return path
-
-    def remove(self, tree: str) -> None:
-        subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=self.repo, capture_output=True)
-        shutil.rmtree(tree, ignore_errors=True)
-
-    def close(self) -> None:
-        if self.good_tree:
-            self.remove(self.good_tree)
-        subprocess.run(["git", "worktree", "prune"], cwd=self.repo, capture_output=True)
-
     def measure(self, tree: str) -> dict[str, np.ndarray]:
         """One estimate (exact metrics) or one run (timings) of the sweep with the tree's own code."""
-        self.runs += 1
-        out = os.path.join(self.tmp, f"run-{self.runs}")
-        command = "run" if self.timed else "estimate"
-        extra = ["--in-process"] if self.timed else []
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": tree}
-        done = subprocess.run([sys.executable, os.path.join(tree, "run_bench.py"), command, *self.sweep, "--out", out,
-                               "--threads", "1", "--no-report", *extra], cwd=tree, env=env, capture_output=True,
-                              text=True)
-        if done.returncode not in (0, 1) or not os.path.exists(os.path.join(out, "results.csv")):
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ValueError(f"`run_bench.py {command}` failed at {os.path.basename(tree)} (exit {done.returncode}): "
-                             f"{last}")
-        rows = load_run(out).rows
-        rows = rows[rows["status"] == "ok"]
+        command, extra = ("run", ["--in-process"]) if self.timed else ("estimate", [])
+        rows = self.trees.run_bench(tree, command, [*self.sweep, *extra]).rows
         if self.timed:
             return {f"{r['model']}/{r['method']}/r{r['rank']}/{r['point_id'][:8]}": parse_times(r["step_times_ms"])
                     for r in rows.to_dict("records")}

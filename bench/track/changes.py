@@ -5,7 +5,8 @@
     detection.regressions    # the unacknowledged ones that hold in the latest segment: `history regressions` exits 1
 
 Observations. A series' runs are grouped by commit, in first-parent order: runs of one commit are pooled (a re-run
-sharpens the commit), a run of a dirty tree stays on its own.
+sharpens the commit), a run of a dirty tree stays on its own, and so do runs of another machine (the history's
+`timed_on`: processor, device and torch threads).
 
 Exact counts (FLOPs, tensor bytes, parameters, file bytes): every difference between consecutive observations is a
 change point, named with its size; more is a regression, less an improvement.
@@ -29,8 +30,12 @@ bootstrap interval of their ratio clears the minimum effect. An acknowledgement 
 commit and the noisy ones placed less than MIN_RUNS commits from it (a noisy change point is located to within a
 few commits).
 Runs taken on a busy machine (meta.json load.busy: the 1-minute load average above the cores; a run without load
-records counts as quiet) are left out of the noisy metrics: their timings are not faithful. A series with fewer
-than 2 * MIN_RUNS quiet commits is not judged on them, and says so; exact counts use every run.
+records counts as quiet) are left out of the noisy metrics: their timings are not faithful. Timings and memory
+readings (is_machine_reading, and step_ms_per_gflop) are judged within the runs of one machine only: a series timed
+on several is split into one fit per machine, and only the latest machine's can hold a current regression. A series
+with fewer than 2 * MIN_RUNS quiet commits (on its latest machine, for those) is not judged on them, and says so;
+where a change of machine left the latest one too few, its timings are "not comparable" (`history regressions`
+exits 3 when nothing regressed). Exact counts and accuracy use every run.
 
 Why a timing moved: a timing or memory change is *explained* when the exact count that predicts it
 (`explained_by` in bench/columns.py: FLOPs for step time, init FLOPs for init time, tensor bytes for memory) moved
@@ -72,11 +77,13 @@ class Observation:
     busy: bool  # every run of it was taken on a busy machine
     run_dirs: list[str]
     ended_at: str
+    machine: str = ""  # the machine that timed its runs (history's timed_on)
 
 
 @dataclass
 class Segment:
-    start: int  # observation indices [start, end) of the observations used (busy ones left out may lie between)
+    start: int  # observation indices [start, end) of the observations used (busy ones left out, or another
+    # machine's, may lie between)
     end: int
     value: float  # median of its observations' values
 
@@ -126,6 +133,12 @@ class SeriesFit:
     observations: list[Observation]
     metrics: dict[str, MetricFit] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    not_comparable: list[str] = field(default_factory=list)  # machine readings left unjudged by a change of machine
+
+    @property
+    def timed_on(self) -> list[str]:
+        """The machines that timed the series, each once, in the order of their last commit: the latest last."""
+        return list(dict.fromkeys(o.machine for o in reversed(self.observations)))[::-1]
 
 
 @dataclass
@@ -138,6 +151,11 @@ class Detection:
     @property
     def regressions(self) -> list[Change]:
         return [c for c in self.changes if c.current_regression]
+
+    @property
+    def not_comparable(self) -> dict[str, SeriesFit]:
+        """The series whose latest machine has too few commits to judge its timings since the machine changed."""
+        return {name: fit for name, fit in self.series.items() if fit.not_comparable}
 
 
 def find_changes(history: pd.DataFrame, thresholds: dict[str, Threshold] | None = None,
@@ -156,15 +174,16 @@ def find_changes(history: pd.DataFrame, thresholds: dict[str, Threshold] | None 
 
 def fit_series(name: str, rows: pd.DataFrame, limits: dict[str, Threshold],
                acknowledged: list[Acknowledgement]) -> tuple[SeriesFit, list[Change]]:
-    rows = rows.assign(observation=rows["commit"] + np.where(rows["dirty"] == 1, "+" + rows["run_dir"], ""),
-                       quiet=rows["busy"] != 1).reset_index(drop=True)
+    rows = rows.assign(observation=rows["commit"] + np.where(rows["dirty"] == 1, "+" + rows["run_dir"], "") + " @"
+                       + rows["timed_on"], quiet=rows["busy"] != 1).reset_index(drop=True)
     grouped = rows.groupby("observation", sort=False)
     info = grouped.agg(position=("commit_position", "min"), ended=("run_ended_at", "min"), commit=("commit", "first"),
-                       dirty=("dirty", "first"), quiet=("quiet", "any")).sort_values(["position", "ended"])
+                       dirty=("dirty", "first"), quiet=("quiet", "any"), machine=("timed_on", "first")
+                       ).sort_values(["position", "ended"])
     order = info.index
     run_dirs = rows["run_dir"].to_numpy()
     observations = [Observation(o.commit, int(o.position), bool(o.dirty), not o.quiet,
-                                sorted(set(run_dirs[grouped.indices[key]])), o.ended)
+                                sorted(set(run_dirs[grouped.indices[key]])), o.ended, o.machine)
                     for key, o in zip(order, info.itertuples())]
     fit = SeriesFit(name, rows["machine"].iloc[0], observations)
 
@@ -192,26 +211,45 @@ def fit_series(name: str, rows: pd.DataFrame, limits: dict[str, Threshold],
     changes = [c for metric_changes in exact.values() for c in metric_changes]
     not_judged = []  # noisy metrics with too few quiet commits (timings of a busy machine are not faithful)
     raw = raw_step_times(rows)
+    machines = np.array([o.machine for o in observations])
+    quiet = ~np.array([o.busy for o in observations])  # busy runs are left out
+    source = rows["peak_mem_source"].iloc[-1]
     for metric in NOISY + [PER_GFLOP]:
         if metric == "eval_accuracy" and (rows["eval_metric"] == "accuracy").all():
             continue  # the same number as eval_score: judged once, as that
         values = observation_values(rows, grouped, order, metric, raw)
         if np.isfinite(values).sum() < 2 * MIN_RUNS:
             continue
-        used = np.isfinite(values) & ~np.array([o.busy for o in observations])  # busy runs are left out
-        if used.sum() < 2 * MIN_RUNS:
-            fit.metrics[metric] = MetricFit(values, used, [])  # plotted, not judged
-            not_judged.append(metric)
-            continue
-        source = rows["peak_mem_source"].iloc[-1]
-        metric_changes = noisy_changes(name, metric, values, used, observations, limits[metric],
-                                       noise_floor(metric, {"peak_mem_source": source}, {"peak_mem_source": source})
-                                       if metric in BY_NAME else 0.0, exact, acknowledged, fit)
-        changes += [ack(c) for c in metric_changes]
+        floor = noise_floor(metric, {"peak_mem_source": source}, {"peak_mem_source": source}) \
+            if metric in BY_NAME else 0.0
+        # timings and memory readings: one fit per machine, the latest last; other metrics: one across machines
+        groups = [machines == m for m in fit.timed_on] if machine_reading(metric) else [np.ones(len(machines), bool)]
+        fit.metrics[metric] = MetricFit(values, np.zeros(len(values), bool), [])  # plotted, judged where used
+        for same in groups:
+            used = np.isfinite(values) & quiet & same
+            if used.sum() < 2 * MIN_RUNS:
+                if same[-1]:  # the latest machine's runs: its timings now are not judged
+                    (fit.not_comparable if len(groups) > 1 else not_judged).append(metric)
+                continue
+            metric_changes = noisy_changes(name, metric, values, used, observations, limits[metric], floor, exact,
+                                           acknowledged, fit)
+            for change in metric_changes:
+                change.latest = change.latest and bool(same[-1])  # another machine's runs hold nothing now
+            changes += [ack(c) for c in metric_changes]
     if not_judged:
         fit.notes.append(f"fewer than {2 * MIN_RUNS} commits with quiet runs (the others ran on a busy machine): "
                          f"not judged: {', '.join(not_judged)}")
+    if len(fit.timed_on) > 1:
+        counts = ", ".join(f"{m} ({sum(o.machine == m for o in observations)} commits)" for m in fit.timed_on)
+        fit.notes.append(f"timed on {len(fit.timed_on)} machines, timings and memory readings judged within each: "
+                         f"{counts}" + (f"; too few commits on the latest to judge: {', '.join(fit.not_comparable)}"
+                                        if fit.not_comparable else ""))
     return fit, changes
+
+
+def machine_reading(metric: str) -> bool:
+    """A metric the machine shapes (a timing or memory reading, or step time per GFLOP): judged within one machine."""
+    return metric == PER_GFLOP or BY_NAME[metric].is_machine_reading
 
 
 def ack_indices(a: Acknowledgement, series: str, metric: str, observations: list[Observation]) -> list[int]:
@@ -271,7 +309,8 @@ def noisy_changes(series: str, metric: str, values: np.ndarray, used: np.ndarray
     bounds, steps = find_steps(metric, x, limit, floor)
     starts, ends = [s for s, _ in bounds], [e for _, e in bounds]
     segments = [Segment(int(index[s]), int(index[e - 1]) + 1, float(np.median(x[s:e]))) for s, e in bounds]
-    fit.metrics[metric] = MetricFit(values, used, segments)
+    fit.metrics[metric].used |= used
+    fit.metrics[metric].segments += segments
     better = "lower" if metric not in BY_NAME else BY_NAME[metric].better
     changes = []
     for i, verdict in steps:
@@ -411,21 +450,27 @@ def classify(change: Change, exact: dict[str, list[Change]], last_before: int, f
         change.kind = "accuracy"
         change.explanation = f"counts moved at the same commits: {counts}" if moved else ""
         return
-    work = BY_NAME[change.metric].explained_by if change.metric in BY_NAME else ""
-    predicting = [c for c in moved if c.metric == work]
+    change.kind, change.predicted, change.explanation = explain(change.metric, change.before, change.ratio,
+                                                                [(c.metric, c.before, c.after) for c in moved])
+
+
+def explain(metric: str, before: float, ratio: float, moved: list[tuple[str, float, float]]
+            ) -> tuple[str, float | None, str]:
+    """Why a timing or memory metric moved by `ratio` from `before`, given the exact counts that moved at the same
+    commits ((count, old, new)): ("explained", the ratio its predicting count gives, why) or ("efficiency", None,
+    why)."""
+    work = BY_NAME[metric].explained_by if metric in BY_NAME else ""
+    predicting = [(old, new) for count, old, new in moved if count == work]
     if predicting:
-        change.kind = "explained"
         if BY_NAME[work].unit == "bytes":  # memory grows by the bytes added, not in proportion
-            change.predicted = (change.before + sum(c.after - c.before for c in predicting)) / change.before
+            predicted = (before + sum(new - old for old, new in predicting)) / before
         else:  # time in proportion to the work
-            change.predicted = math.prod(c.ratio for c in predicting)
-        change.explanation = (f"{work} moved: it predicts {change.predicted - 1:+.1%}, observed "
-                              f"{change.ratio - 1:+.1%}")
-    else:
-        change.kind = "efficiency"
-        per_work = " per GFLOP of the step" if change.metric == PER_GFLOP else ""
-        change.explanation = (f"no count moved{per_work}" if not moved else
-                              f"{counts} moved{per_work}, not {work or 'the work'}")
+            predicted = math.prod(new / old if old else math.inf for old, new in predicting)
+        return "explained", predicted, f"{work} moved: it predicts {predicted - 1:+.1%}, observed {ratio - 1:+.1%}"
+    per_work = " per GFLOP of the step" if metric == PER_GFLOP else ""
+    counts = ", ".join(sorted({count for count, _, _ in moved}))
+    return "efficiency", None, (f"no count moved{per_work}" if not moved else
+                                f"{counts} moved{per_work}, not {work or 'the work'}")
 
 
 def judge_drift(series, metric, x, scaled, index, starts, ends, observations, limit, floor, better, exact, changes,

@@ -15,10 +15,14 @@ beyond a noise floor (64 MiB for memory read as process RSS); counts (parameters
 adapter sizes, FLOPs, tracked tensor bytes) must not change at all. Which column is
 judged how is its entry in bench/columns.py.
 
-Timings know the load: a point one run timed on a busy machine (1-minute load average
-above its cores: results/environment.py is_busy) has a note beside each timing verdict,
-and a timing that got worse between a busy and a quiet run is "not judged" (exit 3
-when nothing else regressed) unless across_loads (`--across-loads`).
+Timings know the machine and its load. Timings and memory readings (is_machine_reading in
+bench/columns.py) of two runs timed on different machines (processor, device or torch threads:
+track/machine.py) are "not judged" and listed as NOT COMPARABLE with both machines named, unless
+across_machines (`--across-machines`); the exact counts are judged all the same. A point one run
+timed on a busy machine (1-minute load average above its cores: results/environment.py is_busy)
+has a note beside each timing verdict, and a timing that got worse between a busy and a quiet run
+is "not judged" unless across_loads (`--across-loads`). Either way compare exits 3 when nothing
+else regressed.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ import numpy as np
 
 from ..columns import BY_NAME, COMPARED, MIB, column
 from ..results.read import Run, load_run
+from .machine import Machine, differ, run_machine
 from .rules import (CONFIDENCE, DEFAULT_THRESHOLDS, EXACT, MIN_SAMPLES, Threshold, judge, noise_floor,
                     parse_threshold, parse_thresholds, step_time_ci)
 
-NOT_JUDGED = "not judged"  # the verdict of a timing regression between a busy and a quiet machine
+NOT_JUDGED = "not judged"  # the verdict of a machine reading of two machines, or of a timing regression between a
+# busy and a quiet run
 EXIT_NOT_JUDGED = 3  # compare's exit code when the only regressions are timings it would not judge
 
 
@@ -54,8 +60,8 @@ class MetricChange:
     verdict: str  # "worse", "better", "same" or "changed" (an exact metric moved)
     ci: tuple[float, float] | None = None  # confidence interval of the ratio, timings with raw steps
     note: str = ""
-    # A timing judged "worse" between a quiet and a busy machine is "not judged" instead (unless across_loads):
-    # the slowdown may be the other work's, not the code's.
+    # "not judged" instead of a verdict: every timing and memory reading of two machines (unless across_machines),
+    # and a timing "worse" between a quiet and a busy run (unless across_loads): the change may be the machine's.
 
 
 @dataclass
@@ -70,6 +76,13 @@ class Comparison:
     warnings: list[str] = field(default_factory=list)
     baseline_meta: dict = field(default_factory=dict)
     current_meta: dict = field(default_factory=dict)
+    machines: tuple[Machine, Machine] | None = None  # (baseline, current) as timed
+    across_machines: bool = False
+
+    @property
+    def machines_differ(self) -> list[str]:
+        """What differs between the two runs' machines (processor, device, threads); [] when one machine."""
+        return self.machines[0].differences(self.machines[1]) if self.machines else []
 
     @property
     def regressions(self) -> list[MetricChange]:
@@ -81,15 +94,18 @@ class Comparison:
 
     @property
     def not_judged(self) -> list[MetricChange]:
-        """Timings worse beyond their threshold between runs at different loads: no verdict (see across_loads)."""
+        """No verdict: machine readings of two machines (see across_machines), timings worse beyond their threshold
+        between runs at different loads (see across_loads)."""
         return [c for c in self.changes if c.verdict == NOT_JUDGED]
 
 
-def compare_runs(baseline: str, current: str, thresholds: dict | None = None, across_loads: bool = False) -> Comparison:
+def compare_runs(baseline: str, current: str, thresholds: dict | None = None, across_loads: bool = False,
+                 across_machines: bool = False) -> Comparison:
     """Match the two runs' points by configuration and judge every metric both measured.
 
-    A timing of a point that one run took on a busy machine (load above its cores) and the other on a quiet one
-    carries a note; worse beyond its threshold, it is "not judged" unless across_loads.
+    Timings and memory readings of runs timed on two machines are "not judged" unless across_machines. A timing of a
+    point that one run took on a busy machine (load above its cores) and the other on a quiet one carries a note;
+    worse beyond its threshold, it is "not judged" unless across_loads.
     """
     limits = {**DEFAULT_THRESHOLDS, **resolve_thresholds(thresholds or {})}
     base_run, cur_run = load_run(baseline), load_run(current)
@@ -104,7 +120,9 @@ def compare_runs(baseline: str, current: str, thresholds: dict | None = None, ac
                          f"{hashes[0]}) and {cur_run.csv_path} ({len(cur)} points, config {hashes[1]}) share no "
                          "point_id; compare two runs of the same sweep (same preset or config file)")
     c = Comparison(base_run.csv_path, cur_run.csv_path, limits, [], baseline_meta=base_run.meta,
-                   current_meta=cur_run.meta, warnings=machine_warnings(base_run, cur_run))
+                   current_meta=cur_run.meta, machines=(run_machine(base_run.meta), run_machine(cur_run.meta)),
+                   across_machines=across_machines)
+    c.warnings = machine_warnings(base_run, cur_run, c)
     c.added = [describe(cur[p]) for p in cur if p not in base]
     c.removed = [describe(base[p]) for p in base if p not in cur]
     one_sided = Counter()  # (metric, "baseline"/"current") -> points where only that run measured it
@@ -116,8 +134,9 @@ def compare_runs(baseline: str, current: str, thresholds: dict | None = None, ac
             c.not_compared.append(f"{describe(k)}: {'; '.join(states)}")
             continue
         changes = compare_point(b, k, limits, one_sided)
-        c.changes += judge_loads(changes, loads["baseline"][pid], loads["current"][pid],
-                                 (base_run.cpu_count, cur_run.cpu_count), across_loads)
+        changes = judge_loads(changes, loads["baseline"][pid], loads["current"][pid],
+                              (base_run.cpu_count, cur_run.cpu_count), across_loads)
+        c.changes += judge_machines(changes, bool(c.machines_differ) and not across_machines)
     c.warnings += [f"{metric} measured in the {side} run only, for {n} points: not compared"
                    for (metric, side), n in sorted(one_sided.items())]
     return c
@@ -143,6 +162,14 @@ def judge_loads(changes: list[MetricChange], base_load: tuple, cur_load: tuple, 
     return out
 
 
+def judge_machines(changes: list[MetricChange], apart: bool) -> list[MetricChange]:
+    """A point's changes, each timing and memory reading among them "not judged" when apart (the runs were timed on
+    two machines and are not to be judged across them); exact counts and accuracy keep their verdicts."""
+    if not apart:
+        return changes
+    return [replace(ch, verdict=NOT_JUDGED) if column(ch.metric).is_machine_reading else ch for ch in changes]
+
+
 def resolve_thresholds(thresholds: dict) -> dict[str, Threshold]:
     """{metric: Threshold or text like '10%' / '1pt' / '0.5'} -> {metric: Threshold}."""
     out = {}
@@ -156,18 +183,25 @@ def resolve_thresholds(thresholds: dict) -> dict[str, Threshold]:
     return out
 
 
-def machine_warnings(base: Run, cur: Run) -> list[str]:
-    """Timings from different machines or settings are compared, but say so (asv files results by machine)."""
+def machine_warnings(base: Run, cur: Run, c: Comparison) -> list[str]:
+    """What may make the two runs' timings differ besides the code, said (asv files results by machine): a machine
+    unknown or judged across, other core counts, torch versions or loads."""
     warnings = []
     b_env, c_env = base.meta.get("environment") or {}, cur.meta.get("environment") or {}
     b_est, c_est = (set(run.rows["estimated"].dropna()) for run in (base, cur))
     if b_est != c_est:
         warnings.append("one run is estimated (`run_bench.py estimate`, shapes only) and the other measured, or mixed: "
                         "FLOPs agree, tensor bytes within a few percent, not exactly; timings are not compared")
-    for key in ("device", "gpu", "cpu", "cpu_count", "torch_threads"):
-        if b_env.get(key) != c_env.get(key):
-            warnings.append(f"{key} differs: baseline {b_env.get(key)!r}, current {c_env.get(key)!r}; "
-                            "timings and memory may not be comparable")
+    for name, machine in zip(("baseline", "current"), c.machines):
+        if machine.unknown():
+            warnings.append(f"the {name} run recorded no {', '.join(machine.unknown())} (meta.json environment): "
+                            "whether both runs were timed on one machine is not known")
+    if c.machines_differ and c.across_machines:
+        warnings.append(f"timed on two machines ({differ(c.machines_differ)}), judged anyway "
+                        f"(--across-machines): baseline {c.machines[0]}; current {c.machines[1]}")
+    if b_env.get("cpu_count") != c_env.get("cpu_count"):
+        warnings.append(f"cpu_count differs: baseline {b_env.get('cpu_count')!r}, current {c_env.get('cpu_count')!r}; "
+                        "timings and memory may not be comparable")
     b_torch, c_torch = (e.get("versions", {}).get("torch") for e in (b_env, c_env))
     if b_torch != c_torch:
         warnings.append(f"torch differs: baseline {b_torch}, current {c_torch}")
@@ -225,15 +259,15 @@ def compare_point(b: dict, k: dict, limits: dict[str, Threshold], one_sided: Cou
 
 
 def exit_code(c: Comparison) -> int:
-    """1 when there is a regression; else 3 when timing regressions went unjudged (different loads); else 0 (bad
-    input raises; the CLI makes that 2)."""
+    """1 when there is a regression; else 3 when timings went unjudged (two machines, or different loads); else 0
+    (bad input raises; the CLI makes that 2)."""
     return 1 if c.regressions else EXIT_NOT_JUDGED if c.not_judged else 0
 
 
 def compare_and_print(baseline: str, current: str, rules: list[str] = (), show_all: bool = False,
-                      print_fn=print, across_loads: bool = False) -> int:
+                      print_fn=print, across_loads: bool = False, across_machines: bool = False) -> int:
     """The whole `run_bench.py compare`: parse rules, compare, print, return the exit code (exit_code)."""
-    c = compare_runs(baseline, current, parse_thresholds(list(rules)), across_loads)
+    c = compare_runs(baseline, current, parse_thresholds(list(rules)), across_loads, across_machines)
     print_fn(format_comparison(c, show_all))
     return exit_code(c)
 
@@ -250,7 +284,12 @@ def format_comparison(c: Comparison, show_all: bool = False) -> str:
     for title, items in (("REGRESSIONS", c.regressions), ("improvements", c.improvements)):
         out += ["", f"{title} ({len(items)})"]
         out += format_table(items) if items else []
-    if c.not_judged:
+    apart = c.machines_differ and not c.across_machines  # then every unjudged change is a machine reading
+    if c.not_judged and apart:
+        out += ["", f"NOT COMPARABLE ({len(c.not_judged)}): timings and memory readings of two machines "
+                f"({differ(c.machines_differ)}): baseline: {c.machines[0]}; current: {c.machines[1]}"
+                ] + format_table(c.not_judged)
+    elif c.not_judged:
         out += ["", f"NOT JUDGED ({len(c.not_judged)}): slower, but one run was timed on a busy machine and the other "
                 "on a quiet one"] + format_table(c.not_judged)
     noted = [ch for ch in c.changes if ch.verdict == "same" and ch.note]
@@ -264,17 +303,22 @@ def format_comparison(c: Comparison, show_all: bool = False) -> str:
             out += ["", f"{title} ({len(items)})"] + [f"  {item}" for item in items]
     verdict = f"{len(c.regressions)} regression(s)" if c.regressions else "no regression"
     out += ["", f"result: {verdict}, {len(c.improvements)} improvement(s)"]
-    if c.not_judged:
+    exit_note = "" if c.regressions else f" (exit {EXIT_NOT_JUDGED})"
+    if c.not_judged and apart:
+        out.append(f"{len(c.not_judged)} timing and memory reading(s) not judged: the runs were timed on two machines; "
+                   f"make the baseline on this machine (run its preset with the baseline's code), or pass "
+                   f"--across-machines to judge them anyway{exit_note}")
+    elif c.not_judged:
         out.append(f"{len(c.not_judged)} timing regression(s) not judged: the runs were timed at different loads "
                    f"(a busy machine against a quiet one); rerun on a quiet machine, or pass --across-loads to judge "
-                   f"them anyway" + ("" if c.regressions else f" (exit {EXIT_NOT_JUDGED})"))
+                   f"them anyway{exit_note}")
     return "\n".join(out)
 
 
 def run_line(path: str, meta: dict) -> str:
     env = meta.get("environment") or {}
     commit = (env.get("commit") or "unknown")[:8] + ("+dirty" if env.get("dirty") else "")
-    return f"{os.path.dirname(path)} (commit {commit}, {env.get('device', '?')}, ended {meta.get('ended_at', '?')})"
+    return f"{os.path.dirname(path)} (commit {commit}, {run_machine(meta)}, ended {meta.get('ended_at', '?')})"
 
 
 def format_table(changes: list[MetricChange]) -> list[str]:

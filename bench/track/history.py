@@ -4,13 +4,15 @@
     history = read_history("reports/history.csv")                         # one typed frame
 
 A row keeps the point's raw step times (step_times_ms), every exact count, the history metrics of
-bench/columns.py, where it ran (host, device, executor, CPU, threads), the commit with its position in git's
-first-parent order (runs are ordered by it, not by date) and dirty flag, and the machine's load while the run
-ran (meta.json "load": busy = the 1-minute load average exceeded the cores; the rows' load columns where the run
-has them). A series is a point's identity less its seed, on one machine (host + device) and one kind of run
-(measured or estimated): machines are never mixed in a series. A history file of another format is refused with
-one line that says how to rebuild it from the run folders; appending checks every run first and writes nothing
-when one is refused.
+bench/columns.py, where it ran (host, device, executor; the machine that timed it: CPU, GPU, the points' torch
+threads), the commit with its position in git's first-parent order (runs are ordered by it, not by date) and
+dirty flag, and the machine's load while the run ran (meta.json "load": busy = the 1-minute load average exceeded
+the cores; the rows' load columns where the run has them). A series is a point's identity less its seed, on one
+machine (host + device) and one kind of run (measured or estimated): machines are never mixed in a series. Within
+a series, timings and memory readings are judged only between runs of one processor, GPU and thread count
+(`timed_on`: track/machine.py; a cloud VM may keep its host name on another processor), exact counts across all
+(changes.py). A history file of another format is refused with one line that says how to rebuild it from the run
+folders; appending checks every run first and writes nothing when one is refused.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import pandas as pd
 from ..columns import HISTORY_METRICS, IDENTITY, column
 from ..results.environment import commit_position
 from ..results.read import Run, load_run
+from .machine import Machine, device_name, run_machine
 
-HISTORY_VERSION = 2  # 1: no version column, no raw step times, counts or load; ordered by date
+HISTORY_VERSION = 3  # 1: no version column, no raw step times, counts or load; ordered by date; 2: no gpu, and
+# torch_threads the driver's rather than the points'
 RUN_COLUMNS = ["history_version", "run_dir", "run_ended_at", "commit", "commit_position", "dirty", "host", "cpu",
-               "cpu_count", "torch_threads", "executor", "estimated", "busy", "run_load_avg_1m_max"]
+               "gpu", "cpu_count", "torch_threads", "executor", "estimated", "busy", "run_load_avg_1m_max"]
 # The machine's load per point, recorded by runs that have these columns (read where present, else empty).
 LOAD_COLUMNS = ["load_avg_1m_start", "load_avg_1m_end", "cpu_steal_s", "ctx_switches_involuntary"]
 POINT_COLUMNS = ["point_id", *IDENTITY, "peak_mem_source", "eval_metric", "step_times_ms"]
@@ -38,8 +42,8 @@ HISTORY_COLUMNS = RUN_COLUMNS + LOAD_COLUMNS + POINT_COLUMNS + METRICS
 # What makes rows one series over commits: the point less its seed (seeds are samples of the same series), on one
 # machine (host; the device is in the identity), measured or estimated.
 SERIES = [c for c in IDENTITY if c != "seed"] + ["host", "estimated"]
-TEXT = ["run_dir", "run_ended_at", "commit", "host", "cpu", "executor", "point_id", "peak_mem_source", "eval_metric",
-        "step_times_ms"] + [c for c in IDENTITY if column(c).is_text]
+TEXT = ["run_dir", "run_ended_at", "commit", "host", "cpu", "gpu", "executor", "point_id", "peak_mem_source",
+        "eval_metric", "step_times_ms"] + [c for c in IDENTITY if column(c).is_text]
 REBUILD = "move it aside and rebuild it from the run folders: `run_bench.py history --append RUN_DIR ...`"
 
 
@@ -84,6 +88,7 @@ def history_rows(run: Run) -> list[dict]:
                          "records no commit_position; fetch that commit (git fetch) or append from a checkout that "
                          "has it")
     load = run.meta.get("load") or {}
+    machine = run_machine(run.meta)
     cpus = load.get("cpu_count") or env.get("cpu_count")
     ok = run.rows[run.rows["status"] == "ok"]
     rows = []
@@ -98,7 +103,7 @@ def history_rows(run: Run) -> list[dict]:
             "history_version": HISTORY_VERSION, "run_dir": run.run_dir,
             "run_ended_at": run.meta.get("ended_at") or run.meta.get("started_at") or "", "commit": commit,
             "commit_position": position, "dirty": int(bool(env.get("dirty"))), "host": row.get("host") or "",
-            "cpu": env.get("cpu") or "", "cpu_count": cpus, "torch_threads": env.get("torch_threads"),
+            "cpu": machine.processor, "gpu": env.get("gpu") or "", "cpu_count": cpus, "torch_threads": machine.threads,
             "executor": row.get("executor") or "", "estimated": int(row.get("estimated") or 0),
             "busy": "" if busy is None else int(bool(busy)), "run_load_avg_1m_max": load.get("load_avg_1m_max"),
             **{c: row.get(c) for c in LOAD_COLUMNS + POINT_COLUMNS + METRICS}}
@@ -110,8 +115,9 @@ def history_rows(run: Run) -> list[dict]:
 
 
 def read_history(history_csv: str) -> pd.DataFrame:
-    """The history as a frame (numbers typed, empty cells NaN), with a `series` and a `machine` column added; a file
-    of another format is a one-line error saying how to rebuild it."""
+    """The history as a frame (numbers typed, empty cells NaN), with `series`, `machine` (host/device) and `timed_on`
+    (the machine that timed the row: processor, device, threads) columns added; a file of another format is a
+    one-line error saying how to rebuild it."""
     if not os.path.exists(history_csv):
         raise FileNotFoundError(f"no history at {history_csv}; add runs with `run_bench.py history --append RUN_DIR`")
     if os.path.getsize(history_csv) == 0:
@@ -137,6 +143,9 @@ def read_history(history_csv: str) -> pd.DataFrame:
 def with_series(history: pd.DataFrame) -> pd.DataFrame:
     history = history.copy()
     history["machine"] = [f"{h}/{d}" for h, d in zip(history["host"], history["device"])]
+    history["timed_on"] = [str(Machine(cpu, device_name(gpu, device), None if pd.isna(threads) else int(threads)))
+                           for cpu, gpu, device, threads in
+                           zip(history["cpu"], history["gpu"], history["device"], history["torch_threads"])]
     history["series"] = [series_name(r) for r in history[SERIES].to_dict("records")]
     return history
 

@@ -8,6 +8,12 @@ compare (two runs), history (change points over commits), bisect and the A/B gat
 - judge(): a change counts only when it is both beyond its threshold and beyond the noise: for timings with raw
   samples, the whole 99% bootstrap interval of the ratio of medians must clear the threshold (as asv's rule); for
   single readings, the threshold and the column's noise floor.
+- judge_pairs(): the A/B gate's rule (track/ab.py) on paired processes, n pairs of per-process values of one point
+  (BASE and HEAD run in the same round): on the log ratios log(HEAD/BASE), the ratio's estimate exp(mean) and its
+  99% t-interval exp(mean -+ t * sd / sqrt(n)); with the minimum effect e (AB_MIN_EFFECT, 5%): *slower* when the
+  interval's low end is above 1 and the estimate above 1 + e, *faster* when its high end is below 1 and the
+  estimate below 1 / (1 + e), *same* when the whole interval lies inside [1 / (1 + e), 1 + e], else *undecided*
+  (always so under AB_MIN_PAIRS pairs).
 
 Pure numerics on values and rows: no I/O, no plots.
 """
@@ -19,6 +25,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from ..columns import BY_NAME, COMPARED, MIB, column, parse_limit
 
@@ -26,6 +33,8 @@ EXACT = [c.name for c in COMPARED if c.compare == "exact"]
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.99
 MIN_SAMPLES = 5  # fewer step times per side: threshold only, noted
+AB_MIN_EFFECT = 0.05  # the A/B gate's minimum effect on a point's step time (its --min-effect)
+AB_MIN_PAIRS = 3  # pairs of processes before the gate gives a point any verdict
 
 
 @dataclass(frozen=True)
@@ -135,3 +144,47 @@ def bootstrap_ratio_ci(base: np.ndarray, cur: np.ndarray, resamples: int = BOOTS
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(cur_medians / base_medians, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class PairedVerdict:
+    """The A/B gate's verdict on one point from its pairs' log ratios (judge_pairs)."""
+
+    verdict: str  # "slower", "faster", "same" or "undecided"
+    ratio: float  # exp(mean log(HEAD / BASE)): the pairs' geometric mean ratio
+    low: float  # CONFIDENCE t-interval of the ratio (0 and inf under 2 pairs)
+    high: float
+    pairs: int
+    pairs_needed: int | None = None  # undecided: pairs that would likely decide it (None: no spread to go by)
+
+
+def paired_ratio_ci(log_ratios: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """exp(mean) of the log ratios and its t-interval: (estimate, low, high); (estimate, 0, inf) under 2 pairs."""
+    x = np.asarray(log_ratios, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return math.exp(mean), 0.0, math.inf
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
+def judge_pairs(log_ratios: np.ndarray, min_effect: float = AB_MIN_EFFECT) -> PairedVerdict:
+    """slower / faster / same / undecided by the gate's rule (module docstring); an undecided point's pairs_needed
+    is n * (half-width / the half-width that would decide it)^2, from the observed spread."""
+    n = len(log_ratios)
+    ratio, low, high = paired_ratio_ci(log_ratios)
+    bound = math.log1p(min_effect)
+    if n >= AB_MIN_PAIRS:
+        if low > 1 and ratio > 1 + min_effect:
+            return PairedVerdict("slower", ratio, low, high, n)
+        if high < 1 and ratio < 1 / (1 + min_effect):
+            return PairedVerdict("faster", ratio, low, high, n)
+        if low >= 1 / (1 + min_effect) and high <= 1 + min_effect:
+            return PairedVerdict("same", ratio, low, high, n)
+    if n < 2:
+        return PairedVerdict("undecided", ratio, low, high, n)
+    mean, half = math.log(ratio), math.log(high / ratio)
+    # beyond the minimum effect: the interval must clear 1 (half-width |mean|); within it: fit inside the bounds
+    needed = abs(mean) if abs(mean) > bound else bound - abs(mean)
+    pairs_needed = max(n + 1, math.ceil(n * (half / needed) ** 2)) if needed > 0 and half > 0 else None
+    return PairedVerdict("undecided", ratio, low, high, n, pairs_needed)

@@ -15,9 +15,12 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from cli_runs import REPO
 from figure_files import assert_png_not_blank, assert_svg_parses
+from other_machine import on_machine
 from real_run import copy_run, failed_retry, rewrite_rows, scale_step_times, steady_step_times, with_load
 
+from bench.cli import main
 from bench.track.compare import compare_and_print, compare_runs, exit_code, format_comparison
 from bench.track.history import HISTORY_COLUMNS, append_history, read_history
 from bench.track.page import plot_history, plot_metric
@@ -339,3 +342,56 @@ def test_a_timing_regression_between_a_quiet_and_a_busy_run_is_not_judged_unless
     both = compare_runs(with_load(copy_run(quiet, tmp_path / "busy_base"), 4.0), busy)
     assert both.not_judged == [] and len(both.regressions) >= 0.5 * n_ok_points(quiet)
     assert all("both timed on a busy machine" in ch.note for ch in both.regressions)
+
+
+# --- machines ------------------------------------------------------------------
+
+QUICK_CPU = os.path.join(REPO, "reports", "baselines", "quick-cpu")  # a real run of the quick preset (`make bench`)
+
+
+@pytest.mark.parametrize("planted, named", [
+    (dict(cpu="AMD EPYC 7B13"), "baseline: Intel(R) Xeon(R) Processor, cpu, 1 thread; current: AMD EPYC 7B13, cpu, "
+                                "1 thread"),
+    (dict(threads=2), "baseline: Intel(R) Xeon(R) Processor, cpu, 1 thread; current: Intel(R) Xeon(R) Processor, "
+                      "cpu, 2 threads"),
+    (dict(gpu="NVIDIA H200"), "current: Intel(R) Xeon(R) Processor, NVIDIA H200, 1 thread")])
+def test_timings_of_two_machines_are_not_comparable_and_the_counts_are_judged(tmp_path, planted, named):
+    """The quick baseline against a copy of itself with another processor, thread count or GPU in meta.json (the
+    issue's case: a fresh clone's run on an AMD EPYC against the baseline of an Intel Xeon): every timing and memory
+    reading is listed as NOT COMPARABLE with both machines named, the exact counts are judged, exit 3; a changed
+    count as well: exit 1; --across-machines judges the timings (the same readings here: exit 0)."""
+    other = on_machine(copy_run(QUICK_CPU, tmp_path / "other"), **planted)
+    c = compare_runs(QUICK_CPU, other)
+    assert c.regressions == [] and c.improvements == []
+    assert {ch.metric for ch in c.not_judged} == {"step_time_ms_p50", "tokens_per_s", "init_total_s", "init_grad_s",
+                                                 "init_svd_s", "peak_mem_bytes", "init_peak_mem_bytes"}
+    counts = [ch for ch in c.changes if ch.better == "exact"]
+    assert counts and all(ch.verdict == "same" for ch in counts)
+    accuracy = [ch for ch in c.changes if ch.metric == "eval_accuracy"]
+    assert accuracy and all(ch.verdict == "same" for ch in accuracy)  # judged across machines
+    printed = []
+    assert compare_and_print(QUICK_CPU, other, print_fn=printed.append) == 3
+    assert "NOT COMPARABLE" in printed[0] and named in printed[0] and "--across-machines" in printed[0]
+    assert "(exit 3)" in printed[0] and "REGRESSIONS (0)" in printed[0]
+
+    rewrite_rows(other, lambda rows: [{**r, "trainable_params": str(int(r["trainable_params"]) + 8)} for r in rows])
+    grown = compare_runs(QUICK_CPU, other)
+    assert {ch.metric for ch in grown.regressions} == {"trainable_params"} and exit_code(grown) == 1
+    assert main(["compare", QUICK_CPU, other]) == 1
+
+    judged = compare_runs(QUICK_CPU, other, across_machines=True)
+    assert judged.not_judged == [] and {ch.metric for ch in judged.regressions} == {"trainable_params"}
+    assert any("judged anyway (--across-machines)" in w for w in judged.warnings)
+
+
+def test_across_machines_judges_a_real_slowdown_of_two_thread_counts(timed_runs, tmp_path):
+    """The slower copy (its step times planted 2x) as if timed with 2 threads against the baseline's 1: not
+    comparable (exit 3); with --across-machines its step-time regressions are judged (exit 1)."""
+    two = on_machine(copy_run(timed_runs["slower"], tmp_path / "two"), threads=2)
+    c = compare_runs(timed_runs["baseline"], two)
+    assert c.regressions == [] and c.machines_differ == ["threads"]
+    assert main(["compare", timed_runs["baseline"], two]) == 3
+    judged = compare_runs(timed_runs["baseline"], two, across_machines=True)
+    assert len(judged.regressions) >= 0.5 * n_ok_points(two) and exit_code(judged) == 1
+    assert {ch.metric for ch in judged.regressions} <= {"step_time_ms_p50", "tokens_per_s"}
+    assert main(["compare", timed_runs["baseline"], two, "--across-machines"]) == 1

@@ -21,12 +21,14 @@ import statistics
 import numpy as np
 import pytest
 from scipy import stats
-from real_run import rewrite_rows, scale_step_times
 from cli_runs import REPO
+from other_machine import on_machine
+from real_run import rewrite_rows, scale_step_times
 
 from bench.cli import main
 from bench.track.acknowledged import Acknowledgement, read_acknowledged
 from bench.track.changes import MIN_RUNS, PER_GFLOP, find_changes, t_test
+from bench.track.rules import EXACT
 from bench.track.history import HISTORY_COLUMNS, append_history, read_history, select_series
 from bench.track.verdict import exit_code, format_verdict, verdict_json
 from bench.results.read import META_FILE, RESULTS_FILE, read_rows
@@ -277,6 +279,60 @@ def test_an_acknowledged_regression_passes_and_later_runs_are_judged_against_it(
     small = copy_runs(tmp_path / "small", range(NOISE_RUNS), lambda i: 1.10 * 1.03 ** (i >= m) if i >= k else 1.0, spread=QUIET_SPREAD)
     detection = find_changes(read_history(history_of(tmp_path / "small", small)), acknowledged=ack)
     assert exit_code(detection) == 0, format_verdict(detection)  # 3% over the new baseline: no drift
+
+
+@needs_quiet_runs
+def test_a_new_processor_splits_the_timings_and_its_own_slowdown_is_still_found(tmp_path):
+    """Runs 12-23 timed on another processor, where every step took 1.3x as long: the timings are judged within each
+    machine's runs (no change point, the notes say they were split; on one processor the 1.3x is a regression);
+    then a real 10% slowdown among the new processor's runs, from run 16: one regression at 16 per series."""
+    k = 12
+    runs = copy_runs(tmp_path, range(NOISE_RUNS), lambda i: 1.3 if i >= k else 1.0, spread=QUIET_SPREAD)
+    for run in runs[k:]:
+        on_machine(run, cpu="AMD EPYC 7B13")
+    history = read_history(history_of(tmp_path, runs))
+    assert history["timed_on"].nunique() == 2 and history["series"].nunique() == 3  # a series is still the point's
+    detection = find_changes(history)
+    assert detection.changes == [] and exit_code(detection) == 0, format_verdict(detection)
+    assert len(detection.warnings) == 3 and all(
+        "timed on 2 machines" in w and "AMD EPYC 7B13, cpu, 1 thread (12 commits)" in w for w in detection.warnings)
+    one = copy_runs(tmp_path / "one", range(NOISE_RUNS), lambda i: 1.3 if i >= k else 1.0, spread=QUIET_SPREAD)
+    assert exit_code(find_changes(read_history(history_of(tmp_path / "one", one)))) == 1
+
+    slower = copy_runs(tmp_path / "slower", range(NOISE_RUNS), lambda i: 1.3 ** (i >= 6) * 1.1 ** (i >= 16),
+                       spread=QUIET_SPREAD)
+    for run in slower[6:]:
+        on_machine(run, cpu="AMD EPYC 7B13")
+    detection = find_changes(read_history(history_of(tmp_path / "slower", slower)))
+    now = [c for c in detection.regressions if c.metric == STEP]
+    assert len(now) == 3 and all(c.index == 16 and 1.05 < c.ratio < 1.16 for c in now), format_verdict(detection)
+
+
+@needs_quiet_runs
+def test_too_few_runs_on_a_new_thread_count_are_not_comparable_exit_3_unless_a_count_moved(tmp_path, capsys):
+    """Runs 0-19 with one thread, then 4 with two, 1.3x slower: too few commits to judge the new machine's timings:
+    NOT COMPARABLE naming both machines, exit 3. The same with the 4 runs after the commit that adds lm_head (FLOPs
+    +41%, and slower) on two threads: that exact change is judged across the machines, exit 1."""
+    runs = copy_runs(tmp_path, range(NOISE_RUNS), lambda i: 1.3 if i >= 20 else 1.0, spread=QUIET_SPREAD)
+    for run in runs[20:]:
+        on_machine(run, threads=2)
+    history = str(tmp_path / "history.csv")
+    assert main(["history", "regressions", "--append", *runs, "--file", history]) == 3
+    out = capsys.readouterr().out
+    assert "NOT COMPARABLE (3 series)" in out and "(exit 3)" in out
+    assert "Intel(R) Xeon(R) Processor, cpu, 1 thread -> Intel(R) Xeon(R) Processor, cpu, 2 threads" in out
+    assert "REGRESSIONS in the latest segment, unacknowledged (0)" in out
+    assert main(["history", "regressions", "--file", history, "--json"]) == 3
+    verdict = json.loads(capsys.readouterr().out)
+    assert all(STEP in s["not_comparable"] and len(s["timed_on"]) == 2 for s in verdict["series"].values())
+
+    target = copy_runs(tmp_path / "target", range(TARGET_RUN - 10, TARGET_RUN + 4), spread=QUIET_SPREAD)
+    for run in target[10:]:
+        on_machine(run, threads=2)
+    detection = find_changes(read_history(history_of(tmp_path / "target", target)))
+    assert {c.metric for c in detection.regressions} <= set(EXACT) and exit_code(detection) == 1
+    assert {c.series for c in detection.regressions if c.metric == "flops_per_step"} == set(detection.series)
+    assert all(STEP in fit.not_comparable for fit in detection.series.values()), format_verdict(detection)
 
 
 def target_detection(tmp_path):
