@@ -145,9 +145,9 @@ def steady_step_times(row: dict, keep: float = 0.05) -> dict:
     times = [float(t) for t in row["step_times_ms"].split(";")]
     median = float(np.median(times))
     steady = [median + keep * (t - median) for t in times]
-    columns = {"step_time_ms_p50": float(np.median(steady)), "step_time_ms_p90": float(np.quantile(steady, 0.9)),
-               "step_time_ms_mean": float(np.mean(steady)), "step_time_ms_min": min(steady)}
-    return {**row, **columns, "step_times_ms": ";".join(f"{t:.4f}" for t in steady)}
+    return {**row, "step_time_ms_p50": float(np.median(steady)), "step_time_ms_p90": float(np.quantile(steady, 0.9)),
+            "step_time_ms_mean": float(np.mean(steady)), "step_time_ms_min": min(steady),
+            "step_times_ms": ";".join(f"{t:.4f}" for t in steady)}
 
 
 def failed_retry(ok: dict, failed: dict, error: str) -> dict:

@@ -34,6 +34,10 @@ ALLOWED = {
         "append_row's own test: a torn last line is cut before the next row, a comma in an error kept",
     ("test_bench_results.py", "test_unknown_column_is_refused"):
         "append_row's refusal of a column outside the schema",
+    ("compare_estimate.py", "points_table"):
+        "the GPU check's report script (tests/gpu/): pandas aggregations of real rows, named by their columns",
+    ("compare_estimate.py", "init_table"):
+        "the GPU check's report script (tests/gpu/): pandas aggregations of real rows, named by their columns",
     ("test_bench_results.py", "test_a_complete_ok_row_is_written"):
         "append_row's own test: an ok row naming every schema column is written and reads back",
     ("test_bench_results.py", "test_an_ok_row_missing_columns_is_refused_naming_them"):
