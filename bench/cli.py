@@ -435,8 +435,9 @@ COMMANDS = {command.name: command for command in [
             cmd_collect),
     Command("bisect", "the first commit of GOOD..BAD where a metric changed, in temporary git worktrees (exact "
             "metrics by estimate: seconds per commit)", bisect_arguments, cmd_bisect),
-    Command("counts", "the exact counts (FLOPs, tensor bytes, parameters) of the `counts` preset, estimated, against "
-            "reports/count_baseline.csv; exit 1 on a difference", counts_arguments, cmd_counts),
+    Command("counts", "the exact counts (FLOPs, tensor bytes, parameters, copies, allocations, syncs, operator "
+            "calls) of the `counts` preset, estimated, against reports/count_baseline.csv; exit 1 on a difference",
+            counts_arguments, cmd_counts),
     Command("list", "list models, tasks, presets and methods", list_arguments, cmd_list),
     Command("report", "plots and summary.md from results.csv and meta.json", report_arguments, cmd_report),
     Command("compare", "compare two runs; exit 1 on a regression, 3 when the only regressions are timings taken at "
