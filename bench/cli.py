@@ -480,8 +480,9 @@ COMMANDS = {command.name: command for command in [
     Command("ab", "the PR gate: BASE and HEAD in temporary worktrees, paired short processes in seeded order until "
             "each point is slower, faster or the same; exit 0 same or faster, 1 slower, 3 undecided within the "
             "budget", ab_arguments, cmd_ab),
-    Command("counts", "the exact counts (FLOPs, tensor bytes, parameters) of the `counts` preset, estimated, against "
-            "reports/count_baseline.csv; exit 1 on a difference", counts_arguments, cmd_counts),
+    Command("counts", "the exact counts (FLOPs, tensor bytes, parameters, copies, allocations, syncs, operator "
+            "calls) of the `counts` preset, estimated, against reports/count_baseline.csv; exit 1 on a difference",
+            counts_arguments, cmd_counts),
     Command("list", "list models, tasks, presets and methods", list_arguments, cmd_list),
     Command("report", "plots and summary.md from results.csv and meta.json", report_arguments, cmd_report),
     Command("compare", "compare two runs; exit 1 on a regression, 3 when the only regressions are timings taken at "

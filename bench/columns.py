@@ -44,7 +44,12 @@ class Column:
     table: str = ""  # heading in summary.md's method x rank table ("" = not shown)
     progress: str = ""  # label in the sweep's one-line progress output ("" = not shown)
     identity: bool = False  # part of what the point is (its configuration), not of what was measured
-    explained_by: str = ""  # the exact count whose change predicts a change of this metric (history: "explained")
+    # the exact counts whose change explains a change of this metric (compare, history, the A/B gate: "explained"):
+    # the first predicts its size (FLOPs: time in proportion; tensor bytes: memory by the bytes added), the
+    # operator-level counts after it name what moved, with sizes ("+48 copies, +12.6 MiB copied per step")
+    explained_by: tuple[str, ...] = ()
+    noun: str = ""  # an operator-level count: what it counts, as an explanation names it ("copies", "copied")
+    torch_counted: bool = False  # counted by torch's dispatcher: depends on the torch version (COUNTED_BY)
 
     def __post_init__(self):
         if self.compare not in COMPARE_KINDS:
@@ -92,6 +97,35 @@ RSS_FLOOR_BYTES = 64 * MIB
 _INIT = dict(better="lower", compare="noisy", threshold="25%", floor=INIT_FLOOR_S)
 _MEMORY = dict(better="lower", compare="noisy", threshold="5%", floor_rss=RSS_FLOOR_BYTES)
 _EXACT = dict(compare="exact", history=True)  # counts: the history keeps them all, to explain timing changes
+_OPS = dict(_EXACT, unit="count", torch_counted=True)  # operator-level counts (bench/measure/operators.py)
+_OP_BYTES = dict(_OPS, unit="bytes")
+COUNTED_BY = "counts_torch"  # the column that says which torch counted the torch_counted columns
+OPERATOR_MEANING = {  # what each operator-level count counts, in a step or an init (bench/measure/operators.py)
+    "aten_ops": "aten operator calls as torch's dispatcher sees them (composites decomposed, optimizer included)",
+    "copies": "copies: copy_, _to_copy, clone (a contiguous or .to that copies) and their kin",
+    "copy_bytes": "bytes written by those copies (their outputs)",
+    "dtype_conversions": "copies whose output dtype differs from their source's (.float(), .to(bf16))",
+    "alloc_count": "tensors operators returned new (not declared an alias of an input): every allocation, not only "
+                   "those alive at the peak",
+    "alloc_bytes": "storage bytes of those new tensors",
+    "syncs": "host reads of tensor values, a synchronisation where the tensor is on a GPU: .item() "
+             "(_local_scalar_dense), data-dependent shapes (nonzero, masked_select, unique), copies to the CPU",
+    "cuda_syncs": "CUDA only: synchronising calls as torch.cuda.set_sync_debug_mode reports them",
+    "cuda_kernels": "CUDA only: kernels launched (torch.profiler)",
+}
+NOUNS = {"aten_ops": "operator calls", "copies": "copies", "copy_bytes": "copied", "dtype_conversions":
+         "dtype conversions", "alloc_count": "allocations", "alloc_bytes": "allocated", "syncs": "synchronisations",
+         "cuda_syncs": "CUDA synchronisations", "cuda_kernels": "kernel launches"}
+
+
+def operator_columns(init: bool) -> list[Column]:
+    """The operator-level counts of the step (`<count>_per_step`) or of the init (`init_<count>`)."""
+    return [Column(f"init_{count}" if init else f"{count}_per_step", **(_OP_BYTES if count.endswith("bytes") else _OPS),
+                   meaning=f"{'apply_adapter' if init else 'one training step'}: {meaning}", noun=NOUNS[count])
+            for count, meaning in OPERATOR_MEANING.items()]
+
+
+STEP_OPERATORS, INIT_OPERATORS = ([c.name for c in operator_columns(init)] for init in (False, True))
 
 COLUMNS = [
     Column("schema_version", "", "version of this column list; compare refuses to mix versions"),
@@ -140,14 +174,14 @@ COLUMNS = [
            "save_pretrained for peft:<name>)", **_EXACT, table="adapter file"),
     Column("init_total_s", "s", "wall time of apply_adapter: gradient + SVD + injection (after one untimed "
            "forward and backward pass of the base model, as the training steps' warmup precedes the timed steps)",
-           **_INIT, history=True, explained_by="init_flops", table="init total", progress="init"),
+           **_INIT, history=True, explained_by=("init_flops", *INIT_OPERATORS), table="init total", progress="init"),
     Column("init_grad_s", "s", "data passes of the init: GiVA's gradient batches; PEFT EVA's and CorDA's forward "
            "passes, LoRA-GA's gradients", **_INIT),
     Column("init_svd_s", "s", "decompositions of the init, all layers: GiVA's gradient SVD (with forming the "
            "gradient from its factors where that pays); PEFT PiSSA's weight SVD, OLoRA's QR, ...", **_INIT),
     Column("init_inject_s", "s", "making the adapter layers, swapping them in and freezing the base"),
     Column("init_peak_mem_bytes", "bytes", "peak memory during init (cuda max allocated on CUDA, process RSS on CPU)",
-           **_MEMORY, history=True, explained_by="init_tensor_peak_bytes"),
+           **_MEMORY, history=True, explained_by=("init_tensor_peak_bytes",)),
     Column("init_mem_growth_bytes", "bytes", "init_peak_mem_bytes minus the same reading at the start of init"),
     Column("init_flops", "FLOPs", "FLOPs of apply_adapter (torch.utils.flop_counter: matmuls exactly; QR and SVD by "
            "their Golub-Van Loan operation counts): GiVA's gradient pass and bases; 0 for LoRA and VeRA",
@@ -165,7 +199,7 @@ COLUMNS = [
     Column("timed_steps", "count", "training steps timed (forward, backward, clip, AdamW, schedule)"),
     Column("step_time_ms_p50", "ms", "median step time", better="lower", compare="steps", threshold="10%",
            history_threshold="5%",
-           history=True, explained_by="flops_per_step", table="step p50", progress="step"),
+           history=True, explained_by=("flops_per_step", *STEP_OPERATORS), table="step p50", progress="step"),
     Column("step_time_ms_p90", "ms", "90th percentile step time", history=True),
     Column("step_time_ms_mean", "ms", "mean step time"),
     Column("step_time_ms_min", "ms", "fastest step"),
@@ -176,7 +210,7 @@ COLUMNS = [
            threshold="10%", history=True),
     Column("peak_mem_bytes", "bytes", "peak memory during the timed training steps (cuda max allocated on CUDA, RSS "
            "on CPU)", **_MEMORY, history=True, table="peak mem", progress="peak",
-           explained_by="tensor_peak_bytes"),
+           explained_by=("tensor_peak_bytes",)),
     Column("mem_growth_bytes", "bytes", "peak_mem_bytes minus the same reading at the start of training"),
     Column("peak_mem_source", "text", "what peak_mem_bytes read: cuda_max_allocated or rss"),
     Column("peak_rss_bytes", "bytes", "process peak RSS during training, sampled"),
@@ -203,6 +237,13 @@ COLUMNS = [
            "tensor_* categories at that moment; torch.distributed._tools.mem_tracker); on a GPU the "
            "tensors' share of torch.cuda.max_memory_allocated (which adds allocator rounding and library workspaces)", **_EXACT, table="tensor peak",
            progress="tensors"),
+    *operator_columns(init=False),
+    Column("aten_ops_by_op", "text", "aten_ops_per_step by operator, most calls first: 'mm:84;view:80;...' (compare "
+           "names the operators behind a change of aten_ops_per_step)"),
+    *operator_columns(init=True),
+    Column(COUNTED_BY, "text", "the torch version that counted the operator-level columns (aten_ops_*, copies, "
+           "allocations, syncs): its decompositions decide them, so compare and the history do not compare them "
+           "across torch versions"),
     Column("cost_trace_s", "s", "wall time of the untimed FLOP and memory trace (init and step; in `estimate` the "
            "whole fake trace)"),
     Column("cost_trace_batch", "text", "BxT of the batch the step's FLOPs and tensor bytes were traced on: the task's "
@@ -261,6 +302,7 @@ HISTORY_METRICS = [c.name for c in COLUMNS if c.history]
 TABLE = [c for c in COLUMNS if c.table]
 PROGRESS = [c for c in COLUMNS if c.progress]
 IDENTITY = [c.name for c in COLUMNS if c.identity]  # what a point is: its row's configuration columns
+TORCH_COUNTED = [c.name for c in COLUMNS if c.torch_counted]
 TENSOR_CATEGORIES = [  # (column, category) of the memory breakdown, in stacking order
     ("tensor_params_bytes", "parameters"), ("tensor_buffers_bytes", "buffers"), ("tensor_grads_bytes", "gradients"),
     ("tensor_optimizer_bytes", "optimizer state"), ("tensor_activations_bytes", "activations"),
@@ -276,6 +318,11 @@ def parse_limit(text: str) -> tuple[float, bool] | None:
         return None
     number, unit = float(match.group(1)), match.group(2)
     return (number / 100.0, unit == "%") if unit else (number, False)
+
+
+def by_op_counts(text: str) -> dict[str, int]:
+    """aten_ops_by_op's text ('mm:84;view:80') -> {operator: calls}."""
+    return {name: int(n) for name, _, n in (part.rpartition(":") for part in text.split(";") if part)}
 
 
 def column(name: str) -> Column:

@@ -1,7 +1,8 @@
-"""Costs that do not depend on the machine: FLOPs and tensor bytes by category, of one training step and of init.
+"""Costs that do not depend on the machine: FLOPs, tensor bytes by category and operator-level counts, of one
+training step and of init.
 
     costs = trace_costs(model, step, external=(optimizer, batch))   # step(): one training step
-    costs.flops, costs.adapter_flops, costs.peak_bytes, costs.by_category
+    costs.flops, costs.adapter_flops, costs.peak_bytes, costs.by_category, costs.ops.copies
 
 PyTorch's own counters do the work: torch.utils.flop_counter.FlopCounterMode counts
 the FLOPs of matmuls, attention and convolutions (per module, so the adapters' own
@@ -10,7 +11,8 @@ torch.distributed._tools.mem_tracker.MemTracker follows every tensor's storage f
 creation to release and files it as parameter, buffer, gradient, optimizer state,
 activation (made in forward) or temporary (made in backward). Both work on real
 tensors and under FakeTensorMode (shapes only), so `run_bench.py estimate` uses the
-same code to predict the costs of models that do not fit here.
+same code to predict the costs of models that do not fit here. The tracker's dispatch also counts every operator
+call, copy, allocation and synchronisation (bench/measure/operators.py): the same pass, no second run.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+from torch._subclasses.fake_tensor import is_fake
 from torch.distributed._tools.mem_tracker import _TOTAL_KEY, MemTracker, _MemRefType
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_backward_flop, sdpa_flop
 
 from giva.layer import AdapterLayer
+
+from .operators import OpCounts, cuda_counts
 
 aten = torch.ops.aten
 
@@ -79,8 +84,19 @@ class FrozenSafeMemTracker(MemTracker):
     and a post-accumulate hook whose gradient was already taken away (GiVA's init frees
     each layer's gradient in its own hook) is skipped. A root module run several times
     (GiVA's init over several gradient batches) starts a fresh set of per-module stats each
-    time; the tracked bytes and the peak carry on. Only the overall peak is kept (see _update_peak_stats).
+    time; the tracked bytes and the peak carry on. Only the overall peak is kept (see _update_peak_stats). Every
+    operator it sees is also counted into `ops` (OpCounts).
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = OpCounts()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = super().__torch_dispatch__(func, types, args, kwargs)
+        if out is not NotImplemented:
+            self.ops.record(func, args, out)
+        return out
 
     def _track_module_params_and_buffers(self, module: nn.Module, install_grad_hooks: bool = True) -> tuple[int, int]:
         memory = super()._track_module_params_and_buffers(module, install_grad_hooks=False)
@@ -135,6 +151,7 @@ class Costs:
     adapter_flops: int = 0  # inside adapter layers, beyond their base layers
     peak_bytes: int = 0  # tensor bytes alive at the peak
     by_category: dict[str, int] = field(default_factory=dict)  # column -> bytes at the peak
+    ops: OpCounts = field(default_factory=OpCounts)  # operator calls, copies, allocations, synchronisations
     trace_s: float = 0.0
 
 
@@ -145,17 +162,18 @@ def trace_costs(model: nn.Module, call: Callable[[], object], external=()) -> Co
     tracker = FrozenSafeMemTracker()
     tracker.track_external(model, *external)
     counter = FlopCounterMode(display=False)
+    on_cuda = any(p.device.type == "cuda" and not is_fake(p) for p in model.parameters())
     gc.collect()  # no garbage from before; and no collection in the middle, whose timing would move the peak
     gc.disable()
     try:
-        with tracker, counter, warnings.catch_warnings():
+        with cuda_counts(tracker.ops, on_cuda), tracker, counter, warnings.catch_warnings():
             # ModTracker notes a module gone before its backward hook ran (a dropped intermediate module); harmless
             warnings.filterwarnings("ignore", message="Module is None")
             call()
     finally:
         gc.enable()
     snapshot = tracker.get_tracker_snapshot("peak")
-    costs = Costs(flops=counter.get_total_flops(), adapter_flops=adapter_flops(model, counter))
+    costs = Costs(flops=counter.get_total_flops(), adapter_flops=adapter_flops(model, counter), ops=tracker.ops)
     if snapshot:
         device_snapshot = max(snapshot.values(), key=lambda s: s[_TOTAL_KEY])  # one device per point
         costs.peak_bytes = int(device_snapshot[_TOTAL_KEY])

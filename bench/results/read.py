@@ -160,9 +160,9 @@ def load_run(path: str) -> Run:
     warnings = [f"{csv_path}: ignored a torn last line {results.torn_line} (a sweep killed mid-write)"
                 ] if results.torn_line else []
     frame = pd.DataFrame(latest_rows(results.rows), columns=results.header).astype(object)
-    for column in COLUMN_NAMES:
-        if column not in frame:
-            frame[column] = np.nan if column in NUMERIC_COLUMNS else ""
+    missing = [c for c in COLUMN_NAMES if c not in frame]  # columns added since the run: empty (added at once)
+    frame = pd.concat([frame, pd.DataFrame({c: np.nan if c in NUMERIC_COLUMNS else "" for c in missing},
+                                           index=frame.index, dtype=object)], axis=1)
     for column in NUMERIC_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     for column in TEXT_COLUMNS:

@@ -19,10 +19,13 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict
 
-from ..columns import COLUMN_NAMES, IDENTITY
+import torch
+
+from ..columns import COLUMN_NAMES, COUNTED_BY, IDENTITY, OPERATOR_MEANING
 from ..config.sweep import Point
 from ..measure.clocks import summarize_ms
 from ..measure.counters import Costs
+from ..measure.operators import OpCounts
 from ..measure.load import load_columns, read_load
 from ..measure.memory import MemoryPeak
 from ..results.environment import utc_now
@@ -91,10 +94,17 @@ def cost_columns(init: Costs, step: Costs, step_batch_shape: tuple, steps: int, 
     run_flops = init.flops + steps * step.flops
     return {"init_flops": init.flops, "init_tensor_peak_bytes": init.peak_bytes, "flops_per_step": step.flops,
             "adapter_flops_per_step": step.adapter_flops, **step.by_category, "tensor_peak_bytes": step.peak_bytes,
+            **operator_columns(step.ops, "{}_per_step"), "aten_ops_by_op": step.ops.by_op_text(),
+            **operator_columns(init.ops, "init_{}"), COUNTED_BY: torch.__version__,
             "cost_trace_s": round(init.trace_s + step.trace_s, 3),
             "cost_trace_batch": "x".join(map(str, step_batch_shape)) + (f" as {traced_as}" if traced_as else ""),
             "init_flops_share": init.flops / run_flops if run_flops else None, "init_share_steps": steps,
             "init_share_steps_source": steps_source}
+
+
+def operator_columns(ops: OpCounts, name: str) -> dict:
+    """The operator-level counts of a trace (bench/measure/operators.py) under the column names `name` makes."""
+    return {name.format(count): getattr(ops, count) for count in OPERATOR_MEANING}
 
 
 def init_columns(seconds: float, stats: dict, mem: MemoryPeak) -> dict:

@@ -8,8 +8,10 @@ Observations. A series' runs are grouped by commit, in first-parent order: runs 
 sharpens the commit), a run of a dirty tree stays on its own, and so do runs of another machine (the history's
 `timed_on`: processor, device and torch threads).
 
-Exact counts (FLOPs, tensor bytes, parameters, file bytes): every difference between consecutive observations is a
-change point, named with its size; more is a regression, less an improvement.
+Exact counts (FLOPs, tensor bytes, parameters, file bytes, operator-level counts): every difference between
+consecutive observations is a change point, named with its size; more is a regression, less an improvement. The
+operator-level counts (copies, allocations, syncs, operator calls) are not compared across a change of the torch
+version that counted them (counts_torch): a change of counter, not of code, noted as such.
 
 Noisy metrics (step time, init time, memory read as RSS, the task's score): an observation's value is the median
 of its raw samples (every step time of every seed and run for step time; the rows' values otherwise), on a log
@@ -38,9 +40,11 @@ where a change of machine left the latest one too few, its timings are "not comp
 exits 3 when nothing regressed). Exact counts and accuracy use every run.
 
 Why a timing moved: a timing or memory change is *explained* when the exact count that predicts it
-(`explained_by` in bench/columns.py: FLOPs for step time, init FLOPs for init time, tensor bytes for memory) moved
-at the same commit range, with the ratio that count predicts beside the ratio observed, and *efficiency* when no
-count moved. Step time per GFLOP of the step (step_ms_per_gflop) is judged as a series of its own, so a deliberate
+(`explained_by` in bench/columns.py: FLOPs for step time, init FLOPs for init time, tensor bytes for memory; and for
+the timings the operator-level counts: copies, bytes copied, dtype conversions, allocations, synchronisations,
+operator calls, kernel launches) moved at the same commit range, with the ratio the work predicts beside the ratio
+observed and the operator-level counts' sizes ("+48 copies per step, +12.6 MiB copied per step"), and
+*efficiency* when none moved. Step time per GFLOP of the step (step_ms_per_gflop) is judged as a series of its own, so a deliberate
 change of shape is not read as a slowdown and a change beyond what the FLOPs predict is. An explained change does
 not fail the verdict: its count change does (acknowledge the commit), and the per-GFLOP series judges the rest.
 """
@@ -55,7 +59,7 @@ import pandas as pd
 import ruptures
 from scipy import special, stats
 
-from ..columns import BY_NAME, COMPARED
+from ..columns import BY_NAME, COMPARED, COUNTED_BY
 from .acknowledged import Acknowledgement
 from .rules import EXACT, MIN_EFFECT, Threshold, bootstrap_ratio_ci, judge, noise_floor, parse_times
 
@@ -197,6 +201,7 @@ def fit_series(name: str, rows: pd.DataFrame, limits: dict[str, Threshold],
 
     exact = {}
     firsts, distinct = grouped[EXACT].first().loc[order], grouped[EXACT].nunique().loc[order]
+    counters = grouped[COUNTED_BY].first().loc[order].to_numpy()
     for metric in EXACT:
         values = firsts[metric].to_numpy(dtype=float)
         if np.isnan(values).all():
@@ -204,7 +209,10 @@ def fit_series(name: str, rows: pd.DataFrame, limits: dict[str, Threshold],
         for obs in np.flatnonzero(distinct[metric].to_numpy() > 1):
             fit.notes.append(f"{metric} takes {distinct[metric].iloc[obs]} values at commit "
                              f"{observations[obs].commit[:8]}: not deterministic")
-        exact[metric] = [ack(c) for c in exact_changes(name, metric, values, observations)]
+        metric_changes = exact_changes(name, metric, values, observations,
+                                       counters if BY_NAME[metric].torch_counted else None)
+        fit.notes += [c.explanation for c in metric_changes if c.kind == "counter"]
+        exact[metric] = [ack(c) for c in metric_changes if c.kind != "counter"]
         edges = [0, *(c.index for c in exact[metric]), len(values)]
         fit.metrics[metric] = MetricFit(values, ~np.isnan(values), [
             Segment(a, b, float(np.nanmedian(values[a:b]))) for a, b in zip(edges[:-1], edges[1:])])
@@ -284,19 +292,30 @@ def observation_values(rows: pd.DataFrame, grouped, order, metric: str, raw: lis
     return np.array(values, dtype=float)
 
 
-def exact_changes(series: str, metric: str, values: np.ndarray, observations: list[Observation]) -> list[Change]:
+def exact_changes(series: str, metric: str, values: np.ndarray, observations: list[Observation],
+                  counters: np.ndarray | None = None) -> list[Change]:
+    """Every difference between consecutive observations; counters (the torch version that counted each, for an
+    operator-level count): a difference across two versions is of kind "counter", not a change of the code."""
     unit = BY_NAME[metric].unit
     known = np.flatnonzero(np.isfinite(values))
     changes = []
     for prev, cur in zip(known[:-1], known[1:]):
         old, new = values[prev], values[cur]
-        if old != new:
+        if counters is not None and counters[prev] != counters[cur]:
+            if old != new:
+                changes.append(Change(series, metric, "counter", "", int(cur), observations[prev].commit,
+                                      observations[cur].commit, old, new, explanation=(
+                                          f"{metric} counted by torch {counters[prev] or '?'} at "
+                                          f"{observations[prev].commit[:8]} vs {counters[cur] or '?'} at "
+                                          f"{observations[cur].commit[:8]}: not compared")))
+        elif old != new:
             pct = f", {new / old - 1:+.2%}" if old else ""
             changes.append(Change(series, metric, "exact", "regression" if new > old else "improvement", int(cur),
                                   observations[prev].commit, observations[cur].commit, old, new,
                                   explanation=f"{metric} {old:,.0f} -> {new:,.0f} ({new - old:+,.0f} {unit}{pct})"))
-    if changes:
-        changes[-1].latest = True
+    code = [c for c in changes if c.kind == "exact"]
+    if code:
+        code[-1].latest = True
     return changes
 
 
@@ -454,23 +473,47 @@ def classify(change: Change, exact: dict[str, list[Change]], last_before: int, f
                                                                 [(c.metric, c.before, c.after) for c in moved])
 
 
+def explainers(metric: str) -> tuple[str, ...]:
+    """The counts that explain a metric's change (bench/columns.py explained_by); step time per GFLOP: the step
+    time's less the FLOPs it is divided by."""
+    if metric == PER_GFLOP:
+        return tuple(c for c in BY_NAME["step_time_ms_p50"].explained_by if c != "flops_per_step")
+    return BY_NAME[metric].explained_by if metric in BY_NAME else ()
+
+
+def count_change(count: str, old: float, new: float) -> str:
+    """An operator-level count's change as an explanation says it: '+48 copies per step', '+12.6 MiB copied per
+    step', '+32 synchronisations in the init'."""
+    col = BY_NAME[count]
+    amount = f"{new - old:+,.0f}" if col.unit == "count" else ("+" if new >= old else "-") + col.format(abs(new - old))
+    return f"{amount} {col.noun} {'in the init' if count.startswith('init_') else 'per step'}"
+
+
 def explain(metric: str, before: float, ratio: float, moved: list[tuple[str, float, float]]
             ) -> tuple[str, float | None, str]:
     """Why a timing or memory metric moved by `ratio` from `before`, given the exact counts that moved at the same
-    commits ((count, old, new)): ("explained", the ratio its predicting count gives, why) or ("efficiency", None,
-    why)."""
-    work = BY_NAME[metric].explained_by if metric in BY_NAME else ""
-    predicting = [(old, new) for count, old, new in moved if count == work]
+    commits ((count, old, new)): ("explained", the ratio its predicting count gives or None, why) when one of its
+    explainers moved, else ("efficiency", None, why). The first explainer predicts the size (FLOPs: time in
+    proportion; tensor bytes: memory by the bytes added); the operator-level ones say what moved, with sizes."""
+    causes = explainers(metric)
+    work = causes[0] if causes else ""
+    named = [(count, old, new) for count, old, new in moved if count in causes]
+    if not named:
+        per_work = " per GFLOP of the step" if metric == PER_GFLOP else ""
+        counts = ", ".join(sorted({count for count, _, _ in moved}))
+        return "efficiency", None, (f"no count moved{per_work}" if not moved else
+                                    f"{counts} moved{per_work}, not {work or 'the work'}")
+    predicting = [(old, new) for count, old, new in named if count == work and not BY_NAME[count].torch_counted]
+    predicted, why = None, []
     if predicting:
         if BY_NAME[work].unit == "bytes":  # memory grows by the bytes added, not in proportion
             predicted = (before + sum(new - old for old, new in predicting)) / before
         else:  # time in proportion to the work
             predicted = math.prod(new / old if old else math.inf for old, new in predicting)
-        return "explained", predicted, f"{work} moved: it predicts {predicted - 1:+.1%}, observed {ratio - 1:+.1%}"
-    per_work = " per GFLOP of the step" if metric == PER_GFLOP else ""
-    counts = ", ".join(sorted({count for count, _, _ in moved}))
-    return "efficiency", None, (f"no count moved{per_work}" if not moved else
-                                f"{counts} moved{per_work}, not {work or 'the work'}")
+        why.append(f"{work} moved: it predicts {predicted - 1:+.1%}")
+    why += [count_change(count, old, new) for count, old, new in sorted(named, key=lambda m: causes.index(m[0]))
+            if BY_NAME[count].torch_counted]
+    return "explained", predicted, f"{', '.join(why)}, observed {ratio - 1:+.1%}"
 
 
 def judge_drift(series, metric, x, scaled, index, starts, ends, observations, limit, floor, better, exact, changes,

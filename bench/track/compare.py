@@ -12,8 +12,10 @@ median step times, current / baseline, computed from the raw per-step times in
 step_times_ms, must lie entirely beyond 1 + threshold (a slowdown) or 1 - threshold
 (a speed-up). Single-shot timings (init) and memory use their threshold, and count only
 beyond a noise floor (64 MiB for memory read as process RSS); counts (parameters,
-adapter sizes, FLOPs, tracked tensor bytes) must not change at all. Which column is
-judged how is its entry in bench/columns.py.
+adapter sizes, FLOPs, tracked tensor bytes, operator-level counts) must not change at all. Which column is
+judged how is its entry in bench/columns.py. The operator-level counts (copies, allocations, syncs, operator
+calls) depend on the torch version that counted them (counts_torch): across two versions they are not compared,
+and a warning says so; a change of aten_ops_per_step names the operators behind it.
 
 Timings know the machine and its load. Timings and memory readings (is_machine_reading in
 bench/columns.py) of two runs timed on different machines (processor, device or torch threads:
@@ -35,8 +37,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..columns import BY_NAME, COMPARED, MIB, column
+from ..columns import BY_NAME, COMPARED, COUNTED_BY, MIB, by_op_counts, column
 from ..results.read import Run, load_run
+from .changes import explain
 from .machine import Machine, differ, run_machine
 from .rules import (CONFIDENCE, DEFAULT_THRESHOLDS, EXACT, MIN_SAMPLES, Threshold, judge, noise_floor,
                     parse_threshold, parse_thresholds, step_time_ci)
@@ -126,6 +129,7 @@ def compare_runs(baseline: str, current: str, thresholds: dict | None = None, ac
     c.added = [describe(cur[p]) for p in cur if p not in base]
     c.removed = [describe(base[p]) for p in base if p not in cur]
     one_sided = Counter()  # (metric, "baseline"/"current") -> points where only that run measured it
+    counters = Counter()  # (baseline torch, current torch) -> points whose operator-level counts were not compared
     for pid in common:
         b, k = base[pid], cur[pid]
         if b["status"] != "ok" or k["status"] != "ok":
@@ -133,12 +137,15 @@ def compare_runs(baseline: str, current: str, thresholds: dict | None = None, ac
                       for name, row in (("baseline", b), ("current", k)) if row["status"] != "ok"]
             c.not_compared.append(f"{describe(k)}: {'; '.join(states)}")
             continue
-        changes = compare_point(b, k, limits, one_sided)
+        changes = compare_point(b, k, limits, one_sided, counters)
         changes = judge_loads(changes, loads["baseline"][pid], loads["current"][pid],
                               (base_run.cpu_count, cur_run.cpu_count), across_loads)
         c.changes += judge_machines(changes, bool(c.machines_differ) and not across_machines)
     c.warnings += [f"{metric} measured in the {side} run only, for {n} points: not compared"
                    for (metric, side), n in sorted(one_sided.items())]
+    c.warnings += [f"operator-level counts (aten_ops_*, copies, allocations, syncs) counted by torch {old} vs {new}: "
+                   f"not compared, for {n} points (a change of counter, not of code)"
+                   for (old, new), n in sorted(counters.items())]
     return c
 
 
@@ -223,13 +230,19 @@ def describe(row: dict) -> str:
     return f"{row['model']} {row['task']} {row['method']} r={row['rank']}{seed} [{row['point_id'][:8]}]"
 
 
-def compare_point(b: dict, k: dict, limits: dict[str, Threshold], one_sided: Counter) -> list[MetricChange]:
+def compare_point(b: dict, k: dict, limits: dict[str, Threshold], one_sided: Counter, counters: Counter
+                  ) -> list[MetricChange]:
     changes = []
     ci = step_time_ci(b["step_times_ms"], k["step_times_ms"])
+    other_counter = b.get(COUNTED_BY) and k.get(COUNTED_BY) and b[COUNTED_BY] != k[COUNTED_BY]
+    if other_counter:
+        counters[(b[COUNTED_BY], k[COUNTED_BY])] += 1
     for col in COMPARED:
         metric = col.name
         if metric == "eval_score" and k.get("eval_metric") == "accuracy":
             continue  # the same number as eval_accuracy: compared once, as that
+        if col.torch_counted and other_counter:
+            continue
         old, new = b.get(metric, math.nan), k.get(metric, math.nan)
         if math.isnan(old) or math.isnan(new):
             if math.isnan(old) != math.isnan(new):
@@ -239,8 +252,8 @@ def compare_point(b: dict, k: dict, limits: dict[str, Threshold], one_sided: Cou
         if col.compare == "exact":
             verdict = "same" if new == old else "changed"
             note = "" if new == old else (f"{metric} changed {old:,.0f} -> {new:,.0f} ({new - old:+,.0f} {col.unit}"
-                                          f"{f', {ratio - 1:+.2%}' if old else ''}): an exact count; "
-                                          "if intended, make a new baseline")
+                                          f"{f', {ratio - 1:+.2%}' if old else ''}){operators_moved(metric, b, k)}: "
+                                          "an exact count; if intended, make a new baseline")
             changes.append(MetricChange(k["point_id"], describe(k), metric, old, new, ratio, "exact", verdict,
                                         None, note))
             continue
@@ -252,7 +265,30 @@ def compare_point(b: dict, k: dict, limits: dict[str, Threshold], one_sided: Cou
             note = note or f"fewer than {MIN_SAMPLES} raw step times: threshold only"
         changes.append(MetricChange(k["point_id"], describe(k), metric, old, new, ratio, col.better, verdict,
                                     metric_ci, note))
-    return changes
+    return explain_changes(changes)
+
+
+def explain_changes(changes: list[MetricChange]) -> list[MetricChange]:
+    """A point's timing and memory changes with why, where an exact count changed too (changes.explain, the
+    history's wording): 'explained: +48 copies per step, ...' when it is one that explains the metric, else
+    'efficiency: ... moved, not ...'."""
+    moved = [(c.metric, c.baseline, c.current) for c in changes if c.verdict == "changed"]
+    out = []
+    for c in changes:
+        if moved and c.verdict in ("worse", "better") and column(c.metric).explained_by:
+            kind, _, why = explain(c.metric, c.baseline, c.ratio, moved)
+            c = replace(c, note="; ".join(n for n in (c.note, f"{kind}: {why}") if n))
+        out.append(c)
+    return out
+
+
+def operators_moved(metric: str, b: dict, k: dict, most: int = 5) -> str:
+    """For aten_ops_per_step: the operators whose calls changed most, from aten_ops_by_op (' by mm +24, clone +12')."""
+    if metric != "aten_ops_per_step" or not (b.get("aten_ops_by_op") and k.get("aten_ops_by_op")):
+        return ""
+    old, new = by_op_counts(b["aten_ops_by_op"]), by_op_counts(k["aten_ops_by_op"])
+    moved = sorted(((op, new.get(op, 0) - old.get(op, 0)) for op in {*old, *new}), key=lambda m: (-abs(m[1]), m[0]))
+    return " by " + ", ".join(f"{op} {n:+,}" for op, n in moved[:most] if n)
 
 
 # --- output -------------------------------------------------------------------

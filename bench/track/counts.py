@@ -1,13 +1,15 @@
-"""The guard of exact counts: FLOPs, tensor bytes and parameters of a fixed set of points against a checked-in
-baseline, so that a commit that moves them fails `make test` unless it updates the baseline in the same commit.
+"""The guard of exact counts: FLOPs, tensor bytes, parameters and operator-level counts of a fixed set of points
+against a checked-in baseline, so that a commit that moves them fails `make test` unless it updates the baseline in
+the same commit.
 
     differences = check_counts()          # [] when every count equals the baseline's
     write_counts(count_rows())            # `run_bench.py counts --update`: the baseline made anew
 
 The points are the `counts` preset's, estimated (bench/run/estimate.py: a shapes-only trace under FakeTensorMode,
 on CPU tensors whatever the machine), so the counts do not depend on the machine, its load or its GPU. The
-baseline is reports/count_baseline.csv: one row per point, its id and label, and every exact column of
-bench/columns.py that the estimate fills.
+baseline is reports/count_baseline.csv: one row per point, its id and label, the torch version that counted its
+operator-level counts, and every exact column of bench/columns.py that the estimate fills (the CUDA-only ones
+empty).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 
 import torch
 
+from ..columns import BY_NAME, COUNTED_BY
 from ..config.grid import expand_grid
 from ..config.presets import make_sweep_config
 from ..results.environment import REPO_ROOT
@@ -26,7 +29,7 @@ from .rules import EXACT
 PRESET = "counts"
 BASELINE = os.path.join(REPO_ROOT, "reports", "count_baseline.csv")
 UPDATE = "run_bench.py counts --update"
-KEY = ["point_id", "point"]
+KEY = ["point_id", "point", COUNTED_BY]
 
 
 def count_rows(preset: str = PRESET) -> list[dict]:
@@ -40,7 +43,7 @@ def count_rows(preset: str = PRESET) -> list[dict]:
     for point, row in estimated:
         if row["status"] != "ok":
             raise ValueError(f"the count guard's point {point.label} failed to trace: {row['error']}")
-        rows.append({"point_id": point.point_id, "point": point.label,
+        rows.append({"point_id": point.point_id, "point": point.label, COUNTED_BY: row[COUNTED_BY],
                      **{c: "" if row.get(c) is None else str(int(row[c])) for c in EXACT}})
     return rows
 
@@ -69,11 +72,14 @@ def diff_counts(baseline: list[dict], current: list[dict]) -> list[str]:
     lines = [f"{new[p]['point']}: a point the baseline lacks" for p in new if p not in old]
     lines += [f"{old[p]['point']}: in the baseline, no longer in the `{PRESET}` preset" for p in old if p not in new]
     for p in (p for p in new if p in old):
+        torch_old, torch_new = old[p][COUNTED_BY], new[p][COUNTED_BY]
         for c in EXACT:
             a, b = old[p][c], new[p][c]
             if a != b:
                 size = f" ({int(b) - int(a):+,}, {int(b) / int(a) - 1:+.2%})" if a and b and int(a) else ""
-                lines.append(f"{new[p]['point']}: {c} {a or 'empty'} -> {b or 'empty'}{size}")
+                counter = (f" (counted by torch {torch_new}, the baseline by torch {torch_old}: a change of counter, "
+                           "not of code)" if BY_NAME[c].torch_counted and torch_old != torch_new else "")
+                lines.append(f"{new[p]['point']}: {c} {a or 'empty'} -> {b or 'empty'}{size}{counter}")
     return lines
 
 

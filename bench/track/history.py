@@ -25,25 +25,25 @@ import os
 import numpy as np
 import pandas as pd
 
-from ..columns import HISTORY_METRICS, IDENTITY, column
+from ..columns import COUNTED_BY, HISTORY_METRICS, IDENTITY, column
 from ..results.environment import commit_position
 from ..results.read import Run, load_run
 from .machine import Machine, device_name, run_machine
 
-HISTORY_VERSION = 3  # 1: no version column, no raw step times, counts or load; ordered by date; 2: no gpu, and
-# torch_threads the driver's rather than the points'
+HISTORY_VERSION = 3  # 1: no version column, no raw step times, counts or load; ordered by date; 2: no gpu,
+# torch_threads the driver's rather than the points', no operator-level counts nor the torch version that counted them
 RUN_COLUMNS = ["history_version", "run_dir", "run_ended_at", "commit", "commit_position", "dirty", "host", "cpu",
                "gpu", "cpu_count", "torch_threads", "executor", "estimated", "busy", "run_load_avg_1m_max"]
 # The machine's load per point, recorded by runs that have these columns (read where present, else empty).
 LOAD_COLUMNS = ["load_avg_1m_start", "load_avg_1m_end", "cpu_steal_s", "ctx_switches_involuntary"]
-POINT_COLUMNS = ["point_id", *IDENTITY, "peak_mem_source", "eval_metric", "step_times_ms"]
+POINT_COLUMNS = ["point_id", *IDENTITY, "peak_mem_source", "eval_metric", "step_times_ms", COUNTED_BY]
 METRICS = HISTORY_METRICS  # the columns marked history=True in bench/columns.py: every exact count, the timings
 HISTORY_COLUMNS = RUN_COLUMNS + LOAD_COLUMNS + POINT_COLUMNS + METRICS
 # What makes rows one series over commits: the point less its seed (seeds are samples of the same series), on one
 # machine (host; the device is in the identity), measured or estimated.
 SERIES = [c for c in IDENTITY if c != "seed"] + ["host", "estimated"]
 TEXT = ["run_dir", "run_ended_at", "commit", "host", "cpu", "gpu", "executor", "point_id", "peak_mem_source",
-        "eval_metric", "step_times_ms"] + [c for c in IDENTITY if column(c).is_text]
+        "eval_metric", "step_times_ms", COUNTED_BY] + [c for c in IDENTITY if column(c).is_text]
 REBUILD = "move it aside and rebuild it from the run folders: `run_bench.py history --append RUN_DIR ...`"
 
 

@@ -395,3 +395,22 @@ def test_across_machines_judges_a_real_slowdown_of_two_thread_counts(timed_runs,
     assert len(judged.regressions) >= 0.5 * n_ok_points(two) and exit_code(judged) == 1
     assert {ch.metric for ch in judged.regressions} <= {"step_time_ms_p50", "tokens_per_s"}
     assert main(["compare", timed_runs["baseline"], two, "--across-machines"]) == 1
+
+
+def test_operator_counts_of_another_torch_are_not_compared_and_a_warning_says_so(timed_runs, tmp_path):
+    """Copies, allocations, syncs and operator calls are torch's decompositions: counted by two torch versions they
+    are a change of counter, not of code. Counted by the same torch, a moved count is a regression with its size."""
+    def with_copies(run_dir, torch_version):
+        rewrite_rows(run_dir, lambda rows: [{**r, "counts_torch": torch_version or r["counts_torch"],
+                                             "copies_per_step": str(int(r["copies_per_step"]) + 5)}
+                                            if r["status"] == "ok" else r for r in rows])
+        return run_dir
+
+    base = timed_runs["baseline"]
+    counted_by = read_rows(os.path.join(base, RESULTS_FILE))[0]["counts_torch"]
+    other = compare_runs(base, with_copies(copy_run(base, tmp_path / "other"), "9.9.9"))
+    assert not [ch for ch in other.changes if ch.metric == "copies_per_step"]
+    assert any(f"counted by torch {counted_by} vs 9.9.9: not compared" in w for w in other.warnings)
+    same = compare_runs(base, with_copies(copy_run(base, tmp_path / "same"), ""))
+    moved = [ch for ch in same.regressions if ch.metric == "copies_per_step"]
+    assert moved and all("(+5 count" in ch.note for ch in moved)

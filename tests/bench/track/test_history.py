@@ -27,7 +27,7 @@ from real_run import rewrite_rows, scale_step_times
 
 from bench.cli import main
 from bench.track.acknowledged import Acknowledgement, read_acknowledged
-from bench.track.changes import MIN_RUNS, PER_GFLOP, find_changes, t_test
+from bench.track.changes import MIN_RUNS, PER_GFLOP, Observation, exact_changes, explain, find_changes, t_test
 from bench.track.rules import EXACT
 from bench.track.history import HISTORY_COLUMNS, append_history, read_history, select_series
 from bench.track.verdict import exit_code, format_verdict, verdict_json
@@ -383,3 +383,27 @@ def test_history_regressions_prints_a_table_or_json_and_exits_by_the_verdict(tmp
     assert main(["history", "regressions", "--file", history, "--acknowledged", str(acks)]) == 0
     acknowledged = int(re.search(r"^acknowledged \((\d+)\)", capsys.readouterr().out, re.M).group(1))
     assert acknowledged >= len(regressions)  # and any timing change at that commit
+
+
+def test_an_operator_count_moved_by_a_new_torch_is_a_change_of_counter_not_of_code():
+    observations = [Observation(f"{i:08d}", i, False, False, [], "") for i in range(3)]
+    changes = exact_changes("s", "copies_per_step", np.array([7.0, 9.0, 11.0]), observations,
+                            np.array(["2.13.0", "2.14.0", "2.14.0"]))
+    assert [(c.kind, c.commit_after) for c in changes] == [("counter", "00000001"), ("exact", "00000002")]
+    assert "counted by torch 2.13.0 at 00000000 vs 2.14.0 at 00000001: not compared" in changes[0].explanation
+    assert changes[1].latest and changes[1].direction == "regression"
+
+
+def test_a_timing_change_is_explained_by_the_operator_counts_that_moved_with_their_sizes():
+    kind, predicted, why = explain("step_time_ms_p50", 100.0, 1.08, [
+        ("copies_per_step", 7, 55), ("copy_bytes_per_step", 0, 12.6 * 2**20), ("syncs_per_step", 21, 53),
+        ("adapter_params", 10, 12)])
+    assert (kind, predicted) == ("explained", None)
+    assert why == "+48 copies per step, +12.6 MiB copied per step, +32 synchronisations per step, observed +8.0%"
+    kind, predicted, why = explain("step_time_ms_p50", 100.0, 1.2, [("flops_per_step", 100, 120),
+                                                                    ("syncs_per_step", 21, 53)])
+    assert kind == "explained" and predicted == pytest.approx(1.2)
+    assert why == "flops_per_step moved: it predicts +20.0%, +32 synchronisations per step, observed +20.0%"
+    kind, _, why = explain(PER_GFLOP, 1.0, 1.1, [("alloc_count_per_step", 400, 410)])
+    assert (kind, why) == ("explained", "+10 allocations per step, observed +10.0%")
+    assert explain("step_time_ms_p50", 100.0, 1.1, [("adapter_params", 10, 12)])[0] == "efficiency"
