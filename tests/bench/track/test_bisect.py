@@ -7,12 +7,11 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
-from cli_runs import REPO
+from git_clones import clone_checkout, commit, edit, git
 
 from bench.track.bisect import bisect as run_bisect
 
@@ -28,40 +27,20 @@ threads = 1
 """
 
 
-def git(repo, *args) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def history(tmp_path_factory) -> dict:
     """A fresh repository: this checkout's files as commit 0, then 15 commits, the CHANGING one adding o_proj."""
     tmp = tmp_path_factory.mktemp("bisect")
-    repo = str(tmp / "repo")
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           check=True, capture_output=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        if os.path.isfile(os.path.join(REPO, name)) and not name.startswith("tests/data/history_runs"):
-            os.makedirs(os.path.dirname(os.path.join(repo, name)) or repo, exist_ok=True)
-            shutil.copy2(os.path.join(REPO, name), os.path.join(repo, name))
-    git(repo, "init", "--quiet", "--initial-branch", "main")
-    git(repo, "config", "user.name", "bisect test")
-    git(repo, "config", "user.email", "bisect@localhost")
-    commits = []
-    for i in range(COMMITS):
+    repo = clone_checkout(str(tmp / "repo"))
+    commits = [git(repo, "rev-parse", "HEAD")]
+    for i in range(1, COMMITS):
         if i == CHANGING:
-            path = os.path.join(repo, "giva", "targets.py")
-            with open(path) as f:
-                text = f.read()
             old = '"llama": ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]'
-            assert old in text
-            with open(path, "w") as f:
-                f.write(text.replace(old, '"llama": ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]'))
-        elif i:
+            edit(repo, os.path.join("giva", "targets.py"), old, old.replace('"v_proj", ', '"v_proj", "o_proj", '))
+        else:
             with open(os.path.join(repo, "NOTES.txt"), "a") as f:
                 f.write(f"note {i}\n")
-        git(repo, "add", "-A")
-        git(repo, "commit", "--quiet", "-m", "adds o_proj to llama's targets" if i == CHANGING else f"commit {i}")
-        commits.append(git(repo, "rev-parse", "HEAD"))
+        commits.append(commit(repo, "adds o_proj to llama's targets" if i == CHANGING else f"commit {i}"))
     sweep = str(tmp / "sweep.toml")
     with open(sweep, "w") as f:
         f.write(SWEEP)
