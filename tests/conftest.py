@@ -174,9 +174,9 @@ def snapshot():
     return ModelSnapshot
 
 
-# The real datasets of ../shared/DATA.md, beside the repository (CI has them there too).
+# The real datasets of docs/tasks.md, beside the repository (CI has them there too).
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# GIVA_BENCH_DATA_DIR names them elsewhere (a git worktree one level deeper: /work/shared/data).
+# GIVA_BENCH_DATA_DIR names them elsewhere (e.g. from a git worktree one level deeper).
 DATA_DIR = os.environ.get("GIVA_BENCH_DATA_DIR") or os.path.join(REPO_ROOT, "..", "shared", "data")
 
 

@@ -38,7 +38,7 @@ class HarnessDefaults:
 
 
 # Learning rates: VeRA's and GiVA's vectors need a large step (the GiVA authors used 1e-2 on every task,
-# ../shared/METHODS.md); LoRA's matrices train at ~5e-4 in long runs, 1e-3 suits the short runs of a sweep.
+# docs/adapters.md); LoRA's matrices train at ~5e-4 in long runs, 1e-3 suits the short runs of a sweep.
 # Measured here (MiniLM, SST-2, 80 steps of batch 16, head at 1e-2, 200 dev examples, 54.5% before):
 # LoRA r8 1e-3 -> 82.5%, GiVA r8 1e-2 -> 75.0% (2e-2 -> 79.5%), VeRA r256 1e-2 -> 71.5%.
 # LoRA's alpha = 2r is the GiVA paper's ratio. A method registered in giva later gets an entry here to have

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..columns import IDENTITY, MIB, TABLE, column
+from ..results.environment import repo_relative
 from ..results.read import STATUSES, Run, load_run
 from .claims import CLAIMS_FILE, claim_verdicts, format_claim_check
 from .plots import LINESTYLES, MARKERS, PLOTS, STYLE, NoData, remove_pages, save_pages
@@ -320,7 +321,7 @@ def format_run_section(run: Run, label: str) -> list[str]:
     command = " ".join(meta.get("command") or []) or "unknown"
     device = env.get("device", "unknown") + (f" ({env['gpu']})" if env.get("gpu") else "")
     facts = [
-        ("folder", f"`{run.run_dir}`"),
+        ("folder", f"`{repo_relative(run.run_dir)}`"),
         ("command", f"`{command}`"),
         ("started / ended", f"{meta.get('started_at', '?')} / {meta.get('ended_at', 'not ended (killed or running)')}"),
         ("commit", f"`{run.commit}`" + (" (dirty working tree)" if env.get("dirty") else "")),

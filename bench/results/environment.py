@@ -14,6 +14,12 @@ from importlib import metadata
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def repo_relative(path: str) -> str:
+    """`path` relative to the repository where it lies inside it (what a checked-in report may show), else as given."""
+    full, root = os.path.realpath(path), os.path.realpath(REPO_ROOT)
+    return os.path.relpath(full, root) if os.path.commonpath([full, root]) == root else path
+
+
 def git(*args: str, cwd: str = REPO_ROOT) -> str:
     """A git command's stdout, stripped; "" when git is missing or the command fails."""
     try:

@@ -1,7 +1,7 @@
 """Text classification and regression with a sequence-classification head: the named datasets and the csv task.
 
 - sst2, trec, emotion, agnews, and the sentence pairs mrpc and stsb (regression): from data_dir (the formats of
-  ../shared/DATA.md), or by name from the Hugging Face hub when data_dir is None, as are the other GLUE tasks
+  docs/tasks.md), or by name from the Hugging Face hub when data_dir is None, as are the other GLUE tasks
   (cola, qqp, mnli, qnli, rte). csv: a user's own CSV / TSV / JSONL files, with an optional second text column (a
   pair) and real-valued labels (label_type="regression"). Reading the data is textdata.py's job, the metrics
   metrics.py's; this module adds the model, batches, loss and evaluation.

@@ -3,7 +3,7 @@
     data = load_text_data("sst2", "../shared/data", TaskOptions())   # or data_dir=None: the Hugging Face hub
     data.train_texts[0], data.label_names[data.train_labels[0]]
 
-Sources: the datasets in the formats of ../shared/DATA.md (sst2, trec, emotion,
+Sources: the datasets in the formats of docs/tasks.md (sst2, trec, emotion,
 agnews, and the sentence pairs mrpc and stsb), a user's own .csv / .tsv / .jsonl
 files (task "csv"), and Hugging Face datasets by name (the GLUE tasks among
 them); after loading, all take the same path (to_text_data), so the same checks

@@ -1,7 +1,7 @@
 """profile-quick (12 points) on the local, pool and Ray executors: wall time of each run and the step-time
 medians of the same points side by side (are timings of points run in parallel still faithful?).
 
-    PYTHONPATH=$PWD OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/executors_wall.py --out /tmp/executors-wall
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 .venv/bin/python tests/benchmarks/executors_wall.py --out reports/runs/executors-wall
     ... --local-threads 2     # the issue's local baseline (2 threads, one point at a time)
 
 Runs the three one after another, each from a fresh run directory, and prints a Markdown table.

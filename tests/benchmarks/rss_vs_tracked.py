@@ -1,6 +1,6 @@
 """Does the tracked tensor peak explain the process's RSS growth during training? (an independent reading, CPU)
 
-    cat > /tmp/rss140.toml <<EOF
+    cat > rss140.toml <<EOF
     models = ["llama-140m"]
     tasks = ["profile"]
     methods = ["lora", "vera", "giva"]
@@ -11,8 +11,8 @@
     timed_steps = 2
     threads = 1
     EOF
-    MALLOC_MMAP_THRESHOLD_=65536 .venv/bin/python run_bench.py run --config /tmp/rss140.toml --out /tmp/rss140 --no-report
-    .venv/bin/python tests/benchmarks/rss_vs_tracked.py /tmp/rss140
+    MALLOC_MMAP_THRESHOLD_=65536 .venv/bin/python run_bench.py run --config rss140.toml --out reports/runs/rss140 --no-report
+    .venv/bin/python tests/benchmarks/rss_vs_tracked.py reports/runs/rss140
 
 At the start of training the model's parameters and buffers are already resident, so the
 growth to explain is tensor_peak_bytes - tensor_params_bytes - tensor_buffers_bytes (goal:

@@ -59,8 +59,9 @@ def main() -> None:
         subprocess.run(["git", "clone", "--quiet", REPO, clone], check=True)
         for key, value in (("user.name", "history runs"), ("user.email", "history-runs@localhost")):
             subprocess.run(["git", "config", key, value], cwd=clone, check=True)
-        sweep_file = os.path.join(tmp, "sweep.toml")
-        with open(sweep_file, "w") as f:
+        # The sweep file and the runs lie inside the clone (untracked: the tree stays clean), named relatively, so
+        # meta.json records no path of this machine; each run is moved to `out` once written.
+        with open(os.path.join(clone, "sweep.toml"), "w") as f:
             f.write(SWEEP)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": clone}
         for i in range(args.runs + args.target_runs):
@@ -76,14 +77,17 @@ def main() -> None:
                     f.write(text.replace(DEFAULTS, WITH_HEAD))
             message = f"run {i:02d}: " + ("noise only" if i < args.runs else "lm_head among Llama's default targets")
             subprocess.run(["git", "commit", "--quiet", "--allow-empty", "-am", message], cwd=clone, check=True)
-            run_dir = os.path.join(out, f"run-{i:02d}")
+            name = f"run-{i:02d}"
+            run_dir = os.path.join(clone, "runs", name)
             priority = ["chrt", "-f", "1"] if args.realtime else []
-            subprocess.run([*priority, sys.executable, "run_bench.py", "run", "--config", sweep_file, "--in-process",
-                            "--no-report", "--out", run_dir], cwd=clone, env=env, check=True, capture_output=True)
+            subprocess.run([*priority, sys.executable, "run_bench.py", "run", "--config", "sweep.toml", "--in-process",
+                            "--no-report", "--out", os.path.join("runs", name)], cwd=clone, env=env, check=True,
+                           capture_output=True)
             for extra in ("logs", "curves"):
                 shutil.rmtree(os.path.join(run_dir, extra), ignore_errors=True)
             if os.path.exists(os.path.join(run_dir, ".lock")):
                 os.remove(os.path.join(run_dir, ".lock"))
+            shutil.move(run_dir, os.path.join(out, name))
             print(f"run {i:02d} written after waiting {time.time() - waited:.0f} s for a load under {args.max_load}",
                   flush=True)
     shutil.rmtree(os.path.join(out, "__pycache__"), ignore_errors=True)

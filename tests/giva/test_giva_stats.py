@@ -1,4 +1,4 @@
-"""adapter_stats against the formulas of ../shared/METHODS.md, on MiniLM's 36 default target layers."""
+"""adapter_stats against the formulas of docs/adapters.md, on MiniLM's 36 default target layers."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import pytest
 from cli_runs import REPO
 
 from bench.columns import COLUMN_NAMES, SCHEMA_VERSION, schema_markdown
+from bench.results.environment import repo_relative
 from bench.results.read import done_point_ids, read_results, read_rows
 from bench.results.rundir import repair_torn_tail
 from bench.results.write import append_row, drop_failed_rows
@@ -85,3 +86,10 @@ def test_the_checked_in_baselines_keep_their_point_ids():
         rows = latest_rows(read_rows(os.path.join(REPO, "reports", "baselines", folder, "results.csv")))
         assert {p.point_id for p in expand_grid(make_sweep_config(preset))} == {r["point_id"] for r in rows}, preset
 
+
+
+def test_a_folder_inside_the_repository_is_shown_relative_to_it_and_one_outside_as_given(tmp_path):
+    """What a report writes as its run's folder: no path of the machine for a run kept in the repository."""
+    assert repo_relative(os.path.join(REPO, "reports", "baselines", "quick-cpu")) == os.path.join("reports", "baselines",
+                                                                                                  "quick-cpu")
+    assert repo_relative(str(tmp_path)) == str(tmp_path)
