@@ -16,8 +16,8 @@ annotator's points, index 0 counted as a change point in every set), and "no cha
 asv and Otava are not the harness's dependencies: install them beside it, not into the venv (Otava pins older
 numpy and scipy), and pass that folder:
 
-    pip install --no-deps --target /tmp/cpd asv apache-otava importlib_metadata zipp lazy-importer
-    PYTHONPATH=$PWD .venv/bin/python tests/benchmarks/change_detection_eval.py --packages /tmp/cpd --tcpd TCPD
+    CPD=$(mktemp -d); pip install --no-deps --target $CPD asv apache-otava importlib_metadata zipp lazy-importer
+    PYTHONPATH=$PWD .venv/bin/python tests/benchmarks/change_detection_eval.py --packages $CPD --tcpd TCPD
 """
 
 from __future__ import annotations

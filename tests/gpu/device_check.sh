@@ -5,7 +5,7 @@
 #
 # Parts, in order, each under its own time limit and each run whatever the one before did:
 #   env     nvidia-smi, python and package versions; the wheels in .whl the machine lacks (or has older) go to
-#           /tmp/site (PYTHONPATH)
+#           $SCRATCH/site (PYTHONPATH)
 #   fast    tests/bench/run/test_gpu.py without the quick preset (bf16 points, the pool's pinning, NVML, Ray)
 #   sweep   run_bench.py run --config tests/gpu/h200.toml (llama-1b first, then llama-7b; resumable)
 #   quick   tests/bench/run/test_gpu.py's quick-preset tests (make test-gpu's run directory: GIVA_GPU_RUN_DIR)
@@ -20,9 +20,10 @@ OUT=${OUT:?set OUT to the folder that collects the results}
 BUDGET_S=${BUDGET_S:-450}
 PARTS=${PARTS:-env fast sweep quick compare}
 PY=${GPU_PY:-python3}
-SWEEP_DIR=${SWEEP_DIR:-/tmp/giva-gpu/sweep}
-QUICK_DIR=/tmp/giva-gpu/quick-gpu
-JUNIT_DIR=/tmp/giva-gpu/junit
+SCRATCH=${SCRATCH:-${TMPDIR:-/tmp}}  # what the run writes besides $OUT: the wheels' site and giva-gpu
+SWEEP_DIR=${SWEEP_DIR:-$SCRATCH/giva-gpu/sweep}
+QUICK_DIR=$SCRATCH/giva-gpu/quick-gpu
+JUNIT_DIR=$SCRATCH/giva-gpu/junit
 export PYTHONUNBUFFERED=1
 START=$(date +%s)
 mkdir -p "$OUT" "$JUNIT_DIR" "$(dirname "$SWEEP_DIR")"
@@ -73,9 +74,9 @@ for wheel in sys.argv[1:]:
 EOF
         )
         if [ -n "$wanted" ]; then
-            echo "installing into /tmp/site: $wanted"
+            echo "installing into $SCRATCH/site: $wanted"
             # shellcheck disable=SC2086
-            "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $wanted \
+            "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SCRATCH/site" $wanted \
                 || echo "pip install of the carried wheels failed"
         fi
     fi
@@ -110,7 +111,7 @@ pytest_gpu() {  # pytest_gpu NAME -k EXPRESSION: tests/bench/run/test_gpu.py, ve
     "$PY" -m pytest tests/bench/run/test_gpu.py -v -rs -p no:cacheprovider --junitxml="$JUNIT_DIR/$name.xml" "$@"
 }
 export -f environment pytest_gpu
-export PY JUNIT_DIR PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PY JUNIT_DIR PYTHONPATH="$SCRATCH/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export GIVA_GPU_RUN_DIR=$QUICK_DIR  # the quick preset's run directory, kept (make test-gpu's reports/runs/quick-gpu)
 QUICK_TESTS="quick_preset or tracked_tensor_peak"
 rm -rf "$QUICK_DIR"
@@ -134,7 +135,7 @@ if [ -f "$SWEEP_DIR/results.csv" ]; then
 else
     echo "== compare: the sweep wrote no results.csv, skipped"
 fi
-tar -czf "$OUT/logs.tar.gz" --exclude='*.png' -C /tmp giva-gpu || echo "tar of the logs failed"
+tar -czf "$OUT/logs.tar.gz" --exclude='*.png' -C "$SCRATCH" giva-gpu || echo "tar of the logs failed"
 echo "== done at +$(( $(date +%s) - START )) s; $OUT holds: $(ls "$OUT" | tr '\n' ' ')"
 exec >&- 2>&-
 wait "$TEE_PID"  # the log is whole before the command returns
