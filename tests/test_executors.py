@@ -76,11 +76,11 @@ def test_no_wait_then_collect_gathers_every_row_once(local_rows, tmp_path):
     assert submitted.returncode == 0, submitted.stderr
     assert "2 points submitted as jobs" in submitted.stdout and not read_rows(os.path.join(run_dir, "results.csv"))
     # jobs out: another executor is refused (the same one would wait for them)
-    again = run_cli("run", "--config", str(tmp_path / "sweep.toml"), *args, "--executor", "local")
+    again = run_main("run", "--config", str(tmp_path / "sweep.toml"), *args, "--executor", "local")
     assert again.returncode == 2 and "collect" in again.stderr, again.stderr
 
-    def collected_both():
-        result = run_cli("collect", run_dir)
+    def collected_both():  # collect in this process: a fresh one each time would spend seconds on its imports
+        result = run_main("collect", run_dir)
         assert result.returncode == 0, result.stderr
         return len(read_rows(os.path.join(run_dir, "results.csv"))) == 2
 
