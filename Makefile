@@ -1,5 +1,5 @@
-# Two commands on a fresh machine: `make bench` runs the quick preset,
-# `make test` runs the test suite. Both create and fill .venv on first use.
+# On a fresh machine: `make bench` runs the quick preset, `make test` the everyday tests, `make test-all` the whole
+# suite (with chromium, SLURM and Ray). Each creates and fills .venv on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch first, pinned to the CPU build these machines carry; override with
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 # Where python3 already holds torch with CUDA and this project's dependencies: make test-gpu GPU_PY=python3
 GPU_PY ?= $(PY)
 
-.PHONY: install bench test test-gpu benchmarks docs
+.PHONY: install bench test test-all test-loaded test-gpu benchmarks docs
 install: $(VENV)/.installed
 
 bench: $(VENV)/.installed
@@ -28,9 +28,19 @@ bench: $(VENV)/.installed
 
 # Two workers of one torch thread each on a 2-core machine (TEST_WORKERS=0: one process, in order).
 TEST_WORKERS ?= 2
+# What a test needs (pyproject.toml's markers): `make test` runs the tests that need none of it.
+EVERYDAY := not slow and not cluster and not browser and not gpu
 
 test: $(VENV)/.installed
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup -m "$(EVERYDAY)"
+
+# The whole suite: chromium installed and SLURM started for it (tests/cluster/test_all.sh); gpu tests skip without CUDA.
+test-all: $(VENV)/.installed
+	bash tests/cluster/test_all.sh $(PY) -n $(TEST_WORKERS) --dist loadgroup
+
+# `make test` while two busy loops keep both cores loaded (tests/cpu_hog.py): slower, never red.
+test-loaded: $(VENV)/.installed
+	$(PY) tests/cpu_hog.py -- $(MAKE) test
 
 # The documentation site into site/ (docs/cli.md first, from the parser).
 docs: $(VENV)/.installed

@@ -16,11 +16,13 @@ import os
 import subprocess
 import sys
 
+from waiting import HANG_GUARD_S
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}  # the hub's libraries fail at once, not after retries
 
 
-def run_cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: int = HANG_GUARD_S, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "run_bench.py", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env={**(os.environ if env is None else env), **OFFLINE})
 

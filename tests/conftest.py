@@ -16,6 +16,7 @@ import tempfile
 import pytest
 import torch
 import torch.nn as nn
+from waiting import HANG_GUARD_S
 
 # --- threads ------------------------------------------------------------------
 
@@ -209,7 +210,7 @@ def slurm_cluster() -> str:
     one) is used and left running. SLURM_CONF points at it meanwhile. Skips only where the packages cannot be
     installed (not root, no package registry)."""
     script = os.path.join(REPO_ROOT, "tests", "cluster", "slurm.sh")
-    up = subprocess.run(["bash", script, "up"], capture_output=True, text=True, timeout=900)
+    up = subprocess.run(["bash", script, "up"], capture_output=True, text=True, timeout=HANG_GUARD_S)
     if up.returncode == 3:
         pytest.skip(up.stderr.strip().splitlines()[-1])
     assert up.returncode == 0, f"tests/cluster/slurm.sh up failed:\n{up.stderr}"
@@ -223,7 +224,7 @@ def slurm_cluster() -> str:
     else:
         os.environ["SLURM_CONF"] = previous
     if started_here:
-        subprocess.run(["bash", script, "down"], capture_output=True, timeout=300)
+        subprocess.run(["bash", script, "down"], capture_output=True, timeout=HANG_GUARD_S)
 
 
 @pytest.fixture(scope="session")
@@ -256,12 +257,21 @@ def slurm_timeout_run(slurm_cluster, tmp_path_factory):
     threading.Thread(target=hang_points, daemon=True).start()
     yield run_dir, submit
     stop.set()
-    submit.wait(timeout=300)
+    submit.wait(timeout=HANG_GUARD_S)
     subprocess.run(["scancel", *job_ids(run_dir)], capture_output=True)
 
 
+# What a test needs, from the fixtures it uses (a test that needs what no fixture gives is marked where it is).
+NEEDS = {"slurm_cluster": "cluster", "ray_cluster": "cluster"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config, items):
-    """The SLURM tests first (in their own order): their time-limit job waits two minutes on SLURM's clock, which
-    then passes while the rest of the suite runs (on the other worker under pytest-xdist)."""
+    """Mark each test by what it needs (NEEDS; `make test` leaves out cluster, browser, gpu and slow). Then the SLURM
+    tests first (in their own order): their time-limit job waits two minutes on SLURM's clock, which then passes
+    while the rest of the suite runs (on the other worker under pytest-xdist)."""
+    for item in items:
+        for marker in sorted({NEEDS[name] for name in getattr(item, "fixturenames", ()) if name in NEEDS}):
+            item.add_marker(marker)
     items.sort(key=lambda item: 0 if item.get_closest_marker("xdist_group", None) is not None
                and item.get_closest_marker("xdist_group").args[:1] == ("slurm",) else 1)

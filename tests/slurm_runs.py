@@ -6,7 +6,8 @@ import json
 import os
 import re
 import subprocess
-import time
+
+from waiting import wait_for
 
 
 def write_sweep(path, seq_len: int, methods=("lora", "vera"), ranks=(2,), timed_steps=2, **executor) -> str:
@@ -30,11 +31,13 @@ def job_ids(run_dir: str) -> set[str]:
 def sacct(job_id: str) -> list[tuple[str, str]]:
     """(job id, state) of every run of the job's tasks, requeued runs included, from SLURM's accounting, once none
     is still pending, running or completing (a job writes its result just before it ends)."""
-    deadline = time.time() + 60
-    while True:
+    runs: list[tuple[str, str]] = []
+
+    def settled() -> bool:
         out = subprocess.run(["sacct", "-j", job_id, "--duplicates", "-X", "-n", "-P", "-o", "JobID,State"],
                              capture_output=True, text=True, check=True).stdout
-        runs = [tuple(line.split("|")) for line in out.splitlines()]
-        if not any(state in ("PENDING", "RUNNING", "COMPLETING") for _, state in runs) or time.time() > deadline:
-            return runs
-        time.sleep(0.5)
+        runs[:] = [tuple(line.split("|")) for line in out.splitlines()]
+        return not any(state in ("PENDING", "RUNNING", "COMPLETING") for _, state in runs)
+
+    wait_for(settled, poll_s=0.5)
+    return runs

@@ -1,6 +1,8 @@
 """Per-point dispatch cost of each executor, in ms, with a no-op in place of the point:
 
-    local      the fresh process every point starts with (python -c "import bench.point"), which all executors pay
+    local      the fresh process every point starts with (python -c "import bench.run.point"), which all executors pay
+    forked     a real llama-2m point in a fresh process, and the same point forked from a fork server that has made
+               the imports (bench/run/executors/forkserver.py; warm: its first point apart)
     ray        a no-op task's round trip on a local 2-CPU cluster (warm worker; the first, cold one apart)
     submitit   a no-op job of submitit's local mode, submitted and its result read (real subprocess jobs)
 
@@ -33,13 +35,35 @@ def timed_ms(fn, repeats: int) -> list[float]:
     return out
 
 
+def point_ms(repeats: int) -> dict[str, list[float]]:
+    """A llama-2m LoRA profile point (2 timed steps), in a fresh process and forked from a warm fork server."""
+    from dataclasses import asdict
+
+    from bench.config.grid import expand_grid
+    from bench.config.presets import make_sweep_config
+    from bench.run.executors.worker import run_point_forked, run_point_payload, stop_fork_servers
+
+    config = make_sweep_config(None, dict(models=["llama-2m"], tasks=["profile"], methods=["lora"], ranks=[2],
+                                          batch_sizes=[2], seq_lens=[16], warmup_steps=1, timed_steps=2, threads=1))
+    point = asdict(expand_grid(config)[0])
+    out = {"local: a llama-2m point in a fresh process": timed_ms(lambda: run_point_payload(point, 600), repeats)}
+    try:
+        run_point_forked(point, 600)  # the server starts and makes its imports
+        out["local: the same point forked from a warm server"] = timed_ms(lambda: run_point_forked(point, 600),
+                                                                         repeats)
+    finally:
+        stop_fork_servers()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     results = {}
-    results["local: fresh point process (import bench.point)"] = timed_ms(
-        lambda: subprocess.run([sys.executable, "-c", "import bench.point"], cwd=REPO, check=True), args.repeats)
+    results["local: fresh point process (import bench.run.point)"] = timed_ms(
+        lambda: subprocess.run([sys.executable, "-c", "import bench.run.point"], cwd=REPO, check=True), args.repeats)
+    results.update(point_ms(args.repeats))
 
     import ray
 

@@ -4,12 +4,14 @@ one line, exit 1 when no point succeeded. Real sweeps on llama-2m, real files, r
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from cli_runs import REPO, run_cli, run_main
+from held_points import held_cache, method_options_toml
+from waiting import HANG_GUARD_S, wait_for
 
 from bench.config.presets import make_sweep_config
 from bench.columns import COLUMN_NAMES, SCHEMA_VERSION
@@ -61,17 +63,20 @@ def ids(run_dir):
 
 
 def test_a_second_driver_is_refused_naming_the_first_and_rows_are_written_once(tmp_path):
-    # points of a few seconds each: the first driver still holds the lock when the second has imported its code
-    (tmp_path / "sweep.toml").write_text(SWEEP.replace("timed_steps = 2", "timed_steps = 400"))
+    """The first driver is stopped (SIGSTOP) once it holds the lock, so it still holds it when the second starts,
+    whatever the machine's speed; it goes on (SIGCONT) once the second is refused."""
+    (tmp_path / "sweep.toml").write_text(SWEEP)
     args = ["run", "--config", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / "run"), "--no-report"]
     first = subprocess.Popen([sys.executable, "run_bench.py", *args], cwd=REPO, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     lock = tmp_path / "run" / ".lock"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (lock.exists() and str(first.pid) in lock.read_text()):
-        time.sleep(0.1)
-    second = run_cli(*args)
-    out, err = first.communicate(timeout=600)
+    assert wait_for(lambda: lock.exists() and str(first.pid) in lock.read_text(), first), first.communicate()
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = run_cli(*args)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    out, err = first.communicate()
     assert first.returncode == 0, err
     line = one_line_error(second)
     assert "in use by another sweep" in line and f"pid {first.pid}" in line, line
@@ -155,8 +160,9 @@ set -u
 mount -t tmpfs -o size={size} tmpfs "$MNT"
 {python} run_bench.py run --config "$SWEEP" --out "$MNT/run" --no-report > "$MNT/../first.out" 2> "$MNT/../first.err" &
 driver=$!
-until [ "$(cat "$MNT/run/results.csv" 2>/dev/null | wc -l)" -ge 2 ]; do sleep 0.1; done
+until [ "$(cat "$MNT/run/results.csv" 2>/dev/null | wc -l)" -ge 3 ]; do sleep 0.1; done
 {break_it}
+exec 3>"$CACHE/meta.json"; rm "$CACHE/meta.json"; exec 3>&-
 wait $driver; echo "first=$?" > "$MNT/../first.rc"
 cp -r "$MNT/run" "$MNT/../after-first"
 {repair}
@@ -168,10 +174,12 @@ cp -r "$MNT/run" "$MNT/../after-second"
 
 @pytest.mark.parametrize("case", ["read-only", "full"])
 def test_storage_failure_stops_with_one_line_and_a_plain_rerun_finishes(tmp_path, case):
-    """A real tmpfs in a private mount namespace: made read-only, or filled, after the first row."""
+    """A real tmpfs in a private mount namespace: made read-only, or filled, after the two LoRA rows, while the
+    first GiVA point is held (tests/held_points.py; the script releases it as held_points.release does)."""
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
         pytest.skip("needs unprivileged user and mount namespaces (unshare -rm)")
-    (tmp_path / "sweep.toml").write_text(SWEEP)
+    cache = held_cache(tmp_path / "cache")
+    (tmp_path / "sweep.toml").write_text(SWEEP.replace('"vera"', '"giva"') + method_options_toml(cache))
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     break_it, repair = {
@@ -180,15 +188,15 @@ def test_storage_failure_stops_with_one_line_and_a_plain_rerun_finishes(tmp_path
         "full": ('dd if=/dev/zero of="$MNT/filler" bs=64k 2>/dev/null; true', 'rm "$MNT/filler"'),
     }[case]
     script = NAMESPACE_RUN.format(size="8m", python=sys.executable, break_it=break_it, repair=repair)
-    env = {**os.environ, "MNT": str(mnt), "SWEEP": str(tmp_path / "sweep.toml")}
-    subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=REPO, env=env, timeout=900, check=True)
+    env = {**os.environ, "MNT": str(mnt), "SWEEP": str(tmp_path / "sweep.toml"), "CACHE": cache}
+    subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=REPO, env=env, timeout=HANG_GUARD_S, check=True)
     first_err = (tmp_path / "first.err").read_text()
     assert (tmp_path / "first.rc").read_text().strip() == "first=2", first_err
     last = [line for line in first_err.splitlines() if line.startswith("run_bench.py")]
     assert len(last) == 1 and "cannot write to run directory" in last[0] and "Traceback" not in first_err, first_err
     assert ("Read-only file system" if case == "read-only" else "No space left on device") in last[0]
     kept = read_rows(str(tmp_path / "after-first" / "results.csv"))
-    assert 1 <= len(kept) < 4 and all(r["status"] == "ok" for r in kept)
+    assert [r["method"] for r in kept] == ["lora", "lora"] and all(r["status"] == "ok" for r in kept)
     assert (tmp_path / "second.rc").read_text().strip() == "second=0", (tmp_path / "second.err").read_text()
     rows = read_rows(str(tmp_path / "after-second" / "results.csv"))
     assert rows[:len(kept)] == kept  # nothing written before was lost or rewritten

@@ -6,10 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from cli_runs import REPO, run_cli, run_main
+from held_points import held_cache, method_options_toml, release
+from waiting import wait_for
 
 from bench.config.presets import make_sweep_config
 from bench.columns import COLUMN_NAMES, SCHEMA_VERSION
@@ -120,22 +121,25 @@ def test_isolated_point_crash_becomes_failed_row(tmp_path):
 
 
 def test_sigkilled_sweep_resumes_with_every_point_once(tmp_path):
+    """The driver is killed while its GiVA points are held (tests/held_points.py), after the four points before them
+    are written; released, the rerun runs the two GiVA points only."""
     run_dir = tmp_path / "run"
     args = ["run", "--config", str(tmp_path / "sweep.toml"), "--out", str(run_dir), "--no-report"]
+    cache = held_cache(tmp_path / "cache")
     (tmp_path / "sweep.toml").write_text(
         'models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["lora", "vera", "giva"]\nranks = [2, 4]\n'
         "batch_sizes = [2]\nseq_lens = [16]\nwarmup_steps = 1\ntimed_steps = 2\n"
-        "isolate = false\n")  # the driver's resume is the subject: points in its process, no 6-s import each
+        "isolate = false\n"  # the driver's resume is the subject: points in its process, no 6-s import each
+        + method_options_toml(cache))
     proc = subprocess.Popen([sys.executable, "run_bench.py", *args], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     results = run_dir / "results.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and len(read_rows(str(results))) < 2:
-        time.sleep(0.2)
+    assert wait_for(lambda: len(read_rows(str(results))) >= 4, proc), "the driver ended before the GiVA points"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = read_rows(str(results))
-    assert 2 <= len(before) < 6, "kill the sweep part way"
+    assert [r["method"] for r in before] == ["lora", "lora", "vera", "vera"], "kill the sweep part way"
+    release(cache)
     done = run_cli(*args)
     assert done.returncode == 0, done.stderr
     assert "already done" in done.stdout

@@ -61,6 +61,7 @@ def test_planted_change_is_recovered_with_enough_rank():
     assert after["eval_loss"] < 0.35 * before["eval_loss"]
 
 
+@pytest.mark.slow  # real fine-tuning
 def test_same_seed_same_accuracy(data_dir):
     """GiVA (gradient, randomized SVD), dropout and data order all follow the seed: runs repeat exactly on CPU."""
     a = sst2_run(data_dir, "giva", 4, steps=6, max_eval=64)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import signal
+import time
 
 import pytest
 import torch
@@ -231,28 +234,44 @@ def test_a_bad_point_is_a_failed_row_naming_it_and_the_estimate_goes_on(tmp_path
         run_sweep(config, str(tmp_path / "run"), ["test"])
 
 
-def test_deep_traces_run_in_processes_of_their_own_deepest_first_each_with_its_timeout(tmp_path):
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="traces run in processes of their own on 2 cores or more")
+def test_deep_traces_run_in_processes_of_their_own_deepest_first_each_with_its_timeout(tmp_path, monkeypatch):
     """Enough layers to trace (sweep.PARALLEL_TRACE_LAYERS): the traces run in forked processes, one per core, the
-    deepest model first. llama-70b's traces (over 20 s each on 2 cores) run past a 6 s point timeout and end as
-    failed rows naming it, which only a trace in a process of its own can; llama-2m's (about 1 s) finish with the
+    deepest model first. llama-70b's traces are stopped (SIGSTOP) as soon as they are forked, as a hung trace: they
+    run past the point timeout whatever the machine's speed and end as failed rows naming it, which only a trace in a
+    process of its own can; llama-2m's finish, under a timeout of 10 times their trace here (10 s at least), with the
     counts of a trace in this process."""
+    from bench.run.executors import worker
     from bench.run.sweep import PARALLEL_TRACE_LAYERS
 
-    config, points = profile_points(tmp_path, models=["llama-2m", "llama-70b"], methods=["lora", "vera"],
-                                    isolate=True, point_timeout_s=6)
+    _, points = profile_points(tmp_path, models=["llama-2m", "llama-70b"], methods=["lora", "vera"], isolate=True)
+    estimate_point(points[0])  # the first trace here imports what the fork server has imported before it forks
+    start = time.perf_counter()
+    here = {p.method: estimate_point(p) for p in points if p.model == "llama-2m"}
+    timeout_s = max(10, math.ceil(10 * (time.perf_counter() - start) / len(here)))
+    config, _ = profile_points(tmp_path, models=["llama-2m", "llama-70b"], methods=["lora", "vera"], isolate=True,
+                               point_timeout_s=timeout_s)
     assert 2 * 2 < PARALLEL_TRACE_LAYERS <= 2 * (2 + 80)  # llama-2m alone would trace here
+    started, start_forked = [], worker._start_forked
+
+    def start_stopped(argv, log_path, model, env):
+        proc = start_forked(argv, log_path, model, env)
+        started.append((model, proc is not None))  # None: a fresh process runs it, not a forked one
+        if model == "llama-70b" and proc is not None:
+            os.kill(proc.pid, signal.SIGSTOP)
+        return proc
+
+    monkeypatch.setattr(worker, "_start_forked", start_stopped)
     rows = run_sweep(config, str(tmp_path / "run"), ["test"], log=lambda _: None, estimated=True)
-    assert [r["model"] for r in rows[:2]] == ["llama-70b", "llama-70b"]  # started first, ended first (timed out)
+    assert started[:2] == [("llama-70b", True)] * 2 and sorted(started[2:]) == [("llama-2m", True)] * 2, started
+    assert len(rows) == 4
     for row in rows:
         if row["model"] == "llama-70b":
-            assert row["status"] == "failed" and "point_timeout_s=6" in row["error"], row
+            assert row["status"] == "failed" and f"point_timeout_s={timeout_s};" in row["error"], row
         else:
-            point = next(p for p in points if p.point_id == row["point_id"])
-            here = estimate_point(point)
-            assert row["status"] == here["status"] == "ok", row["error"]
-            assert all(row[c] == here[c] for c in ("flops_per_step", "init_flops", "tensor_peak_bytes",
-                                                   "init_tensor_peak_bytes", "trainable_params")), row["method"]
-    assert len(rows) == 4
+            assert row["status"] == here[row["method"]]["status"] == "ok", row["error"]
+            assert all(row[c] == here[row["method"]][c] for c in (
+                "flops_per_step", "init_flops", "tensor_peak_bytes", "init_tensor_peak_bytes", "trainable_params"))
 
 
 def test_compare_flags_a_one_layer_change_of_the_targets_exactly(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 from cli_runs import REPO
+from waiting import HANG_GUARD_S
 
 from bench.config.grid import expand_grid
 from bench.config.presets import make_sweep_config
@@ -26,7 +27,7 @@ METHODS = ["lora", "vera", "giva"]
 
 def python(code: str, **env) -> str:
     """stdout of a fresh Python process (its own CUDA context) running code, with these environment variables."""
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S,
                             env={**os.environ, **env})
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -69,7 +70,7 @@ def quick_run(tmp_path_factory) -> list[dict]:
     run_dir = os.environ.get("GIVA_GPU_RUN_DIR") or str(tmp_path_factory.mktemp("quick-gpu") / "run")
     result = subprocess.run([sys.executable, "run_bench.py", "run", "--preset", "quick", "--device", "cuda",
                              "--executor", "pool", "--out", run_dir], cwd=REPO, capture_output=True, text=True,
-                            timeout=1800)
+                            timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stderr[-3000:]
     return load_run(run_dir).rows.to_dict("records")  # numbers as floats
 
@@ -132,7 +133,7 @@ def test_nvml_reads_the_gpu_a_point_sees_with_cuda_visible_devices_at_a_non_zero
     assert python(code, CUDA_VISIBLE_DEVICES="1").strip() == "1"
     result = subprocess.run([sys.executable, "run_bench.py", "run", "--models", "llama-12m", "--tasks", "profile",
                              "--methods", "lora", "--ranks", "8", "--device", "cuda", "--out", str(tmp_path / "run")],
-                            cwd=REPO, capture_output=True, text=True, timeout=600,
+                            cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S,
                             env={**os.environ, "CUDA_VISIBLE_DEVICES": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     [row] = load_run(str(tmp_path / "run")).rows.to_dict("records")

@@ -101,7 +101,7 @@ def test_the_cli_says_it_in_one_line_exits_2_and_runs_nothing(tmp_path):
     sweep = tmp_path / "sweep.toml"
     sweep.write_text('models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["lora", "peft:vblora"]\n'
                      '[method_options."peft:vblora"]\ntrain = {lr = 1e-3}\n')
-    result = run_cli("run", "--config", str(sweep), "--out", str(tmp_path / "run"), timeout=300)
+    result = run_cli("run", "--config", str(sweep), "--out", str(tmp_path / "run"))
     assert result.returncode == 2, result.stderr
     assert "peft:vblora cannot adapt llama-2m's layers" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -12,6 +12,7 @@ from bench.run.sweep import run_sweep
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
+@pytest.mark.slow  # the quick preset, fine-tuned for real
 def test_every_method_of_the_quick_preset_learns_beyond_the_eval_noise(tmp_path):
     """Each method at its smallest rank in the preset (the hardest to move), with the preset's model, task and
     train settings: eval accuracy after minus before beyond the 95% binomial half-width of its eval set."""

@@ -9,10 +9,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 from cli_runs import REPO, run_cli
+from held_points import held_cache, method_options_toml, release
+from waiting import HANG_GUARD_S, wait_for
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 psutil = pytest.importorskip("psutil")
@@ -58,10 +59,7 @@ class RayCluster:
                 proc = subprocess.Popen([RAY, "start", "--block", "--object-store-memory", str(100 * 2**20),
                                          "--dashboard-agent-listen-port", "0", *args], stdout=log,
                                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            deadline = time.time() + 180
-            while "block forever" not in open(log_path).read() and proc.poll() is None and time.time() < deadline:
-                time.sleep(0.2)
-            if "block forever" in open(log_path).read():
+            if wait_for(lambda: "block forever" in open(log_path).read(), proc):
                 self.processes.append(proc)
                 return proc
             proc.kill()
@@ -117,7 +115,7 @@ def ray_cluster(tmp_path_factory):
                 os.environ.pop(name)
             else:
                 os.environ[name] = value
-    _, alive = psutil.wait_procs(processes, timeout=30)
+    _, alive = psutil.wait_procs(processes, timeout=HANG_GUARD_S)
     assert not alive, f"Ray processes left running: {[p.pid for p in alive]}"
 
 
@@ -159,80 +157,74 @@ def test_ray_gives_the_local_rows_and_a_crashing_point_fails_alone(cluster, tmp_
 
 
 def test_sigkilled_ray_driver_rerun_records_every_point_once(cluster, tmp_path):
+    """The driver is killed once two of its three points are written, the third (GiVA) held (tests/held_points.py);
+    Ray ends the held point with the dead driver's tasks, and the rerun, released, runs that point only."""
+    cache = held_cache(tmp_path / "cache")
     config = tmp_path / "sweep.toml"
-    config.write_text('models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["lora", "vera"]\nranks = [2, 4]\n'
-                      "batch_sizes = [2]\nseq_lens = [17]\nwarmup_steps = 1\ntimed_steps = 2\nthreads = 1\n")
+    config.write_text('models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["lora", "vera", "giva"]\n'
+                      "ranks = [2]\nbatch_sizes = [2]\nseq_lens = [17]\nwarmup_steps = 1\ntimed_steps = 2\n"
+                      "threads = 1\n" + method_options_toml(cache))
     args = ["run", "--config", str(config), "--out", str(tmp_path / "run"), "--no-report", "--executor", "ray",
             "--ray-address", cluster]
     driver = subprocess.Popen([sys.executable, "run_bench.py", *args], cwd=REPO, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     results = tmp_path / "run" / "results.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and not read_rows(str(results)):
-        time.sleep(0.2)
+    assert wait_for(lambda: len(read_rows(str(results))) == 2 and point_processes(17), driver), "the driver ended"
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     before = read_rows(str(results))
-    assert 1 <= len(before) < 4, "kill the driver part way"
-    deadline = time.time() + 60  # Ray ends a dead driver's tasks, and with them their point processes
-    while time.time() < deadline and point_processes(17):
-        time.sleep(0.5)
-    assert not point_processes(17), "points of the killed driver still run"
+    assert sorted(r["method"] for r in before) == ["lora", "vera"], "kill the driver part way"
+    wait_for(lambda: not point_processes(17))  # Ray ends a dead driver's tasks, and with them their point processes
+    release(cache)
     rerun = run_cli(*args)
     assert rerun.returncode == 0, rerun.stderr
     rows = read_rows(str(results))
     assert rows[:len(before)] == before
-    assert len(rows) == 4 and len({r["point_id"] for r in rows}) == 4 and {r["status"] for r in rows} == {"ok"}
+    assert len(rows) == 3 and len({r["point_id"] for r in rows}) == 3 and {r["status"] for r in rows} == {"ok"}
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_stopped_driver_leaves_no_point_running(cluster, tmp_path, stop):
-    """Points that would run for minutes: SIGTERM makes the driver cancel its tasks; after SIGKILL, Ray ends
-    the dead driver's tasks and the point processes die with their workers."""
-    (tmp_path / "sweep.toml").write_text('models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["lora"]\n'
+    """Points that would never end by themselves (held, tests/held_points.py): SIGTERM makes the driver cancel its
+    tasks; after SIGKILL, Ray ends the dead driver's tasks and the point processes die with their workers."""
+    (tmp_path / "sweep.toml").write_text('models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["giva"]\n'
                                          "ranks = [2, 4]\nbatch_sizes = [2]\nseq_lens = [18]\nthreads = 1\n"
-                                         "timed_steps = 100000\n")
+                                         + method_options_toml(held_cache(tmp_path / "cache")))
     args = ["run", "--config", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / "run"), "--no-report",
             "--executor", "ray", "--ray-address", cluster]
     driver = subprocess.Popen([sys.executable, "run_bench.py", *args], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and len(point_processes(18)) < 2:
-        time.sleep(0.2)
-    assert len(point_processes(18)) == 2, "the two points did not start"
+    assert wait_for(lambda: len(point_processes(18)) == 2, driver), "the two points did not start"
     driver.send_signal(stop)
-    _, err = driver.communicate(timeout=60)
+    _, err = driver.communicate()
     if stop == signal.SIGTERM:
         assert driver.returncode == 130 and "rerun the same command to resume" in err, err
-    deadline = time.time() + 30
-    while time.time() < deadline and point_processes(18):
-        time.sleep(0.2)
-    assert not point_processes(18), "the driver stopped but its points still run"
+    wait_for(lambda: not point_processes(18))
 
 
 def test_a_worker_node_killed_mid_point_gives_a_failed_row_naming_it_and_the_rerun_completes(ray_cluster, tmp_path):
-    """The worker node's raylet is killed while its point runs (a node lost); on a new node, --retry-failed runs the
-    point again. Last in the module: it replaces the module's worker node."""
+    """The worker node's raylet is killed while its point runs (a node lost; the point held, tests/held_points.py);
+    on a new node, --retry-failed runs the point again, released. Last in the module: it replaces the module's
+    worker node."""
     run_dir = str(tmp_path / "run")
-    (tmp_path / "sweep.toml").write_text('models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["lora"]\n'
+    cache = held_cache(tmp_path / "cache")
+    (tmp_path / "sweep.toml").write_text('models = ["llama-2m"]\ntasks = ["profile"]\nmethods = ["giva"]\n'
                                          "ranks = [2]\nbatch_sizes = [2]\nseq_lens = [23]\nwarmup_steps = 1\n"
-                                         "timed_steps = 2\nthreads = 1\n")
+                                         "timed_steps = 2\nthreads = 1\n" + method_options_toml(cache))
     args = ["run", "--config", str(tmp_path / "sweep.toml"), "--out", run_dir, "--no-report", "--executor", "ray",
             "--ray-address", ray_cluster.address]
     driver = subprocess.Popen([sys.executable, "run_bench.py", *args], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not point_processes(23):
-        time.sleep(0.1)
-    assert point_processes(23), "the point did not start"
+    assert wait_for(lambda: point_processes(23), driver), "the point did not start"
     [raylet] = [p for p in psutil.Process(ray_cluster.worker.pid).children(recursive=True) if p.name() == "raylet"]
     raylet.kill()
-    _, err = driver.communicate(timeout=300)
+    _, err = driver.communicate()
     assert driver.returncode == 1, err  # no point succeeded
     [row] = read_rows(os.path.join(run_dir, "results.csv"))
     assert row["status"] == "failed" and row["error"].startswith("Ray task failed:"), row["error"]
     assert "dead" in row["error"] or "died" in row["error"], row["error"]  # the node (or the worker on it)
     ray_cluster.worker = ray_cluster.start_worker()
+    release(cache)
     rerun = run_cli(*args, "--retry-failed")
     assert rerun.returncode == 0, rerun.stderr
     [again] = read_rows(os.path.join(run_dir, "results.csv"))  # the failed row gave way to the new one
@@ -241,7 +233,7 @@ def test_a_worker_node_killed_mid_point_gives_a_failed_row_naming_it_and_the_rer
 
 def test_unreachable_ray_address_is_one_line_exit_2(tmp_path):
     result = run_cli("run", "--preset", "profile-quick", "--executor", "ray", "--ray-address", "127.0.0.1:9",
-                     "--out", str(tmp_path / "run"), timeout=120)
+                     "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and "no Ray cluster answers at '127.0.0.1:9'" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert os.listdir(tmp_path / "run") == [".lock"]  # no meta.json, no results.csv

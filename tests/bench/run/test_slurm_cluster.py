@@ -12,13 +12,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import cli_runs
 import pytest
+from held_points import held_cache, method_options_toml, release
 from point_processes import point_processes
 from slurm_runs import job_ids, sacct, write_sweep
 from cli_runs import REPO
+from waiting import wait_for
 
 from bench.config.presets import load_sweep_file, make_sweep_config
 from bench.results.read import read_rows
@@ -43,20 +44,21 @@ ARRAY_SWEEP = dict(models=["llama-2m"], tasks=["profile"], methods=["lora", "ver
                    timed_steps=2, threads=1)
 
 
-def run_cli(*args, timeout=600) -> subprocess.CompletedProcess:
-    return cli_runs.run_cli(*args, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return cli_runs.run_cli(*args, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def collect_until(run_dir: str, rows: int, timeout_s: float) -> list[dict]:
+def collect_until(run_dir: str, rows: int) -> list[dict]:
     """Collect (in this process: the code `run_bench.py collect` runs) every 2 s until results.csv holds this many
     rows."""
-    deadline = time.time() + timeout_s
-    while True:
+    results = os.path.join(run_dir, "results.csv")
+
+    def collected() -> bool:
         collect(run_dir, log=print)
-        written = read_rows(os.path.join(run_dir, "results.csv"))
-        if len(written) >= rows or time.time() > deadline:
-            return written
-        time.sleep(2)
+        return len(read_rows(results)) >= rows
+
+    wait_for(collected, poll_s=2)
+    return read_rows(results)
 
 
 def key(row):
@@ -120,7 +122,7 @@ def test_no_wait_then_collect_twice_gathers_every_row_once(local_rows, tmp_path)
     local = make_sweep_config(None, {**load_sweep_file(sweep), "executor": {"kind": "local"}})
     with pytest.raises(ValueError, match="were submitted as jobs and not gathered; run `run_bench.py collect"):
         run_sweep(local, run_dir, ["test"])  # another executor cannot wait for the jobs
-    rows = collect_until(run_dir, 2, timeout_s=300)
+    rows = collect_until(run_dir, 2)
     assert sorted(map(key, rows)) == sorted(local_rows[key(r)[0]] for r in rows) and len(rows) == 2
     assert {r["executor"] for r in rows} == {"slurm"}
     again = run_cli("collect", run_dir)
@@ -130,20 +132,23 @@ def test_no_wait_then_collect_twice_gathers_every_row_once(local_rows, tmp_path)
 
 
 def test_a_killed_driver_rerun_takes_its_jobs_over_and_records_every_point_once(tmp_path):
-    """Two points, one at a time: the driver is killed once the first row is in; the rerun waits for the second
-    point's job (submitted by the killed driver) instead of submitting it again."""
+    """Two points, one at a time: the driver is killed once the first row is in, the second point (GiVA) held
+    (tests/held_points.py); released, the rerun waits for its job (submitted by the killed driver) instead of
+    submitting it again."""
     run_dir = str(tmp_path / "run")
-    sweep = write_sweep(tmp_path / "sweep.toml", 20, slurm_array_parallelism=1)
+    sweep = write_sweep(tmp_path / "sweep.toml", 20, methods=("lora", "giva"), slurm_array_parallelism=1)
+    cache = held_cache(tmp_path / "cache")
+    with open(sweep, "a") as f:
+        f.write(method_options_toml(cache))
     args = [sys.executable, "run_bench.py", "run", "--config", sweep, "--out", run_dir, "--no-report"]
     driver = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = os.path.join(run_dir, "results.csv")
-    deadline = time.time() + 300
-    while time.time() < deadline and not read_rows(results):
-        time.sleep(0.2)
+    assert wait_for(lambda: read_rows(results), driver), "the driver ended before its first row"
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     before = read_rows(results)
-    assert len(before) == 1, "kill the driver part way"
+    assert [r["method"] for r in before] == ["lora"], "kill the driver part way"
+    release(cache)
     rerun = run_cli("run", "--config", sweep, "--out", run_dir, "--no-report")
     assert rerun.returncode == 0, rerun.stderr
     rows = read_rows(results)
@@ -154,16 +159,16 @@ def test_a_killed_driver_rerun_takes_its_jobs_over_and_records_every_point_once(
 
 
 def test_a_point_cancelled_with_scancel_is_a_failed_row_naming_it(tmp_path):
+    """The point is held (tests/held_points.py): it is still running when scancel comes."""
     run_dir = str(tmp_path / "run")
-    sweep = write_sweep(tmp_path / "sweep.toml", 19, methods=("lora",), timed_steps=10**7, no_wait=True)
+    sweep = write_sweep(tmp_path / "sweep.toml", 19, methods=("giva",), no_wait=True)
+    with open(sweep, "a") as f:
+        f.write(method_options_toml(held_cache(tmp_path / "cache")))
     run_sweep(make_sweep_config(None, load_sweep_file(sweep)), run_dir, ["test"], log=print)
     [job] = job_ids(run_dir)  # one point: a single job, not an array
-    deadline = time.time() + 300
-    while time.time() < deadline and not point_processes(19):
-        time.sleep(0.2)
-    assert point_processes(19), "the point did not start"
+    wait_for(lambda: point_processes(19))
     subprocess.run(["scancel", job], check=True)
-    [row] = collect_until(run_dir, 1, timeout_s=120)
+    [row] = collect_until(run_dir, 1)
     assert row["status"] == "failed"
     assert f"job {job} (slurm) ended CANCELLED" in row["error"] and "scancel" in row["error"], row["error"]
     assert sacct(job)[-1][1].startswith("CANCELLED")
@@ -171,8 +176,8 @@ def test_a_point_cancelled_with_scancel_is_a_failed_row_naming_it(tmp_path):
 
 def test_a_point_past_its_time_limit_is_requeued_once_then_a_failed_row_naming_timeout(slurm_timeout_run):
     run_dir, submit = slurm_timeout_run
-    assert submit.wait(timeout=300) == 0, submit.stdout.read()
-    [row] = collect_until(run_dir, 1, timeout_s=300)
+    assert submit.wait() == 0, submit.stdout.read()
+    [row] = collect_until(run_dir, 1)
     [job] = job_ids(run_dir)
     assert row["status"] == "failed"
     assert f"job {job} (slurm) ended TIMEOUT: past its time limit again after one requeue" in row["error"], \

@@ -48,6 +48,7 @@ def test_mrpc_and_stsb_read_whole_as_pairs(data_dir):
 # --- training on MiniLM -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # real fine-tuning
 def test_mrpc_batch_is_a_pair_and_lora_raises_accuracy_and_f1(data_dir):
     from bench.models import get_entry, load_tokenizer
 
@@ -68,6 +69,7 @@ def test_mrpc_batch_is_a_pair_and_lora_raises_accuracy_and_f1(data_dir):
     assert result.eval_accuracy == result.eval_score == after["eval_accuracy"]
 
 
+@pytest.mark.slow  # real fine-tuning
 def test_stsb_regression_head_has_one_output_and_lora_lifts_pearson_above_half(data_dir):
     setup = setup_task("stsb", "minilm", batch_size=16, seq_len=128, seed=0, data_dir=data_dir,
                        options={"max_eval_examples": 120})

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 from git_clones import clone_checkout, commit, edit, git
+from waiting import HANG_GUARD_S
 
 from bench.track.bisect import bisect as run_bisect
 
@@ -51,7 +52,7 @@ def bisect(history: dict, *args: str) -> subprocess.CompletedProcess:
     """The repository's own run_bench.py bisect, run in it."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": history["repo"]}
     return subprocess.run([sys.executable, "run_bench.py", "bisect", *args], cwd=history["repo"], env=env,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
 
 
 def test_bisect_finds_the_flops_changing_commit_within_log2_n_plus_1_estimates(history):

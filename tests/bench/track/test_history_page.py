@@ -1,5 +1,5 @@
 """The history page (`run_bench.py history --html DIR`) in a real headless browser: Debian's chromium loads it from
-disk with no console message, and shows the regressions table and one plot per metric. `.ci/run` installs
+disk with no console message, and shows the regressions table and one plot per metric. `make test-all` installs
 chromium; where it cannot be installed the tests skip with that reason.
 """
 
@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 from test_history import TARGET_RUN, run_dirs
+from waiting import HANG_GUARD_S
 
 from bench.cli import main
 from bench.track.changes import find_changes
@@ -19,14 +20,15 @@ from bench.track.history import read_history
 from bench.track.page import page_metrics
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium to load the page (apt-get install -y chromium)")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="no chromium to load the page (apt-get install -y chromium)")]
 
 
 def load_in_browser(path: str, profile: str) -> tuple[str, list[str]]:
     """The DOM after the page loaded, and every console message the browser logged while loading it."""
     done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
                            "--v=0", f"--user-data-dir={profile}", "--dump-dom", f"file://{os.path.abspath(path)}"],
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout, [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
 
