@@ -12,7 +12,6 @@ import sys
 import pytest
 from git_clones import REPO, clone_checkout, commit, edit, git
 
-from bench.cli import COMMANDS
 from bench.track.history import read_history
 
 SWEEP = """models = ["llama-2m"]
@@ -73,9 +72,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2 and done.stderr.startswith("usage: ci/perf-gate.sh")
 
 
-# The A/B route needs `run_bench.py ab`, which lands with the branch that adds it; the test runs once it is there.
-@pytest.mark.skipif("ab" not in COMMANDS, reason="run_bench.py ab is not in this checkout yet (the A/B gate's branch "
-                    "adds it); this test runs the pull-request route once it is")
+@pytest.mark.slow  # two commits' worktrees, their estimates and rounds of fresh processes
 def test_the_pull_request_route_runs_the_ab_gate_on_base_and_head(tmp_path):
     origin = clone_checkout(str(tmp_path / "origin"))
     base = git(origin, "rev-parse", "HEAD")
